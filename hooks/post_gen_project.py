@@ -1,0 +1,101 @@
+"""Finish the generated project: keep the chosen factory's files, render secrets, say what next.
+
+Secrets are made here, with ``secrets``, and never pass through cookiecutter's context, so
+they cannot leak into the replay file. Jinja appears only inside the string literal below.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
+
+SECRET_PLACEHOLDER = "__SESSION_SECRET__"
+# Bytes of randomness per factory: HMAC-SHA512 keys as long as the hash; NaCl keys are 32 bytes.
+SECRET_BYTES = {"signed_cookie": 64, "encrypted_cookie": 32, "redis": 64}
+FILES_WITH_SECRETS = ("development.ini",)
+# The one place that says which files belong to which session storage.
+VARIANT_FILES = {
+    "cookie": ("{package}/sessions_cookie.py", "tests/test_cookie_sessions.py"),
+    "redis": ("{package}/sessions_redis.py", "tests/test_redis_sessions.py"),
+}
+GITHUB_ACTIONS_FILES = (".github",)
+
+
+def storage_variant(session_factory: str) -> str:
+    """'redis' for server-side sessions, 'cookie' for both cookie factories."""
+    return "redis" if session_factory == "redis" else "cookie"
+
+
+def remove(path: Path) -> None:
+    """Delete a file or a directory tree."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def keep_chosen_files(project: Path, answers: dict[str, Any]) -> None:
+    """Delete what the chosen options do not use; the chosen sessions module becomes sessions.py."""
+    package = answers["project_slug"]
+    chosen = storage_variant(answers["session_factory"])
+    for variant, files in VARIANT_FILES.items():
+        if variant != chosen:
+            for name in files:
+                remove(project / name.format(package=package))
+    (project / package / f"sessions_{chosen}.py").rename(project / package / "sessions.py")
+    if not answers["github_actions"]:
+        for name in GITHUB_ACTIONS_FILES:
+            remove(project / name)
+
+
+def new_secret(session_factory: str) -> str:
+    """A fresh secret for ``session_factory``: random bytes as lowercase hex."""
+    return secrets.token_hex(SECRET_BYTES[session_factory])
+
+
+def render_secrets(project: Path, session_factory: str) -> None:
+    """Replace each secret placeholder with a secret of its own."""
+    for name in FILES_WITH_SECRETS:
+        path = project / name
+        text = path.read_text(encoding="utf-8")
+        while SECRET_PLACEHOLDER in text:
+            text = text.replace(SECRET_PLACEHOLDER, new_secret(session_factory), 1)
+        path.write_text(text, encoding="utf-8")
+
+
+def next_steps(project: Path, answers: dict[str, Any]) -> str:
+    """What to type next, in order."""
+    redis_note = (
+        f"\n  # needs Redis at {answers['redis_url']} (apt-get install redis-server)"
+        if answers["session_factory"] == "redis"
+        else ""
+    )
+    return (
+        f"\nCreated {project}\n\nNext steps:\n"
+        f"  cd {project.name}\n"
+        "  python3 -m venv .venv\n"
+        '  .venv/bin/pip install -e ".[testing]"\n'
+        "  .venv/bin/pytest\n"
+        f"  .venv/bin/pserve development.ini --reload{redis_note}\n"
+        f"  # then open http://localhost:{answers['http_port']}/\n"
+    )
+
+
+def main() -> int:
+    """Finish the project in the current directory."""
+    answers = json.loads(ANSWERS_JSON)
+    project = Path.cwd()
+    keep_chosen_files(project, answers)
+    render_secrets(project, answers["session_factory"])
+    print(next_steps(project, answers))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

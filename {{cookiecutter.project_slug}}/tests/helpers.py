@@ -1,0 +1,56 @@
+"""Reading what the pages show, the way a person would."""
+
+from __future__ import annotations
+
+import re
+
+import webtest
+
+COUNTER = re.compile(r'<strong id="counter">(\d+)</strong>')
+FLASH_GROUP = re.compile(
+    r'<div\s+class="flash flash-(\w+)" role="(\w+)"[^>]*>\s*<ul>(.*?)</ul>', re.DOTALL
+)
+MESSAGE = re.compile(r"<li>(.*?)</li>", re.DOTALL)
+
+
+def counter(response: webtest.TestResponse) -> int:
+    """The visit count a counter page shows."""
+    match = COUNTER.search(response.text)
+    assert match, f"no counter on the page:\n{response.text}"
+    return int(match.group(1))
+
+
+def text(response: webtest.TestResponse) -> str:
+    """The page's words without tags, with white space folded."""
+    return " ".join(re.sub(r"<[^>]+>", " ", response.text).split())
+
+
+def flash_groups(response: webtest.TestResponse) -> dict[str, list[str]]:
+    """The flash messages on a page, by category, as HTML-escaped text."""
+    return {
+        category: MESSAGE.findall(items)
+        for category, _role, items in FLASH_GROUP.findall(response.text)
+    }
+
+
+def csrf_token(response: webtest.TestResponse) -> str:
+    """The CSRF token the page's forms send."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', response.text)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+def post_form(
+    testapp: webtest.TestApp, path: str, token: str | None = None, **fields: str
+) -> webtest.TestResponse:
+    """POST ``fields`` with the CSRF token to ``path``, as the page's form would.
+
+    Without ``token``, the home page is loaded first for it (which shows queued messages).
+    """
+    token = token or csrf_token(testapp.get("/"))
+    return testapp.post(path, {"csrf_token": token, **fields}, status=303)
+
+
+def session_cookie(testapp: webtest.TestApp) -> str:
+    """The session cookie the client holds."""
+    return testapp.cookies["session"]

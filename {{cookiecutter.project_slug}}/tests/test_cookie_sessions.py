@@ -1,0 +1,103 @@
+{%- set signed = cookiecutter.session_factory == "signed_cookie" -%}
+"""What the {{ "signed" if signed else "encrypted" }} cookie holds, and what it promises."""
+
+from __future__ import annotations
+
+import base64
+
+import webtest
+from helpers import counter, csrf_token, flash_groups, post_form, session_cookie
+from pyramid.request import Request
+from pyramid.response import Response
+
+from {{ cookiecutter.project_slug }}.flash import (
+    CATEGORIES,
+    MAX_MESSAGE_LENGTH,
+    MAX_MESSAGES_PER_CATEGORY,
+)
+from {{ cookiecutter.project_slug }}.sessions import (
+    DROPPED_MESSAGES_NOTICE,
+    make_session_factory,
+)
+from {{ cookiecutter.project_slug }}.settings import session_settings
+
+MAX_COOKIE_BYTES = 4064
+
+
+def cookie_bytes(testapp: webtest.TestApp) -> bytes:
+    """The session cookie, base64-decoded."""
+    value = session_cookie(testapp)
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+
+{% if signed %}
+def test_the_cookie_is_signed_json(testapp: webtest.TestApp) -> None:
+    testapp.get("/")
+    assert b'"counter":1' in cookie_bytes(testapp)
+
+
+def test_a_changed_cookie_starts_a_fresh_session(testapp: webtest.TestApp) -> None:
+    testapp.get("/")
+    testapp.get("/")
+    forged = cookie_bytes(testapp).replace(b'"counter":2', b'"counter":9')
+    testapp.set_cookie("session", base64.urlsafe_b64encode(forged).decode().rstrip("="))
+    assert counter(testapp.get("/")) == 1
+{%- else %}
+def test_the_cookie_reveals_nothing(testapp: webtest.TestApp) -> None:
+    testapp.get("/")
+    raw = cookie_bytes(testapp)
+    assert b"counter" not in raw
+    assert b"_csrft_" not in raw
+
+
+def test_a_changed_cookie_starts_a_fresh_session(testapp: webtest.TestApp) -> None:
+    testapp.get("/")
+    testapp.get("/")
+    raw = bytearray(cookie_bytes(testapp))
+    raw[-1] ^= 1
+    testapp.set_cookie("session", base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("="))
+    assert counter(testapp.get("/")) == 1
+{%- endif %}
+
+
+def test_a_replayed_cookie_brings_back_its_old_count(testapp: webtest.TestApp) -> None:
+    """Documented limit: cookie sessions cannot be revoked on the server."""
+    testapp.get("/")
+    copied = session_cookie(testapp)
+    testapp.get("/")
+    testapp.get("/")
+    testapp.set_cookie("session", copied)
+    assert counter(testapp.get("/")) == 2
+
+
+def test_too_many_messages_drop_rather_than_fail(testapp: webtest.TestApp, caplog) -> None:
+    token = csrf_token(testapp.get("/"))
+    long_message = "m" * MAX_MESSAGE_LENGTH
+    for number in range(MAX_MESSAGES_PER_CATEGORY):
+        for category in CATEGORIES:
+            message = f"{number}{long_message}"
+            post_form(testapp, "/flash", token, category=category, message=message)
+            assert len(session_cookie(testapp)) <= MAX_COOKIE_BYTES
+    assert "Cookie value is too long" in caplog.text
+    assert "dropped" in caplog.text
+    page = testapp.get("/")
+    assert DROPPED_MESSAGES_NOTICE in flash_groups(page)["warning"]
+    assert counter(page) == 2
+
+
+def test_a_session_too_big_without_messages_starts_afresh(app_settings: dict, caplog) -> None:
+    session = make_session_factory(session_settings(app_settings))(Request.blank("/"))
+    session["counter"] = 7
+    session["notes"] = "n" * MAX_COOKIE_BYTES
+    response = Response()
+    assert session._set_cookie(response)
+    assert "starting a fresh session" in caplog.text
+    assert dict(session) == {}
+    assert len(response.headers["Set-Cookie"]) < 300
+
+
+def test_regenerate_keeps_the_data_with_a_new_csrf_token(app_with_login) -> None:
+    token = csrf_token(app_with_login.get("/"))
+    session = app_with_login.get("/login").json["session"]
+    assert session["counter"] == 1
+    assert session["_csrft_"] != token
+    assert counter(app_with_login.get("/")) == 2

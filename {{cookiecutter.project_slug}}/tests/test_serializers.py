@@ -1,0 +1,48 @@
+"""The JSON and rotating serializers."""
+
+from __future__ import annotations
+
+import pytest
+
+from {{ cookiecutter.project_slug }}.serializers import JSONSerializer, RotatingSerializer
+
+
+class Prefixed:
+    """A toy keyed serializer: 'signs' by prefixing its key."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+
+    def dumps(self, appstruct: object) -> bytes:
+        return self.key + JSONSerializer().dumps(appstruct)
+
+    def loads(self, bstruct: bytes) -> object:
+        if not bstruct.startswith(self.key):
+            raise ValueError("wrong key")
+        return JSONSerializer().loads(bstruct[len(self.key) :])
+
+
+def test_json_round_trip_is_compact() -> None:
+    serializer = JSONSerializer()
+    assert serializer.dumps({"a": [1, "é"]}) == b'{"a":[1,"\\u00e9"]}'
+    assert serializer.loads(serializer.dumps({"a": [1, "é"]})) == {"a": [1, "é"]}
+
+
+@pytest.mark.parametrize("garbage", [b"", b"{", b"\xff\xfe", b"pickle\x80\x04"], ids=repr)
+def test_json_rejects_garbage_with_value_error(garbage: bytes) -> None:
+    with pytest.raises(ValueError):
+        JSONSerializer().loads(garbage)
+
+
+def test_rotation_writes_with_the_first_and_reads_with_any() -> None:
+    rotating = RotatingSerializer([Prefixed(b"new:"), Prefixed(b"old:")])
+    assert rotating.dumps(1) == b"new:1"
+    assert rotating.loads(b"old:2") == 2
+    assert rotating.loads(b"new:3") == 3
+    with pytest.raises(ValueError, match="matches none of the session secrets"):
+        rotating.loads(b"other:4")
+
+
+def test_rotation_needs_a_serializer() -> None:
+    with pytest.raises(ValueError, match="at least one serializer"):
+        RotatingSerializer([])

@@ -1,0 +1,29 @@
+"""The Pyramid application: sessions, a counter and flash messages."""
+
+from __future__ import annotations
+
+from pyramid.config import Configurator
+from pyramid.csrf import SessionCSRFStoragePolicy
+from pyramid.router import Router
+
+from .settings import SettingsError
+
+
+def includeme(config: Configurator) -> None:
+    """Add the whole app to ``config`` (tests include it beside views of their own)."""
+    config.include("pyramid_chameleon")
+    config.include(".sessions")
+    config.set_csrf_storage_policy(SessionCSRFStoragePolicy())
+    config.set_default_csrf_options(require_csrf=True)
+    config.include(".routes")
+    config.scan(".views")
+
+
+def main(global_config: dict, **settings: str) -> Router:
+    """Build the WSGI application; refuse to start when a session setting is unsafe."""
+    try:
+        with Configurator(settings=settings) as config:
+            config.include(includeme)
+    except SettingsError as error:
+        raise SystemExit(f"{__name__}: refusing to start: {error}") from None
+    return config.make_wsgi_app()

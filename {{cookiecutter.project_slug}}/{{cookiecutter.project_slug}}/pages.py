@@ -1,0 +1,31 @@
+"""What every page template receives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyramid.request import Request
+
+from .flash import pop_flash_groups
+
+PROJECT_NAME = {{ cookiecutter.project_name | tojson }}
+
+
+def page(request: Request, title: str, *, show_flash: bool = True, **values: Any) -> dict:
+    """The values the layout needs plus ``values``.
+
+    Flash messages are taken from the session only when ``show_flash`` is true: error
+    pages leave them queued for the next page (and must not touch a broken session).
+    """
+    return {
+        "project_name": PROJECT_NAME,
+        "title": title,
+        "flash_groups": pop_flash_groups(request.session) if show_flash else (),
+        **values,
+    }
+
+
+def error_page(request: Request, status: int, title: str, message: str) -> dict:
+    """An error page with ``status`` that leaves the session alone."""
+    request.response.status_int = status
+    return page(request, title, show_flash=False, message=message)

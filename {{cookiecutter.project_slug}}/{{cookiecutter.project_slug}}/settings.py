@@ -1,0 +1,123 @@
+"""Read and check the session settings from the ini file and the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pyramid.settings import asbool
+
+# The names of environment variables, not secrets:
+SECRET_ENV = "{{ cookiecutter.project_slug | upper }}_SESSION_SECRET"  # noqa: S105
+SECRET_FALLBACKS_ENV = "{{ cookiecutter.project_slug | upper }}_SESSION_SECRET_FALLBACKS"  # noqa: S105
+{%- if cookiecutter.session_factory == "redis" %}
+REDIS_URL_ENV = "{{ cookiecutter.project_slug | upper }}_REDIS_URL"
+{%- endif %}
+SECRET_BYTES = {{ 32 if cookiecutter.session_factory == "encrypted_cookie" else 64 }}
+MIN_TIMEOUT = 60
+MAX_TIMEOUT = 30 * 24 * 3600
+HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+class SettingsError(ValueError):
+    """A session setting is missing or unsafe; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """Everything the session factory needs, already checked."""
+
+    secrets: tuple[str, ...]
+    """The signing secret first, then previous secrets still accepted for reading."""
+    timeout: int
+    reissue_time: int
+    secure: bool
+{%- if cookiecutter.session_factory == "redis" %}
+    redis_url: str
+    redis_socket_timeout: float
+{%- endif %}
+
+    @property
+    def secret_bytes(self) -> tuple[bytes, ...]:
+        """The secrets as raw bytes, signing secret first."""
+        return tuple(bytes.fromhex(secret) for secret in self.secrets)
+
+
+def generate_secret_hint() -> str:
+    """The command that prints a fresh secret of the right form."""
+    return f"python -c 'import secrets; print(secrets.token_hex({SECRET_BYTES}))'"
+
+
+def check_secret(name: str, secret: str) -> str:
+    """Return ``secret`` if it is lowercase hex of SECRET_BYTES random bytes."""
+    if len(secret) != 2 * SECRET_BYTES or not set(secret) <= HEX_DIGITS:
+        raise SettingsError(
+            f"{name} must be {2 * SECRET_BYTES} lowercase hex characters "
+            f"({SECRET_BYTES} random bytes, got {len(secret)} characters); "
+            f"generate one with: {generate_secret_hint()}"
+        )
+    return secret
+
+
+def read_secrets(settings: Mapping[str, str], environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The signing secret (environment first, then ini) followed by its fallbacks."""
+    secret = environ.get(SECRET_ENV) or settings.get("session.secret", "").strip()
+    if not secret:
+        raise SettingsError(
+            f"no session secret: set the {SECRET_ENV} environment variable "
+            f"(generate one with: {generate_secret_hint()})"
+        )
+    name = SECRET_ENV if environ.get(SECRET_ENV) else "session.secret"
+    fallbacks = (
+        environ.get(SECRET_FALLBACKS_ENV) or settings.get("session.secret_fallbacks", "")
+    ).split()
+    return (
+        check_secret(name, secret),
+        *(check_secret(f"{name} fallback #{n}", value) for n, value in enumerate(fallbacks, 1)),
+    )
+
+
+def read_timeout(settings: Mapping[str, str]) -> int:
+    """The idle timeout in seconds, within MIN_TIMEOUT..MAX_TIMEOUT."""
+    raw = str(settings.get("session.timeout", "1200")).strip()
+    if not raw.isdigit() or not MIN_TIMEOUT <= int(raw) <= MAX_TIMEOUT:
+        raise SettingsError(
+            f"session.timeout must be a whole number of seconds from {MIN_TIMEOUT} "
+            f"to {MAX_TIMEOUT}, got {raw!r}"
+        )
+    return int(raw)
+{%- if cookiecutter.session_factory == "redis" %}
+
+
+def read_socket_timeout(settings: Mapping[str, str]) -> float:
+    """Seconds to wait for Redis before answering 503."""
+    raw = str(settings.get("session.redis_socket_timeout", "1.0")).strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 30:
+        raise SettingsError(
+            f"session.redis_socket_timeout must be seconds above 0 and at most 30, got {raw!r}"
+        )
+    return value
+{%- endif %}
+
+
+def session_settings(
+    settings: Mapping[str, str], environ: Mapping[str, str] | None = None
+) -> SessionSettings:
+    """Check and collect the ``session.*`` settings; raise SettingsError when unsafe."""
+    environ = os.environ if environ is None else environ
+    timeout = read_timeout(settings)
+    return SessionSettings(
+        secrets=read_secrets(settings, environ),
+        timeout=timeout,
+        reissue_time=timeout // 10,
+        secure=asbool(settings.get("session.secure", True)),
+{%- if cookiecutter.session_factory == "redis" %}
+        redis_url=environ.get(REDIS_URL_ENV) or settings.get("session.redis_url", ""),
+        redis_socket_timeout=read_socket_timeout(settings),
+{%- endif %}
+    )

@@ -1,0 +1,86 @@
+"""The counter pages, the forms that change the session, and the error pages."""
+
+from __future__ import annotations
+
+from pyramid.httpexceptions import HTTPBadRequest, HTTPNotFound, HTTPSeeOther
+from pyramid.request import Request
+from pyramid.view import exception_view_config, notfound_view_config, view_config, view_defaults
+
+from . import sessions
+from .flash import CATEGORIES, flash
+from .pages import error_page, page
+
+
+@view_defaults(renderer="templates/counter.pt", request_method="GET")
+class CounterViews:
+    """Two pages that share one session counter (Pyramid's quick tutorial, "sessions")."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+
+    @property
+    def counter(self) -> int:
+        """Count this visit and return the total."""
+        return sessions.increment_counter(self.request)
+
+    @view_config(route_name="home")
+    def home(self) -> dict:
+        """The home page."""
+        return page(self.request, "Home", counter=self.counter, categories=CATEGORIES)
+
+    @view_config(route_name="howdy")
+    def howdy(self) -> dict:
+        """A second page on the same counter."""
+        return page(self.request, "Howdy", counter=self.counter, categories=CATEGORIES)
+
+
+def redirect_home(request: Request) -> HTTPSeeOther:
+    """POST-redirect-GET: the browser's reload button never posts the form twice."""
+    return HTTPSeeOther(location=request.route_url("home"))
+
+
+@view_config(route_name="reset", request_method="POST")
+def reset(request: Request) -> HTTPSeeOther:
+    """Set the counter back to zero and say so on the next page."""
+    sessions.reset_counter(request)
+    flash(request.session, "success", "The counter is back to zero.")
+    return redirect_home(request)
+
+
+@view_config(route_name="flash", request_method="POST")
+def add_flash(request: Request) -> HTTPSeeOther:
+    """Queue the posted message under the posted category."""
+    category = request.POST.get("category", "")
+    message = request.POST.get("message", "")
+    if category not in CATEGORIES:
+        flash(request.session, "error", f"Pick one of: {', '.join(CATEGORIES)}.")
+    elif not message.strip():
+        flash(request.session, "warning", "Type a message to flash.")
+    else:
+        flash(request.session, category, message)
+    return redirect_home(request)
+
+
+@view_config(route_name="forget", request_method="POST")
+def forget(request: Request) -> HTTPSeeOther:
+    """End this session: the counter, queued messages and CSRF token are gone."""
+    sessions.forget_session(request)
+    flash(request.session, "info", "Your session was cleared.")
+    return redirect_home(request)
+
+
+@exception_view_config(HTTPBadRequest, renderer="templates/error.pt")
+def bad_request(error: HTTPBadRequest, request: Request) -> dict:
+    """A rejected form (most often a missing or stale CSRF token): 400, not a traceback."""
+    return error_page(
+        request,
+        400,
+        "Bad request",
+        "This form was stale or did not come from this site. Reload the page and try again.",
+    )
+
+
+@notfound_view_config(renderer="templates/error.pt")
+def not_found(error: HTTPNotFound, request: Request) -> dict:
+    """404 in the site's layout."""
+    return error_page(request, 404, "Not found", "There is no page at this address.")
