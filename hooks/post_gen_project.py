@@ -15,7 +15,7 @@ from typing import Any
 
 ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
 
-SECRET_PLACEHOLDER = "__SESSION_SECRET__"
+SECRET_PLACEHOLDER = "__SESSION_SECRET__"  # noqa: S105 - the marker post_gen replaces
 # Bytes of randomness per factory: HMAC-SHA512 keys as long as the hash; NaCl keys are 32 bytes.
 SECRET_BYTES = {"signed_cookie": 64, "encrypted_cookie": 32, "redis": 64}
 FILES_WITH_SECRETS = ("development.ini",)
@@ -41,7 +41,7 @@ def remove(path: Path) -> None:
 
 
 def keep_chosen_files(project: Path, answers: dict[str, Any]) -> None:
-    """Delete what the chosen options do not use; the chosen sessions module becomes sessions.py."""
+    """Delete what the options do not use; the chosen sessions module becomes sessions.py."""
     package = answers["project_slug"]
     chosen = storage_variant(answers["session_factory"])
     for variant, files in VARIANT_FILES.items():

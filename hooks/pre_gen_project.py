@@ -27,13 +27,11 @@ SLUG_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 # Names the generated project imports or installs, or that its layout uses.
 TAKEN_NAMES = frozenset(
-    {
-        "chameleon", "hupper", "hypothesis", "nacl", "paste", "pastedeploy", "pip",
-        "plaster", "plaster_pastedeploy", "pyramid", "pyramid_chameleon",
-        "pyramid_nacl_session", "pyramid_session_redis", "pytest", "pytest_cov", "redis",
-        "ruff", "setuptools", "tests", "translationstring", "venusian", "waitress", "webob",
-        "webtest", "zope",
-    }
+    """
+    chameleon hupper hypothesis nacl paste pastedeploy pip plaster plaster_pastedeploy
+    pyramid pyramid_chameleon pyramid_nacl_session pyramid_session_redis pytest pytest_cov
+    redis ruff setuptools tests translationstring venusian waitress webob webtest zope
+    """.split()
 )
 
 Check = Callable[[Any], "str | None"]
@@ -45,6 +43,8 @@ def check_text(field: str) -> Check:
     def check(value: Any) -> str | None:
         if not isinstance(value, str) or not value.strip():
             return "a non-empty line of text"
+        if value != value.strip():
+            return "text without leading or trailing spaces"
         if any(unicodedata.category(char).startswith("C") for char in value):
             return "one line of printable text, without newlines, tabs or control characters"
         if len(value) > MAX_TEXT_LENGTH[field]:
@@ -96,7 +96,9 @@ def whole_number_in(low: int, high: int, unit: str) -> Check:
 
 def check_redis_url(value: Any) -> str | None:
     """A redis://, rediss:// or unix:// URL that redis-py can connect to."""
-    expected = "a URL such as redis://localhost:6379/0, rediss://host:6380/0 or unix:///path/redis.sock"
+    expected = (
+        "a URL such as redis://localhost:6379/0, rediss://host:6380/0 or unix:///path/redis.sock"
+    )
     if not isinstance(value, str) or any(char.isspace() for char in value):
         return expected
     try:
@@ -157,7 +159,8 @@ def main() -> int:
     for error in errors:
         print(f"ERROR: {error}", file=sys.stderr)
     if errors:
-        print(f"ERROR: {len(errors)} answer(s) must change; nothing was generated.", file=sys.stderr)
+        summary = f"{len(errors)} answer(s) must change; nothing was generated."
+        print(f"ERROR: {summary}", file=sys.stderr)
     return 1 if errors else 0
 
 

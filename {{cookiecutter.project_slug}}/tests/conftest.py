@@ -28,7 +28,7 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 {%- if cookiecutter.session_factory == "redis" %}
 REDIS_URL_ENV = "TEST_REDIS_URL"
 # Loopback only, nothing written to disk, quiet.
-PRIVATE_SERVER_OPTIONS = "--bind 127.0.0.1 --appendonly no --loglevel warning".split()
+PRIVATE_SERVER_OPTIONS = ["--bind", "127.0.0.1", "--appendonly", "no", "--loglevel", "warning"]
 
 
 def free_port() -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html import escape
+
 import pytest
 import webtest
 from helpers import csrf_token, flash_groups, post_form, text
@@ -79,3 +81,9 @@ def test_production_cookie_is_secure(app_settings: dict) -> None:
 def test_static_files_are_served(testapp: webtest.TestApp) -> None:
     assert ".flash-error" in testapp.get("/static/app.css").text
     assert "flash-dismiss" in testapp.get("/static/app.js").text
+
+
+def test_project_name_is_escaped_on_every_page(testapp: webtest.TestApp, app_settings) -> None:
+    name = escape(app_settings["app.project_name"], quote=False)
+    assert f"<title>Home · {name}</title>" in testapp.get("/").text
+    assert f'class="brand" href="http://localhost/">{name}</a>' in testapp.get("/howdy").text

@@ -8,8 +8,6 @@ from pyramid.request import Request
 
 from .flash import pop_flash_groups
 
-PROJECT_NAME = {{ cookiecutter.project_name | tojson }}
-
 
 def page(request: Request, title: str, *, show_flash: bool = True, **values: Any) -> dict:
     """The values the layout needs plus ``values``.
@@ -18,7 +16,7 @@ def page(request: Request, title: str, *, show_flash: bool = True, **values: Any
     pages leave them queued for the next page (and must not touch a broken session).
     """
     return {
-        "project_name": PROJECT_NAME,
+        "project_name": request.registry.settings.get("app.project_name", ""),
         "title": title,
         "flash_groups": pop_flash_groups(request.session) if show_flash else (),
         **values,

@@ -1,0 +1,74 @@
+"""Shared helpers for baking the template and inspecting what comes out."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import socket
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent
+HOOKS_DIR = TEMPLATE_DIR / "hooks"
+SESSION_FACTORIES = ("signed_cookie", "encrypted_cookie", "redis")
+# Every answer combination that changes the output: factory x GitHub Actions workflow.
+SUPPORTED_COMBINATIONS = [
+    {"session_factory": factory, "github_actions": github_actions}
+    for factory, github_actions in itertools.product(SESSION_FACTORIES, (True, False))
+]
+# Answers that must render safely into TOML, ini, Python and HTML.
+AWKWARD_ANSWERS = {
+    "project_name": 'Ça "marche" 100% <b>${x}</b> \\o/',
+    "description": "Quotes ' \" and back\\slashes, 50% off, <script>alert(1)</script>, ünïcode",
+    "author_name": 'Zoë O\'Brien \\ "Dev"',
+    "author_email": "zoe@example.com",
+}
+
+
+def combination_id(answers: dict) -> str:
+    """A readable test id such as 'redis-with-ci'."""
+    ci = "with-ci" if answers["github_actions"] else "without-ci"
+    return f"{answers['session_factory']}-{ci}"
+
+
+def load_hook(name: str) -> ModuleType:
+    """Import hooks/<name>.py as a module (its Jinja lives only in string literals)."""
+    spec = importlib.util.spec_from_file_location(name, HOOKS_DIR / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def text_files(project: Path) -> list[Path]:
+    """Every file in ``project`` that is text."""
+    files = []
+    for path in sorted(project.rglob("*")):
+        if path.is_file():
+            try:
+                path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                continue
+            files.append(path)
+    return files
+
+
+@pytest.fixture
+def bake(cookies):
+    """Bake the template with ``extra_context`` and return the pytest-cookies result."""
+
+    def baker(**extra_context):
+        return cookies.bake(extra_context=extra_context)
+
+    return baker

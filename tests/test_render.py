@@ -1,0 +1,149 @@
+"""Render every answer combination and check what comes out, without installing it."""
+
+from __future__ import annotations
+
+import configparser
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import (
+    AWKWARD_ANSWERS,
+    SUPPORTED_COMBINATIONS,
+    combination_id,
+    text_files,
+)
+
+UNRENDERED = re.compile(r"{{|{%|{#|cookiecutter\.")
+FACTORY_PACKAGES = {
+    "signed_cookie": set(),
+    "encrypted_cookie": {"pyramid_nacl_session", "pynacl"},
+    "redis": {"pyramid_session_redis", "redis"},
+}
+# Words that only the named factory's code may contain.
+FACTORY_WORDS = {
+    "signed_cookie": ('salt="pyramid.session."',),
+    "encrypted_cookie": ("nacl",),
+    "redis": ("redis",),
+}
+
+
+@pytest.fixture(params=SUPPORTED_COMBINATIONS, ids=combination_id)
+def rendered(request, bake) -> tuple[dict, Path]:
+    """One rendered project per supported combination, with awkward answers."""
+    answers = {**request.param, **AWKWARD_ANSWERS, "project_slug": "shop"}
+    result = bake(**answers)
+    assert result.exit_code == 0, result.exception
+    return answers, result.project_path
+
+
+def ruff(*args: str) -> subprocess.CompletedProcess:
+    """Run the ruff this test environment has."""
+    return subprocess.run(
+        [sys.executable, "-m", "ruff", *args], capture_output=True, text=True, check=False
+    )
+
+
+def dependency_names(pyproject: dict) -> set[str]:
+    """Lowercase distribution names of the runtime dependencies."""
+    return {
+        re.split(r"[<>=!~ ;\[]", dep)[0].lower() for dep in pyproject["project"]["dependencies"]
+    }
+
+
+def test_no_template_syntax_survives(rendered) -> None:
+    _, project = rendered
+    leftovers = {
+        str(path.relative_to(project)): UNRENDERED.findall(path.read_text(encoding="utf-8"))
+        for path in text_files(project)
+        if UNRENDERED.search(path.read_text(encoding="utf-8"))
+    }
+    assert leftovers == {}
+
+
+def test_pyproject_parses_with_the_exact_answers(rendered) -> None:
+    answers, project = rendered
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["name"] == "shop"
+    assert pyproject["project"]["description"] == answers["description"]
+    assert pyproject["project"]["authors"] == [
+        {"name": answers["author_name"], "email": answers["author_email"]}
+    ]
+    testing = pyproject["project"]["optional-dependencies"]["testing"]
+    assert {"pytest", "webtest", "hypothesis"} <= {
+        re.split("[<>=]", dep)[0].lower() for dep in testing
+    }
+
+
+def test_only_the_chosen_factory_is_installed(rendered) -> None:
+    answers, project = rendered
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    common = {"pyramid", "pyramid_chameleon", "waitress"}
+    assert dependency_names(pyproject) == common | FACTORY_PACKAGES[answers["session_factory"]]
+
+
+def test_only_the_chosen_factory_has_code(rendered) -> None:
+    answers, project = rendered
+    code = "\n".join(path.read_text() for path in sorted(project.rglob("*.py")))
+    for factory, words in FACTORY_WORDS.items():
+        for word in words:
+            assert (word in code) == (factory == answers["session_factory"]), (factory, word)
+    package = project / "shop"
+    assert sorted(path.name for path in package.glob("sessions*.py")) == ["sessions.py"]
+
+
+@pytest.mark.parametrize("ini", ["development.ini", "production.ini"])
+def test_ini_files_parse(rendered, ini: str) -> None:
+    answers, project = rendered
+    parser = configparser.ConfigParser(defaults={"here": str(project), "__file__": ini})
+    parser.read(project / ini, encoding="utf-8")
+    app = dict(parser.items("app:main"))
+    assert app["use"] == "egg:shop"
+    assert app["session.timeout"] == "1200"
+    assert ("session.redis_url" in app) == (answers["session_factory"] == "redis")
+    assert parser.get("server:main", "listen").endswith(":6543")
+
+
+def test_development_has_a_secret_and_production_none(rendered) -> None:
+    _, project = rendered
+    development = (project / "development.ini").read_text()
+    assert re.search(r"^session\.secret = [0-9a-f]{64,128}$", development, re.MULTILINE)
+    assert "session.secret =" not in (project / "production.ini").read_text()
+
+
+def test_github_actions_workflow_only_when_asked(rendered) -> None:
+    answers, project = rendered
+    workflow = project / ".github" / "workflows" / "tests.yml"
+    assert workflow.exists() == answers["github_actions"]
+    if workflow.exists():
+        steps = yaml.safe_load(workflow.read_text())["jobs"]["test"]["steps"]
+        runs = " ".join(step.get("run", "") for step in steps)
+        assert "pytest" in runs
+        assert ("redis-server" in runs) == (answers["session_factory"] == "redis")
+
+
+def test_rendered_project_is_ruff_clean(rendered) -> None:
+    _, project = rendered
+    check = ruff("check", "--no-cache", str(project))
+    assert check.returncode == 0, check.stdout + check.stderr
+    formatted = ruff("format", "--no-cache", "--check", str(project))
+    assert formatted.returncode == 0, formatted.stdout + formatted.stderr
+
+
+@pytest.mark.parametrize("ini", ["development.ini", "production.ini"])
+def test_project_name_reads_back_from_the_ini(rendered, ini: str) -> None:
+    answers, project = rendered
+    parser = configparser.ConfigParser(defaults={"here": str(project), "__file__": ini})
+    parser.read(project / ini, encoding="utf-8")
+    assert parser.get("app:main", "app.project_name") == answers["project_name"]
+
+
+def test_default_answers_render(bake) -> None:
+    result = bake()
+    assert result.exit_code == 0, result.exception
+    assert result.project_path.name == "pyramid_sessions"
+    assert (result.project_path / "pyramid_sessions" / "sessions.py").exists()
