@@ -25,7 +25,13 @@ AWKWARD_ANSWERS = {
     "description": "Quotes ' \" and back\\slashes, 50% off, <script>alert(1)</script>, ünïcode",
     "author_name": 'Zoë O\'Brien \\ "Dev"',
     "author_email": "zoe@example.com",
+    "project_slug": "shop",
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Bake this repository's template wherever pytest is started from."""
+    config.option.template = str(TEMPLATE_DIR)
 
 
 def combination_id(answers: dict) -> str:

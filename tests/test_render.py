@@ -35,7 +35,7 @@ FACTORY_WORDS = {
 @pytest.fixture(params=SUPPORTED_COMBINATIONS, ids=combination_id)
 def rendered(request, bake) -> tuple[dict, Path]:
     """One rendered project per supported combination, with awkward answers."""
-    answers = {**request.param, **AWKWARD_ANSWERS, "project_slug": "shop"}
+    answers = {**request.param, **AWKWARD_ANSWERS}
     result = bake(**answers)
     assert result.exit_code == 0, result.exception
     return answers, result.project_path

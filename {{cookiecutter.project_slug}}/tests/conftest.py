@@ -21,10 +21,18 @@ from pyramid.config import Configurator
 from pyramid.paster import get_appsettings
 from pyramid.request import Request
 
-from {{ cookiecutter.project_slug }} import main
+from {{ cookiecutter.project_slug }} import main, settings
 from {{ cookiecutter.project_slug }}.sessions import regenerate_session
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+# Variables that would override the settings under test.
+SETTINGS_ENV = [
+    settings.SECRET_ENV,
+    settings.SECRET_FALLBACKS_ENV,
+{%- if cookiecutter.session_factory == "redis" %}
+    settings.REDIS_URL_ENV,
+{%- endif %}
+]
 {%- if cookiecutter.session_factory == "redis" %}
 REDIS_URL_ENV = "TEST_REDIS_URL"
 # Loopback only, nothing written to disk, quiet.
@@ -114,6 +122,13 @@ def app_settings() -> dict:
     """development.ini's settings, with this project's development secret."""
     return dict(get_appsettings(str(PROJECT_DIR / "development.ini")))
 {%- endif %}
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing from the developer's shell overrides the settings under test."""
+    for name in SETTINGS_ENV:
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

@@ -35,13 +35,6 @@ def production_settings(app_settings: dict) -> dict:
     return settings
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No secret leaks in from the developer's shell."""
-    monkeypatch.delenv(SECRET_ENV, raising=False)
-    monkeypatch.delenv(SECRET_FALLBACKS_ENV, raising=False)
-
-
 def test_production_ini_holds_no_secret() -> None:
     assert "session.secret" not in (PROJECT_DIR / "production.ini").read_text()
 

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""The template's two commands, on a machine with nothing but python3.
+
+    python3 tasks.py demo [answer=value ...]   generate a demo project and serve it on :6543
+    python3 tasks.py test [pytest options ...]  lint and run every test (CI runs exactly this)
+
+Both create .dev-venv/ with requirements-dev.txt on first use and keep it in step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+DEV_VENV = ROOT / ".dev-venv"
+REQUIREMENTS = ROOT / "requirements-dev.txt"
+DEMO_DIR = ROOT / "demo"
+LINTED = ["hooks", "tests", "tasks.py"]
+# Programs the tests drive for real, and the Debian packages that provide them.
+SYSTEM_PACKAGES = {"redis-server": "redis-server"}
+
+
+def run(command: Sequence[str | Path], cwd: Path = ROOT) -> None:
+    """Run ``command``; stop with its exit status when it fails."""
+    print("+", " ".join(str(part) for part in command), flush=True)
+    status = subprocess.run([str(part) for part in command], cwd=cwd, check=False).returncode
+    if status != 0:
+        sys.exit(status)
+
+
+def venv_python(directory: Path) -> Path:
+    """The python of the virtual environment at ``directory``, created when missing."""
+    python = directory / "bin" / "python"
+    if not python.exists():
+        venv.create(directory, with_pip=True, clear=True)
+    return python
+
+
+def dev_python() -> Path:
+    """The development environment's python, its packages in step with requirements-dev.txt."""
+    python = venv_python(DEV_VENV)
+    stamp = DEV_VENV / "requirements.sha256"
+    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != digest:
+        run([python, "-m", "pip", "install", "--quiet", "-r", REQUIREMENTS])
+        stamp.write_text(digest)
+    return python
+
+
+def ensure_system_packages() -> None:
+    """Install the programs the tests need with apt-get, or say how to get them."""
+    missing = sorted({pkg for name, pkg in SYSTEM_PACKAGES.items() if not shutil.which(name)})
+    if not missing:
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        sys.exit(f"missing programs; install the packages {' '.join(missing)} and run again")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *missing]):
+        print("+", " ".join(command), flush=True)
+        subprocess.run(command, env=env, check=True)
+
+
+def test(pytest_args: list[str]) -> None:
+    """Lint the template, then run every test on both cores."""
+    ensure_system_packages()
+    python = dev_python()
+    run([python, "-m", "ruff", "check", *LINTED])
+    run([python, "-m", "ruff", "format", "--check", *LINTED])
+    run([python, "-m", "pytest", "-n", "2", "--durations=5", *pytest_args])
+
+
+def demo(answers: list[str]) -> None:
+    """Generate demo/<slug> afresh with the default answers (or ``answers``) and serve it."""
+    python = dev_python()
+    shutil.rmtree(DEMO_DIR, ignore_errors=True)
+    run([python, "-m", "cookiecutter", "--no-input", "--output-dir", DEMO_DIR, ROOT, *answers])
+    [project] = DEMO_DIR.iterdir()
+    project_python = venv_python(project / ".venv")
+    run([project_python, "-m", "pip", "install", "--quiet", "-e", "."], cwd=project)
+    print(f"Serving {project} on http://localhost:6543/ (Ctrl+C stops it)", flush=True)
+    run([project / ".venv" / "bin" / "pserve", "development.ini"], cwd=project)
+
+
+def main(argv: list[str]) -> None:
+    """Dispatch ``demo`` or ``test``."""
+    commands = {"demo": demo, "test": test}
+    if not argv or argv[0] not in commands:
+        sys.exit(__doc__)
+    commands[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,308 @@
+"""The hooks: every answer validated with a clear one-line error; fresh secrets every time."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import SESSION_FACTORIES, TEMPLATE_DIR, load_hook
+
+pre_gen = load_hook("pre_gen_project")
+post_gen = load_hook("post_gen_project")
+
+GOOD_ANSWERS = {
+    "project_name": "Pyramid Sessions",
+    "project_slug": "pyramid_sessions",
+    "description": "A Pyramid 2 application.",
+    "author_name": "Your Name",
+    "author_email": "you@example.com",
+    "session_factory": "signed_cookie",
+    "session_timeout": "1200",
+    "redis_url": "redis://localhost:6379/0",
+    "http_port": "6543",
+    "github_actions": True,
+}
+TEXT_FIELDS = ("project_name", "description", "author_name")
+# (field, bad value, what the message must say is expected)
+BAD_ANSWERS = [
+    *[(field, "", "a non-empty line of text") for field in TEXT_FIELDS],
+    *[(field, "   ", "a non-empty line of text") for field in TEXT_FIELDS],
+    *[(field, "two\nlines", "one line of printable text") for field in TEXT_FIELDS],
+    *[(field, "tab\there", "without newlines, tabs") for field in TEXT_FIELDS],
+    *[(field, "bell\x07", "control characters") for field in TEXT_FIELDS],
+    *[(field, " padded", "without leading or trailing spaces") for field in TEXT_FIELDS],
+    ("project_name", "x" * 81, "at most 80 characters (got 81)"),
+    ("description", "x" * 301, "at most 300 characters (got 301)"),
+    ("author_name", "x" * 101, "at most 100 characters (got 101)"),
+    ("project_slug", "", "a lowercase Python package name"),
+    ("project_slug", "My_App", "a-z first, then a-z, 0-9 or _"),
+    ("project_slug", "my-app", "a-z first, then a-z, 0-9 or _"),
+    ("project_slug", "my app", "a-z first, then a-z, 0-9 or _"),
+    ("project_slug", "1app", "a-z first, then a-z, 0-9 or _"),
+    ("project_slug", "_app", "a-z first, then a-z, 0-9 or _"),
+    ("project_slug", "café", "a-z first, then a-z, 0-9 or _"),
+    ("project_slug", "class", "not a Python keyword"),
+    ("project_slug", "import", "not a Python keyword"),
+    ("project_slug", "match", "not a Python keyword"),
+    ("project_slug", "json", "not the name of a standard-library module"),
+    ("project_slug", "secrets", "not the name of a standard-library module"),
+    ("project_slug", "logging", "not the name of a standard-library module"),
+    ("project_slug", "pyramid", "not the name of a package the project uses"),
+    ("project_slug", "waitress", "not the name of a package the project uses"),
+    ("project_slug", "redis", "not the name of a package the project uses"),
+    ("project_slug", "nacl", "not the name of a package the project uses"),
+    ("project_slug", "webtest", "not the name of a package the project uses"),
+    ("project_slug", "pytest", "not the name of a package the project uses"),
+    ("project_slug", "tests", "not the name of a package the project uses"),
+    ("author_email", "not-an-email", "an e-mail address"),
+    ("author_email", "a@b", "an e-mail address"),
+    ("author_email", "a b@example.com", "an e-mail address"),
+    ("session_factory", "memcached", "one of signed_cookie, encrypted_cookie, redis"),
+    ("session_timeout", "0", "a whole number of seconds from 60 to 2592000"),
+    ("session_timeout", "59", "a whole number of seconds from 60 to 2592000"),
+    ("session_timeout", "2592001", "a whole number of seconds from 60 to 2592000"),
+    ("session_timeout", "-60", "a whole number of seconds from 60 to 2592000"),
+    ("session_timeout", "1.5", "a whole number of seconds from 60 to 2592000"),
+    ("session_timeout", "ten", "a whole number of seconds from 60 to 2592000"),
+    ("session_timeout", "١٢٠٠", "a whole number of seconds from 60 to 2592000"),
+    ("http_port", "0", "a whole number of port from 1 to 65535"),
+    ("http_port", "65536", "a whole number of port from 1 to 65535"),
+    ("http_port", "http", "a whole number of port from 1 to 65535"),
+    ("http_port", "", "a whole number of port from 1 to 65535"),
+]
+BAD_REDIS_URLS = [
+    ("http://localhost:6379/0", "the scheme must be one of redis, rediss, unix"),
+    ("localhost:6379", "the scheme must be one of redis, rediss, unix"),
+    ("redis://", "a host is missing"),
+    ("redis://:6379/0", "a host is missing"),
+    ("redis://localhost:99999/0", "the port must be 1 to 65535"),
+    ("redis://localhost:0/0", "the port must be 1 to 65535"),
+    ("redis://localhost:port/0", "the port must be 1 to 65535"),
+    ("redis://localhost/zero", "the database after the last / must be a number"),
+    ("unix://", "a unix URL needs a socket path"),
+    ("redis://local host/0", "a URL such as redis://localhost:6379/0"),
+    ("", "the scheme must be one of redis, rediss, unix"),
+]
+GOOD_REDIS_URLS = [
+    "redis://localhost:6379/0",
+    "redis://localhost",
+    "rediss://user:p%40ss@cache.example.com:6380/2",
+    "redis://[::1]:6379/0",
+    "unix:///var/run/redis/redis.sock",
+]
+
+
+def case_id(field: str, value: str) -> str:
+    """A readable id such as 'project_slug=class'."""
+    return f"{field}={value!r}"[:60]
+
+
+ALL_BAD = [
+    *[(field, value, expected) for field, value, expected in BAD_ANSWERS],
+    *[("redis_url", url, expected) for url, expected in BAD_REDIS_URLS],
+]
+ALL_BAD_IDS = [case_id(field, value) for field, value, _ in ALL_BAD]
+
+
+def answers_with(field: str, value: object) -> dict:
+    """Good answers (for the Redis factory when the field is its URL) with one changed."""
+    factory = "redis" if field == "redis_url" else GOOD_ANSWERS["session_factory"]
+    return {**GOOD_ANSWERS, "session_factory": factory, field: value}
+
+
+# ---- pre_gen_project, imported as a module -------------------------------------------
+
+
+def test_good_answers_pass() -> None:
+    assert pre_gen.validate(GOOD_ANSWERS) == []
+
+
+@pytest.mark.parametrize("factory", SESSION_FACTORIES)
+def test_every_factory_is_accepted(factory: str) -> None:
+    assert pre_gen.validate({**GOOD_ANSWERS, "session_factory": factory}) == []
+
+
+@pytest.mark.parametrize("url", GOOD_REDIS_URLS)
+def test_good_redis_urls_pass(url: str) -> None:
+    assert pre_gen.validate(answers_with("redis_url", url)) == []
+
+
+def test_redis_url_is_ignored_for_cookie_factories() -> None:
+    assert pre_gen.validate({**GOOD_ANSWERS, "redis_url": "nonsense"}) == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['Ça "marche" 100% <b>${x}</b> \\o/', "O'Brien", "Ünïcödé 日本語", "50% off; #1"],
+)
+def test_awkward_but_printable_text_is_accepted(value: str) -> None:
+    assert pre_gen.validate({**GOOD_ANSWERS, "project_name": value, "description": value}) == []
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), ALL_BAD, ids=ALL_BAD_IDS)
+def test_bad_answer_gets_one_clear_message(field: str, value: str, expected: str) -> None:
+    [message] = pre_gen.validate(answers_with(field, value))
+    assert message.startswith(f"{field}: got {value!r}; expected ")
+    assert expected in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("value", ["maybe", "yes", 1, None], ids=repr)
+def test_github_actions_must_be_a_boolean(value: object) -> None:
+    [message] = pre_gen.validate({**GOOD_ANSWERS, "github_actions": value})
+    assert message == f"github_actions: got {value!r}; expected yes or no"
+
+
+def test_every_failure_is_reported_at_once() -> None:
+    answers = {**GOOD_ANSWERS, "project_slug": "class", "http_port": "0", "author_email": "x"}
+    fields = [message.split(":")[0] for message in pre_gen.validate(answers)]
+    assert fields == ["project_slug", "author_email", "http_port"]
+
+
+def test_every_prompted_field_is_checked() -> None:
+    variables = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text())
+    prompted = {name for name in variables if not name.startswith("_")}
+    assert prompted == set(pre_gen.CHECKS) | set(pre_gen.REDIS_CHECKS)
+    assert prompted == set(variables["__prompts__"])
+
+
+# ---- pre_gen_project, run by cookiecutter --------------------------------------------
+
+
+def baked_dirs(tmp_path: Path) -> list[Path]:
+    """What the failed bakes left behind in their output directories."""
+    return [path for bake in (tmp_path / "cookies").iterdir() for path in bake.iterdir()]
+
+
+# Cookiecutter itself refuses these before any hook runs: an empty slug names no
+# directory, and a choice outside the list is rejected with a ValueError naming the field.
+REFUSED_BY_COOKIECUTTER = [("project_slug", ""), ("session_factory", "memcached")]
+BAKEABLE_BAD = [case for case in ALL_BAD if case[:2] not in REFUSED_BY_COOKIECUTTER]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    BAKEABLE_BAD,
+    ids=[case_id(field, value) for field, value, _ in BAKEABLE_BAD],
+)
+def test_bake_with_a_bad_answer_fails_and_leaves_nothing(
+    bake, tmp_path: Path, capfd, field: str, value: str, expected: str
+) -> None:
+    result = bake(**answers_with(field, value))
+    assert result.exit_code != 0
+    assert type(result.exception).__name__ == "FailedHookException"
+    errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("ERROR")]
+    assert errors[0] == f"ERROR: {field}: got {value!r}; expected " + errors[0].split("expected ")[1]
+    assert expected in errors[0]
+    assert errors[-1] == "ERROR: 1 answer(s) must change; nothing was generated."
+    assert baked_dirs(tmp_path) == []
+
+
+@pytest.mark.parametrize(("field", "value"), REFUSED_BY_COOKIECUTTER, ids=repr)
+def test_cookiecutter_refuses_some_answers_first(bake, tmp_path: Path, field, value) -> None:
+    result = bake(**{field: value})
+    assert result.exit_code != 0
+    assert baked_dirs(tmp_path) == []
+
+
+def cookiecutter_cli(tmp_path: Path, *answers: str, **env: str) -> subprocess.CompletedProcess:
+    """Run the cookiecutter command as a user would, without prompts."""
+    return subprocess.run(
+        [sys.executable, "-m", "cookiecutter", "--no-input", str(TEMPLATE_DIR), *answers],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env},
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("optimize", ["", "2"], ids=["plain", "PYTHONOPTIMIZE=2"])
+def test_cli_reports_all_errors_without_traceback(tmp_path: Path, optimize: str) -> None:
+    result = cookiecutter_cli(
+        tmp_path, "project_slug=class", "http_port=99999", PYTHONOPTIMIZE=optimize
+    )
+    assert result.returncode != 0
+    assert "ERROR: project_slug: got 'class'; expected" in result.stderr
+    assert "ERROR: http_port: got '99999'; expected" in result.stderr
+    assert "ERROR: 2 answer(s) must change" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert [path.name for path in tmp_path.iterdir() if path.name != ".cookiecutter_replay"] == []
+
+
+# ---- post_gen_project -----------------------------------------------------------------
+
+SECRET_LINE = re.compile(r"^session\.secret = (.*)$", re.MULTILINE)
+
+
+def development_secret(project: Path) -> str:
+    """The secret post_gen wrote into development.ini."""
+    match = SECRET_LINE.search((project / "development.ini").read_text())
+    assert match, "no session.secret in development.ini"
+    return match.group(1)
+
+
+@pytest.mark.parametrize("factory", SESSION_FACTORIES)
+def test_new_secret_form(factory: str) -> None:
+    secret = post_gen.new_secret(factory)
+    assert len(secret) == 2 * post_gen.SECRET_BYTES[factory]
+    assert set(secret) <= set("0123456789abcdef")
+    assert post_gen.SECRET_BYTES[factory] >= 32  # at least 256 bits
+
+
+@pytest.mark.parametrize("factory", SESSION_FACTORIES)
+def test_many_renders_give_distinct_secrets_absent_from_replay(
+    bake, factory: str, _cookiecutter_config_file
+) -> None:
+    replay_dir = Path(str(_cookiecutter_config_file)).parent / "cookiecutter_replay"
+    seen = set()
+    for _ in range(8):
+        result = bake(session_factory=factory)
+        assert result.exit_code == 0, result.exception
+        secret = development_secret(result.project_path)
+        assert len(secret) == 2 * post_gen.SECRET_BYTES[factory]
+        assert set(secret) <= set("0123456789abcdef")
+        replays = "".join(path.read_text() for path in replay_dir.glob("*.json"))
+        assert replays and secret not in replays
+        seen.add(secret)
+    assert len(seen) == 8
+
+
+def test_no_secret_in_the_template() -> None:
+    rendered_templates = [
+        path
+        for path in TEMPLATE_DIR.rglob("*")
+        if path.is_file() and ".git" not in path.parts and path.suffix in {".ini", ".json"}
+    ]
+    for path in rendered_templates:
+        assert not re.search(r"[0-9a-f]{64}", path.read_text()), path
+
+
+@pytest.mark.parametrize("factory", SESSION_FACTORIES)
+def test_unused_variant_files_are_removed(bake, factory: str) -> None:
+    result = bake(session_factory=factory, github_actions=False)
+    project = result.project_path
+    tests = sorted(path.name for path in (project / "tests").glob("test_*_sessions.py"))
+    kind = "redis" if factory == "redis" else "cookie"
+    assert tests == [f"test_{kind}_sessions.py"]
+    assert not (project / ".github").exists()
+    assert "__SESSION_SECRET__" not in (project / "development.ini").read_text()
+
+
+def test_next_steps_are_printed(bake, capfd) -> None:
+    bake(session_factory="redis", http_port="8080")
+    out = capfd.readouterr().out
+    for step in (
+        "cd pyramid_sessions",
+        "python3 -m venv .venv",
+        '.venv/bin/pip install -e ".[testing]"',
+        ".venv/bin/pytest",
+        ".venv/bin/pserve development.ini --reload",
+        "needs Redis at redis://localhost:6379/0",
+        "http://localhost:8080/",
+    ):
+        assert step in out
