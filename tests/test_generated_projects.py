@@ -12,6 +12,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,24 @@ def redis_url() -> Iterator[str]:
     stop(server)
 
 
+@contextmanager
+def serving(command: str, project: Path, env: dict[str, str], port: int) -> Iterator[None]:
+    """Run the README's serve command until the block ends."""
+    server = subprocess.Popen(
+        shlex.split(command),
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for_port(port, server)
+        yield
+    finally:
+        stop(server)
+
+
 def visit(opener: urllib.request.OpenerDirector, url: str) -> int:
     """GET a counter page and return the count it shows."""
     with opener.open(url, timeout=10) as response:
@@ -101,20 +120,11 @@ def test_readme_commands_install_test_and_serve(cookies, factory: str, redis_url
     for command in commands[:-1]:
         run(command, project, env)
 
-    server = subprocess.Popen(
-        shlex.split(commands[-1]),
-        cwd=project,
-        env={**env, "SHOP_REDIS_URL": redis_url},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    browser = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
     )
-    try:
-        wait_for_port(port, server)
-        browser = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
-        )
-        base = f"http://localhost:{port}"
+    base = f"http://localhost:{port}"
+    with serving(commands[-1], project, {**env, "SHOP_REDIS_URL": redis_url}, port):
         assert [visit(browser, f"{base}/"), visit(browser, f"{base}/howdy")] == [1, 2]
-    finally:
-        stop(server)
+    with serving(commands[-1], project, {**env, "SHOP_REDIS_URL": redis_url}, port):
+        assert visit(browser, f"{base}/") == 3, "the count did not survive a restart"
