@@ -69,6 +69,15 @@ def test_a_replayed_cookie_brings_back_its_old_count(testapp: webtest.TestApp) -
     assert counter(testapp.get("/")) == 2
 
 
+def test_concurrent_requests_with_one_cookie_can_lose_a_count(app) -> None:
+    """Documented limit: two requests sent at once both start from the same cookie."""
+    first_tab = webtest.TestApp(app)
+    first_tab.get("/")
+    second_tab = webtest.TestApp(app)
+    second_tab.set_cookie("session", session_cookie(first_tab))
+    assert counter(first_tab.get("/")) == counter(second_tab.get("/")) == 2
+
+
 def test_too_many_messages_drop_rather_than_fail(testapp: webtest.TestApp, caplog) -> None:
     token = csrf_token(testapp.get("/"))
     long_message = "m" * MAX_MESSAGE_LENGTH

@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
+import signal
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,7 +15,7 @@ import pytest
 import redis
 import webtest
 from conftest import RedisServer
-from helpers import counter, post_form, session_cookie, text
+from helpers import counter, csrf_token, post_form, session_cookie, text
 
 from {{ cookiecutter.project_slug }} import main
 from {{ cookiecutter.project_slug }}.sessions import COUNTER_KEY_PREFIX
@@ -133,3 +136,23 @@ def test_redis_outage_is_a_503_page_and_recovers(app_settings, outage_redis, cap
     assert "session store unavailable for GET /howdy" in caplog.text
     outage_redis.start()
     assert counter(testapp.get("/")) == 1
+
+
+def test_hung_redis_is_a_503_within_the_socket_timeout(app_settings, outage_redis) -> None:
+    settings = {
+        **app_settings,
+        "session.redis_url": outage_redis.url,
+        "session.redis_socket_timeout": "0.5",
+    }
+    testapp = webtest.TestApp(main({}, **settings))
+    testapp.get("/")
+    token = csrf_token(testapp.get("/"))
+    os.kill(outage_redis.process.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        testapp.get("/howdy", status=503)
+        testapp.post("/reset", {"csrf_token": token}, status=503)
+        assert time.monotonic() - started < 4
+    finally:
+        os.kill(outage_redis.process.pid, signal.SIGCONT)
+    assert counter(testapp.get("/")) == 3

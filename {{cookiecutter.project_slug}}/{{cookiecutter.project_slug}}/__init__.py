@@ -5,6 +5,7 @@ from __future__ import annotations
 from pyramid.config import Configurator
 from pyramid.csrf import SessionCSRFStoragePolicy
 from pyramid.router import Router
+from pyramid.tweens import INGRESS
 
 from .settings import SettingsError
 
@@ -12,6 +13,7 @@ from .settings import SettingsError
 def includeme(config: Configurator) -> None:
     """Add the whole app to ``config`` (tests include it beside views of their own)."""
     config.include("pyramid_chameleon")
+    config.add_tween(f"{__name__}.tweens.utf8_cookies_tween_factory", under=INGRESS)
     config.include(".sessions")
     config.set_csrf_storage_policy(SessionCSRFStoragePolicy())
     config.set_default_csrf_options(require_csrf=True)
