@@ -3,6 +3,7 @@
 
     python3 tasks.py demo [answer=value ...]   generate a demo project and serve it on :6543
     python3 tasks.py test [pytest options ...]  lint and run every test (CI runs exactly this)
+    python3 tasks.py load [--clients N ...]     load and fault test of every factory
 
 Both create .dev-venv/ with requirements-dev.txt on first use and keep it in step.
 """
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parent
 DEV_VENV = ROOT / ".dev-venv"
 REQUIREMENTS = ROOT / "requirements-dev.txt"
 DEMO_DIR = ROOT / "demo"
-LINTED = ["hooks", "tests", "tasks.py"]
+LINTED = ["hooks", "tests", "bench", "tasks.py"]
 # Programs the tests drive for real, and the Debian packages that provide them.
 SYSTEM_PACKAGES = {"redis-server": "redis-server"}
 
@@ -88,9 +89,15 @@ def demo(answers: list[str]) -> None:
     run([project / ".venv" / "bin" / "pserve", "development.ini"], cwd=project)
 
 
+def load(load_args: list[str]) -> None:
+    """Serve each factory's project under concurrent load, with a Redis outage mid-way."""
+    ensure_system_packages()
+    run([dev_python(), "-m", "bench.load", *load_args])
+
+
 def main(argv: list[str]) -> None:
-    """Dispatch ``demo`` or ``test``."""
-    commands = {"demo": demo, "test": test}
+    """Dispatch ``demo``, ``test`` or ``load``."""
+    commands = {"demo": demo, "test": test, "load": load}
     if not argv or argv[0] not in commands:
         sys.exit(__doc__)
     commands[argv[0]](argv[1:])

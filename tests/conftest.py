@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import socket
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent
-HOOKS_DIR = TEMPLATE_DIR / "hooks"
 SESSION_FACTORIES = ("signed_cookie", "encrypted_cookie", "redis")
 # Every answer combination that changes the output: factory x GitHub Actions workflow.
 SUPPORTED_COMBINATIONS = [
@@ -38,23 +33,6 @@ def combination_id(answers: dict) -> str:
     """A readable test id such as 'redis-with-ci'."""
     ci = "with-ci" if answers["github_actions"] else "without-ci"
     return f"{answers['session_factory']}-{ci}"
-
-
-def load_hook(name: str) -> ModuleType:
-    """Import hooks/<name>.py as a module (its Jinja lives only in string literals)."""
-    spec = importlib.util.spec_from_file_location(name, HOOKS_DIR / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def text_files(project: Path) -> list[Path]:

@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SESSION_FACTORIES, TEMPLATE_DIR, load_hook
+from conftest import SESSION_FACTORIES, TEMPLATE_DIR
+
+from bench.harness import load_hook
 
 pre_gen = load_hook("pre_gen_project")
 post_gen = load_hook("post_gen_project")

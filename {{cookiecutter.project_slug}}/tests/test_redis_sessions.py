@@ -16,6 +16,7 @@ import redis
 import webtest
 from conftest import RedisServer
 from helpers import counter, csrf_token, post_form, session_cookie, text
+from pyramid_session_redis.session import RedisSession
 
 from {{ cookiecutter.project_slug }} import main
 from {{ cookiecutter.project_slug }}.sessions import COUNTER_KEY_PREFIX
@@ -136,6 +137,27 @@ def test_redis_outage_is_a_503_page_and_recovers(app_settings, outage_redis, cap
     assert "session store unavailable for GET /howdy" in caplog.text
     outage_redis.start()
     assert counter(testapp.get("/")) == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "action"),
+    [("do_persist", "flash-form"), ("do_refresh", "counter-page")],
+    ids=["write-fails", "expiry-refresh-fails"],
+)
+def test_redis_failing_after_the_view_is_a_503(testapp, monkeypatch, caplog, method, action):
+    token = csrf_token(testapp.get("/"))
+
+    def fail(*args, **kwargs) -> None:
+        raise redis.ConnectionError("Redis went away after the view")
+
+    monkeypatch.setattr(RedisSession, method, fail)
+    if action == "flash-form":
+        form = {"csrf_token": token, "category": "info", "message": "hello"}
+        response = testapp.post("/flash", form, status=503)
+    else:
+        response = testapp.get("/howdy", status=503)
+    assert "Sessions are unavailable for a moment." in text(response)
+    assert "Redis went away after the view" in caplog.text
 
 
 def test_hung_redis_is_a_503_within_the_socket_timeout(app_settings, outage_redis) -> None:

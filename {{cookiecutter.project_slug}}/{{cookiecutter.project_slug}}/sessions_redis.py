@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import redis
 from pyramid.config import Configurator
 from pyramid.request import Request
+from pyramid.response import Response
+from pyramid.router import Router
 from pyramid_session_redis import RedisSessionFactory
 from pyramid_session_redis.session import RedisSession
 from webob.cookies import SignedSerializer
@@ -172,11 +174,31 @@ def includeme(config: Configurator) -> None:
     config.add_exception_view(
         session_store_unavailable, context=redis.RedisError, renderer="templates/error.pt"
     )
+    config.set_execution_policy(execution_policy)
+
+
+def execution_policy(environ: dict, router: Router) -> Response:
+    """Pyramid's policy, plus the 503 page when Redis fails after the view.
+
+    The session is written to Redis in a finished callback, after the view and outside
+    Pyramid's exception views; if Redis goes away just then, this still answers 503.
+    """
+    with router.request_context(environ) as request:
+        try:
+            return router.invoke_request(request)
+        except redis.RedisError:
+            return request.invoke_exception_view(reraise=True)
 
 
 def session_store_unavailable(error: redis.RedisError, request: Request) -> dict:
     """Redis is down or too slow: a 503 page and a log line, never a traceback."""
-    log.error("session store unavailable for %s %s: %r", request.method, request.path, error)
+    log.error(
+        "session store unavailable for %s %s: %s: %s",
+        request.method,
+        request.path,
+        type(error).__name__,
+        error,
+    )
     request.response.headers["Retry-After"] = "5"
     return error_page(
         request,
