@@ -14,6 +14,7 @@ from {{ cookiecutter.project_slug }}.flash import (
     CATEGORIES,
     MAX_MESSAGE_LENGTH,
     MAX_MESSAGES_PER_CATEGORY,
+    QUEUE,
     FlashGroup,
     flash,
     pop_flash_groups,
@@ -125,6 +126,17 @@ def test_unknown_category_is_a_programming_error(session: ISession) -> None:
 def test_blank_message_is_not_queued(session: ISession) -> None:
     flash(session, "info", " \n ")
     assert pop_flash_groups(session) == ()
+
+
+@pytest.mark.parametrize(
+    "junk",
+    ["plain text", ["info"], ["shouting", "hi"], ["info", 3], {"info": "hi"}],
+    ids=["string", "short-list", "unknown-category", "not-text", "dict"],
+)
+def test_foreign_entries_in_the_queue_are_ignored(session: ISession, junk: object) -> None:
+    session.flash(junk, queue=QUEUE)
+    flash(session, "info", "kept")
+    assert pop_flash_groups(session) == (FlashGroup("info", ("kept",)),)
 
 
 def test_flash_group_roles() -> None:

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import pytest
+{%- if cookiecutter.session_factory != "encrypted_cookie" %}
+import webob.cookies
+{%- endif %}
 
-from {{ cookiecutter.project_slug }}.serializers import JSONSerializer, RotatingSerializer
+from {{ cookiecutter.project_slug }}.serializers import (
+    JSONSerializer,
+    RotatingSerializer,
+{%- if cookiecutter.session_factory != "encrypted_cookie" %}
+    SignedSerializer,
+{%- endif %}
+)
 
 
 class Prefixed:
@@ -46,3 +55,38 @@ def test_rotation_writes_with_the_first_and_reads_with_any() -> None:
 def test_rotation_needs_a_serializer() -> None:
     with pytest.raises(ValueError, match="at least one serializer"):
         RotatingSerializer([])
+
+{%- if cookiecutter.session_factory != "encrypted_cookie" %}
+
+
+SECRET = bytes(range(64))
+
+
+def test_signed_format_is_webobs() -> None:
+    ours = SignedSerializer(SECRET, "salt.", JSONSerializer())
+    webobs = webob.cookies.SignedSerializer(SECRET, "salt.", "sha512", JSONSerializer())
+    value = {"counter": 3, "text": "ünïcode"}
+    assert ours.dumps(value) == webobs.dumps(value)
+    assert ours.loads(webobs.dumps(value)) == value
+    assert webobs.loads(ours.dumps(value)) == value
+
+
+@pytest.mark.parametrize(
+    "bstruct",
+    [b"", b"A", b"!!!!", b"x" * 200, b"\xff\xfe"],
+    ids=["empty", "one-char", "not-base64", "wrong-signature", "binary"],
+)
+def test_signed_rejects_anything_unsigned(bstruct: bytes) -> None:
+    with pytest.raises(ValueError):
+        SignedSerializer(SECRET, "salt.", JSONSerializer()).loads(bstruct)
+
+
+def test_signed_rejects_another_salt_or_secret() -> None:
+    signed = SignedSerializer(SECRET, "salt.", JSONSerializer()).dumps([1])
+    for other in (
+        SignedSerializer(SECRET, "other.", JSONSerializer()),
+        SignedSerializer(bytes(64), "salt.", JSONSerializer()),
+    ):
+        with pytest.raises(ValueError, match="invalid signature"):
+            other.loads(signed)
+{%- endif %}

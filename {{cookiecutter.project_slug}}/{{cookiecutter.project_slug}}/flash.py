@@ -9,6 +9,8 @@ from pyramid.interfaces import ISession
 CATEGORIES = ("info", "success", "warning", "error")
 MAX_MESSAGE_LENGTH = 300
 MAX_MESSAGES_PER_CATEGORY = 5
+# One queue of [category, message] pairs, so that a page reads the session once.
+QUEUE = "messages"
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,16 @@ def shorten(message: str) -> str:
     return message[: MAX_MESSAGE_LENGTH - 1] + "…"
 
 
+def is_entry(entry: object) -> bool:
+    """Whether ``entry`` is a [category, message] pair this module queued."""
+    return (
+        isinstance(entry, list)
+        and len(entry) == 2
+        and entry[0] in CATEGORIES
+        and isinstance(entry[1], str)
+    )
+
+
 def flash(session: ISession, category: str, message: str) -> None:
     """Queue ``message`` under ``category``, keeping only the newest few per category."""
     if category not in CATEGORIES:
@@ -39,15 +51,27 @@ def flash(session: ISession, category: str, message: str) -> None:
     message = shorten(message)
     if not message:
         return
-    queued = [queued for queued in session.pop_flash(category) if queued != message]
-    for kept in [*queued, message][-MAX_MESSAGES_PER_CATEGORY:]:
-        session.flash(kept, queue=category)
+    entry = [category, message]
+    kept = [old for old in session.pop_flash(QUEUE) if is_entry(old) and old != entry]
+    kept.append(entry)
+    same_category = [old for old in kept if old[0] == category]
+    for oldest in same_category[: max(0, len(same_category) - MAX_MESSAGES_PER_CATEGORY)]:
+        kept.remove(oldest)
+    for old in kept:
+        session.flash(old, queue=QUEUE)
 
 
 def pop_flash_groups(session: ISession) -> tuple[FlashGroup, ...]:
-    """Take every queued message, grouped by category; each is shown exactly once."""
+    """Take every queued message, grouped by category; each is shown exactly once.
+
+    A page with nothing queued only looks at the session, which stays unchanged.
+    """
+    if not session.peek_flash(QUEUE):
+        return ()
+    entries = [entry for entry in session.pop_flash(QUEUE) if is_entry(entry)]
+    groups = {category: [] for category in CATEGORIES}
+    for category, message in entries:
+        groups[category].append(message)
     return tuple(
-        FlashGroup(category, tuple(session.pop_flash(category)))
-        for category in CATEGORIES
-        if session.peek_flash(category)
+        FlashGroup(category, tuple(messages)) for category, messages in groups.items() if messages
     )

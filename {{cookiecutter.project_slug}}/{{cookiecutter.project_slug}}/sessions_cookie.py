@@ -30,14 +30,19 @@ from pyramid.interfaces import ISession
 from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.session import BaseCookieSessionFactory
-{%- if signed %}
-from webob.cookies import SignedSerializer
-{%- else %}
+{%- if not signed %}
 from pyramid_nacl_session import EncryptedSerializer
 {%- endif %}
 
-from .flash import CATEGORIES, flash
-from .serializers import JSONSerializer, RotatingSerializer, Serializer
+from .flash import QUEUE, flash
+from .serializers import (
+    JSONSerializer,
+    RotatingSerializer,
+    Serializer,
+{%- if signed %}
+    SignedSerializer,
+{%- endif %}
+)
 from .settings import SessionSettings, session_settings
 
 log = logging.getLogger(__name__)
@@ -50,9 +55,7 @@ DROPPED_MESSAGES_NOTICE = "Some messages were dropped to keep your session small
 def secret_serializer(secret: bytes) -> Serializer:
     """The serializer that {{ "signs" if signed else "encrypts" }} session JSON with one secret."""
 {%- if signed %}
-    return SignedSerializer(
-        secret, salt="pyramid.session.", hashalg="sha512", serializer=JSONSerializer()
-    )
+    return SignedSerializer(secret, salt="pyramid.session.", serializer=JSONSerializer())
 {%- else %}
     return EncryptedSerializer(secret, serializer=JSONSerializer())
 {%- endif %}
@@ -77,7 +80,7 @@ def make_session_factory(settings: SessionSettings) -> type[ISession]:
             try:
                 return super()._set_cookie(response)
             except ValueError as error:  # Pyramid refuses cookies over 4064 bytes
-                dropped = sum(len(self.pop_flash(category)) for category in CATEGORIES)
+                dropped = len(self.pop_flash(QUEUE))
                 log.warning("%s: dropped %d flash messages", error, dropped)
                 flash(self, "warning", DROPPED_MESSAGES_NOTICE)
             try:

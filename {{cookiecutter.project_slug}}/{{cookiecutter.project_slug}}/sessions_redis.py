@@ -21,10 +21,9 @@ from pyramid.response import Response
 from pyramid.router import Router
 from pyramid_session_redis import RedisSessionFactory
 from pyramid_session_redis.session import RedisSession
-from webob.cookies import SignedSerializer
 
 from .pages import error_page
-from .serializers import JSONSerializer, RotatingSerializer
+from .serializers import JSONSerializer, RotatingSerializer, SignedSerializer
 from .settings import SessionSettings, session_settings
 
 log = logging.getLogger(__name__)
@@ -87,7 +86,7 @@ def make_session_factory(settings: SessionSettings, client: redis.Redis) -> Call
     json_serializer = JSONSerializer()
     signer = RotatingSerializer(
         [
-            SignedSerializer(secret, "pyramid_session_redis.", "sha512", SessionIdSerializer())
+            SignedSerializer(secret, "pyramid_session_redis.", SessionIdSerializer())
             for secret in settings.secret_bytes
         ]
     )

@@ -1,0 +1,120 @@
+"""Runs inside a generated project's virtual environment (only its packages are imported).
+
+    python bench_app.py inprocess PACKAGE INI SECONDS   print in-process rates as JSON
+    python bench_app.py serve PACKAGE INI PORT THREADS   serve the bench app with waitress
+
+The bench app is the generated app plus /limit: the counter page's template rendered with
+the same layout, but without touching the session (a fixed CSRF token, no flash, no
+counter). Its rate is the limit the session pages are measured against.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import waitress
+import webtest
+from pyramid.config import Configurator
+from pyramid.paster import get_appsettings
+from pyramid.request import Request
+from pyramid.router import Router
+
+FIXED_TOKEN = "0" * 40
+ROUNDS = 5
+
+
+def make_app(package: str, ini: str) -> Router:
+    """The generated app from ``ini`` plus the no-session /limit page."""
+    pages = importlib.import_module(f"{package}.pages")
+    categories = importlib.import_module(f"{package}.flash").CATEGORIES
+
+    def limit(request: Request) -> dict:
+        return pages.page(
+            request,
+            "Home",
+            show_flash=False,
+            counter=1,
+            categories=categories,
+            csrf_token=FIXED_TOKEN,
+        )
+
+    with Configurator(settings=get_appsettings(ini)) as config:
+        config.include(package)
+        config.add_route("limit", "/limit")
+        config.add_view(limit, route_name="limit", renderer=f"{package}:templates/counter.pt")
+    return config.make_wsgi_app()
+
+
+def rate(action: Callable[[], object], seconds: float) -> float:
+    """Median calls per second of ``action`` over ROUNDS rounds of ``seconds`` each."""
+    rates = []
+    for _ in range(ROUNDS):
+        calls, started = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - started) < seconds:
+            action()
+            calls += 1
+        rates.append(calls / elapsed)
+    return statistics.median(rates)
+
+
+def request_cookie(response: webtest.TestResponse, previous: str) -> str:
+    """The Cookie header a browser would send after ``response``."""
+    set_cookie = response.headers.get("Set-Cookie")
+    return set_cookie.split(";", 1)[0] if set_cookie else previous
+
+
+def in_process(package: str, ini: str, seconds: float) -> dict:
+    """Rates of the limit page, the counter page and the flash round, with one fixed cookie.
+
+    Every request carries its Cookie header explicitly and the client's cookie jar is
+    emptied after it, so the server sees exactly one fixed session each time.
+    """
+    client = webtest.TestApp(make_app(package, ini), lint=False)
+
+    def send(method: str, path: str, cookie: str, **options) -> webtest.TestResponse:
+        response = getattr(client, method)(path, headers={"Cookie": cookie}, **options)
+        client.cookiejar.clear()
+        return response
+
+    first = send("get", "/", "")
+    cookie = request_cookie(first, "")
+    token = first.text.split('name="csrf_token" value="')[1].split('"')[0]
+    form = {"csrf_token": token, "category": "info", "message": "hello"}
+
+    def flash_round() -> None:
+        send("get", "/", request_cookie(send("post", "/flash", cookie, params=form), cookie))
+
+    queued, set_cookie = cookie, first.headers["Set-Cookie"]
+    for category in ("info", "success", "warning"):
+        posted = send("post", "/flash", queued, params={**form, "category": category})
+        queued = request_cookie(posted, queued)
+        set_cookie = posted.headers.get("Set-Cookie", set_cookie)
+    return {
+        "limit": rate(lambda: send("get", "/limit", cookie), seconds),
+        "counter": rate(lambda: send("get", "/", cookie), seconds),
+        "flash_round": rate(flash_round, seconds),
+        "set_cookie_bytes": len(set_cookie),
+        "cookie": cookie,
+        "token": token,
+    }
+
+
+def main(argv: list[str]) -> None:
+    """Dispatch ``inprocess`` or ``serve``."""
+    command, package, ini = argv[:3]
+    if command == "inprocess":
+        print(json.dumps(in_process(package, ini, float(argv[3]))))
+    elif command == "serve":
+        app = make_app(package, ini)
+        waitress.serve(app, listen=f"127.0.0.1:{argv[3]}", threads=int(argv[4]), _quiet=True)
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,222 @@
+"""Measure every session factory against the same app's no-session limit, in one run.
+
+    python3 tasks.py bench [--seconds 2] [--suite]
+
+For each factory: render the template, install the project as its README says, then
+measure with production.ini (a fresh secret in the environment, a private Redis):
+in-process (WebTest, one fixed cookie sent with every request) and served by waitress
+under wrk on loopback, the rates of the counter page and of the flash POST-redirect-GET
+round, each as a ratio to /limit (the counter page's template without the session);
+the Set-Cookie size with three flash messages queued; the render time; and, with
+--suite, the wall time of `python3 tasks.py test`. Prints a Markdown report and writes
+bench/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.harness import (
+    ROOT,
+    clean_environment,
+    free_port,
+    install,
+    production_env,
+    redis_server,
+    render,
+    start,
+    stop,
+)
+
+FACTORIES = ("signed_cookie", "encrypted_cookie", "redis")
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS = BENCH_DIR / "results" / "latest.json"
+SLUG = "benchapp"
+WRK_RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
+SERVER_THREADS = 4
+WRK_CONNECTIONS = 8
+# wrk runs once per figure, as long as the in-process rounds together.
+WRK_ROUNDS = 3
+
+
+def bench_app(project: Path, command: str, *extra: str) -> list[str]:
+    """The command line that runs bench_app.py ``command`` with the project's python."""
+    python = str(project / ".venv" / "bin" / "python")
+    return [python, str(BENCH_DIR / "bench_app.py"), command, SLUG, "production.ini", *extra]
+
+
+def in_process(project: Path, env: dict[str, str], seconds: float) -> dict:
+    """In-process rates, measured by bench_app.py inside the project's environment."""
+    result = subprocess.run(
+        bench_app(project, "inprocess", str(seconds)),
+        cwd=project,
+        env=clean_environment(**env),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"bench_app.py inprocess failed:\n{result.stderr}")
+    return json.loads(result.stdout)
+
+
+def wrk(url: str, seconds: float, *options: str, script_args: tuple[str, ...] = ()) -> float:
+    """Requests per second that wrk reaches against ``url``."""
+    duration = f"-d{max(1, round(seconds))}s"  # wrk takes whole seconds
+    command = ["wrk", "-t1", f"-c{WRK_CONNECTIONS}", duration, *options, url]
+    if script_args:
+        command += ["--", *script_args]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    match = WRK_RATE.search(output)
+    if not match:
+        raise ValueError(f"no rate in wrk's output:\n{output}")
+    return float(match.group(1))
+
+
+def served(project: Path, env: dict[str, str], seconds: float, cookie: str, token: str) -> dict:
+    """Rates under wrk, the app served by waitress on loopback."""
+    port = free_port()
+    server = start(
+        bench_app(project, "serve", str(port), str(SERVER_THREADS)),
+        port,
+        cwd=project,
+        env=clean_environment(**env),
+    )
+    base = f"http://127.0.0.1:{port}"
+    with_cookie = ("-H", f"Cookie: {cookie}")
+    try:
+        wrk(f"{base}/", 1, *with_cookie)  # warm up: template compilation, connection pools
+        return {
+            "limit": wrk(f"{base}/limit", seconds, *with_cookie),
+            "counter": wrk(f"{base}/", seconds, *with_cookie),
+            "flash_round": wrk(
+                base,
+                seconds,
+                "-s",
+                str(BENCH_DIR / "flash_round.lua"),
+                script_args=(token, cookie),
+            )
+            / 2,
+        }
+    finally:
+        stop(server)
+
+
+def measure_factory(factory: str, workdir: Path, seconds: float) -> dict:
+    """Everything measured for one factory."""
+    project = render(workdir / factory, session_factory=factory, project_slug=SLUG)
+    install(project)
+    with redis_server() as redis:
+        env = production_env(project, factory, redis.url if factory == "redis" else "")
+        inside = in_process(project, env, seconds)
+        outside = served(project, env, WRK_ROUNDS * seconds, inside["cookie"], inside["token"])
+    return {
+        "set_cookie_bytes": inside["set_cookie_bytes"],
+        "in_process": {key: inside[key] for key in ("limit", "counter", "flash_round")},
+        "served": outside,
+    }
+
+
+def render_seconds(workdir: Path, rounds: int = 5) -> float:
+    """Median wall time of rendering the template with the default answers."""
+    times = []
+    for number in range(rounds):
+        started = time.perf_counter()
+        render(workdir / f"render{number}")
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def suite_seconds() -> float:
+    """Wall time of the template's whole test suite."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, str(ROOT / "tasks.py"), "test"], cwd=ROOT, check=True)
+    return time.perf_counter() - started
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
+
+
+def ratio(rates: dict, key: str) -> float:
+    """``key``'s rate as a fraction of the no-session limit."""
+    return rates[key] / rates["limit"]
+
+
+def report(results: dict) -> str:
+    """The results as Markdown tables."""
+    lines = [
+        f"Machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, "
+        f"Python {results['machine']['python']}",
+        "",
+        "| factory | mode | limit req/s | counter req/s | counter ratio "
+        "| flash rounds/s | flash ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for factory, figures in results["factories"].items():
+        for mode in ("in_process", "served"):
+            rates = figures[mode]
+            lines.append(
+                f"| {factory} | {mode.replace('_', '-')} | {rates['limit']:.0f} "
+                f"| {rates['counter']:.0f} | {ratio(rates, 'counter'):.2f} "
+                f"| {rates['flash_round']:.0f} | {ratio(rates, 'flash_round'):.2f} |"
+            )
+    lines += ["", "| factory | Set-Cookie bytes (counter + 3 flash messages) |", "|---|---|"]
+    lines += [
+        f"| {factory} | {figures['set_cookie_bytes']} |"
+        for factory, figures in results["factories"].items()
+    ]
+    lines += ["", f"Render time (default answers): {results['render_seconds'] * 1000:.0f} ms"]
+    if "suite_seconds" in results:
+        lines.append(
+            f"Template test suite (`python3 tasks.py test`): {results['suite_seconds']:.0f} s"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure, print the report, and save the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=2.0, help="per measurement round")
+    parser.add_argument("--factory", action="append", choices=FACTORIES)
+    parser.add_argument("--suite", action="store_true", help="also time the test suite")
+    args = parser.parse_args(argv)
+    if not 0.2 <= args.seconds <= 60:
+        parser.error("--seconds must be 0.2 to 60")
+    results: dict = {"machine": machine(), "factories": {}}
+    with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+        for factory in args.factory or FACTORIES:
+            results["factories"][factory] = measure_factory(factory, Path(workdir), args.seconds)
+        results["render_seconds"] = render_seconds(Path(workdir))
+    if args.suite:
+        results["suite_seconds"] = suite_seconds()
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2))
+    print(report(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
