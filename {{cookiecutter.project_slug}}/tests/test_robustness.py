@@ -6,6 +6,9 @@ import secrets
 import time
 
 import pytest
+{%- if cookiecutter.session_factory == "redis" %}
+import redis
+{%- endif %}
 import webtest
 from helpers import counter, session_cookie
 from hypothesis import HealthCheck, example, given, settings
@@ -91,7 +94,15 @@ def test_session_within_the_timeout_survives(app, app_settings, monkeypatch) -> 
     later = time.time() + int(app_settings["session.timeout"]) - 30
     monkeypatch.setattr(EXPIRY_CLOCK, lambda: later)
     assert counter(visit_with(app, cookie)) == 3
+{% if cookiecutter.session_factory == "redis" %}
 
+def test_session_expired_by_redis_starts_afresh(app, redis_client: redis.Redis) -> None:
+    cookie = valid_cookie(app)
+    [key] = [key for key in redis_client.scan_iter() if b":counter:" not in key]
+    redis_client.pexpire(key, 1)
+    time.sleep(0.01)
+    assert counter(visit_with(app, cookie)) == 1
+{% endif %}
 
 def test_cookie_from_another_app_secret_is_ignored(app_settings) -> None:
     other = main({}, **{**app_settings, "session.secret": secrets.token_hex(SECRET_BYTES)})

@@ -103,6 +103,14 @@ def make_session_factory(settings: SessionSettings, client: redis.Redis) -> Call
         deserialize=json_serializer.loads,
         deserialized_fails_new=True,
         func_invalid_logger=log_invalid_session,
+        # One round trip to read a session (GET): its expiry, in Redis and in the
+        # payload, is pushed back only once it is `reissue_time` old, not on every
+        # request. (set_redis_ttl_readheavy would fold an EXPIRE into the GET, but
+        # pyramid_session_redis 1.8.1 never executes that pipeline: every read misses.)
+        timeout_trigger=settings.reissue_time,
+        # This app changes the session only through its API, which marks it changed,
+        # so there is no need to serialize and hash it on every request to find out.
+        detect_changes=False,
     )
     if len(settings.secrets) == 1:
         return factory
