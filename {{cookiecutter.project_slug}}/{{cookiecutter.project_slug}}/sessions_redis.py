@@ -21,6 +21,7 @@ from pyramid.response import Response
 from pyramid.router import Router
 from pyramid_session_redis import RedisSessionFactory
 from pyramid_session_redis.session import RedisSession
+from redis.commands.core import Script
 
 from .pages import error_page
 from .serializers import JSONSerializer, RotatingSerializer, SignedSerializer
@@ -31,6 +32,12 @@ log = logging.getLogger(__name__)
 COOKIE_NAME = "session"
 COUNTER_KEY_PREFIX = "{{ cookiecutter.project_slug }}:counter:"
 STORE = "{{ cookiecutter.project_slug }}.redis_store"
+# INCR and EXPIRE in one atomic call: no lost count, and the counter expires with its session.
+INCREMENT_SCRIPT = """
+local count = redis.call("INCR", KEYS[1])
+redis.call("EXPIRE", KEYS[1], ARGV[1])
+return count
+"""
 
 
 class SessionIdSerializer:
@@ -47,10 +54,11 @@ class SessionIdSerializer:
 
 @dataclass(frozen=True)
 class RedisStore:
-    """The Redis client every request shares, and how long keys live."""
+    """The Redis client every request shares, how long keys live, and the counter script."""
 
     client: redis.Redis
     timeout: int
+    increment: Script
 
 
 def make_redis_client(settings: SessionSettings) -> redis.Redis:
@@ -139,14 +147,9 @@ def counter_key(request: Request) -> str:
 
 
 def increment_counter(request: Request) -> int:
-    """Count one visit atomically (INCR) and return the new total."""
+    """Count one visit atomically and return the new total (one round trip)."""
     store = redis_store(request)
-    key = counter_key(request)
-    with store.client.pipeline() as pipe:
-        pipe.incr(key)
-        pipe.expire(key, store.timeout)
-        count, _ = pipe.execute()
-    return count
+    return store.increment(keys=[counter_key(request)], args=[store.timeout])
 
 
 def reset_counter(request: Request) -> None:
@@ -176,7 +179,8 @@ def includeme(config: Configurator) -> None:
     """Install the Redis session factory configured by the ``session.*`` settings."""
     settings = session_settings(config.get_settings())
     client = make_redis_client(settings)
-    config.registry[STORE] = RedisStore(client, settings.timeout)
+    increment = client.register_script(INCREMENT_SCRIPT)
+    config.registry[STORE] = RedisStore(client, settings.timeout, increment)
     config.set_session_factory(make_session_factory(settings, client))
     config.add_exception_view(
         session_store_unavailable, context=redis.RedisError, renderer="templates/error.pt"
