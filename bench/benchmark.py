@@ -47,7 +47,7 @@ RESULTS = BENCH_DIR / "results" / "latest.json"
 SLUG = "benchapp"
 WRK_RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
 SERVER_THREADS = int(os.environ.get("BENCH_SERVER_THREADS", "4"))
-WRK_CONNECTIONS = 8
+WRK_CONNECTIONS = SERVER_THREADS  # no queueing: waitress logs every queued task
 # wrk runs once per figure, as long as the in-process rounds together.
 WRK_ROUNDS = 3
 
