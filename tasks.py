@@ -25,7 +25,7 @@ REQUIREMENTS = ROOT / "requirements-dev.txt"
 DEMO_DIR = ROOT / "demo"
 LINTED = ["hooks", "tests", "bench", "tasks.py"]
 # Programs the tests drive for real, and the Debian packages that provide them.
-SYSTEM_PACKAGES = {"redis-server": "redis-server"}
+SYSTEM_PACKAGES = {"redis-server": "redis-server", "chromium": "chromium", "wrk": "wrk"}
 
 
 def run(command: Sequence[str | Path], cwd: Path = ROOT) -> None:

@@ -25,6 +25,8 @@ VARIANT_FILES = {
     "redis": ("{package}/sessions_redis.py", "tests/test_redis_sessions.py"),
 }
 GITHUB_ACTIONS_FILES = (".github",)
+# The answers, kept in the project in cookiecutter's replay format (they hold no secret).
+ANSWERS_FILE = ".cookiecutter.json"
 
 
 def storage_variant(session_factory: str) -> str:
@@ -52,6 +54,14 @@ def keep_chosen_files(project: Path, answers: dict[str, Any]) -> None:
     if not answers["github_actions"]:
         for name in GITHUB_ACTIONS_FILES:
             remove(project / name)
+
+
+def save_answers(project: Path, answers: dict[str, Any]) -> None:
+    """Keep the answers so that `cookiecutter --replay-file` can bring in template changes."""
+    kept = {key: value for key, value in answers.items() if not key.startswith("_")}
+    kept["_template"] = answers.get("_template", "")
+    text = json.dumps({"cookiecutter": kept}, indent=2, ensure_ascii=False) + "\n"
+    (project / ANSWERS_FILE).write_text(text, encoding="utf-8")
 
 
 def new_secret(session_factory: str) -> str:
@@ -93,6 +103,7 @@ def main() -> int:
     project = Path.cwd()
     keep_chosen_files(project, answers)
     render_secrets(project, answers["session_factory"])
+    save_answers(project, answers)
     print(next_steps(project, answers))
     return 0
 

@@ -12,18 +12,22 @@ from pathlib import Path
 
 import pytest
 from conftest import AWKWARD_ANSWERS, SESSION_FACTORIES
+from playwright.sync_api import expect, sync_playwright
 
 from bench.harness import (
+    ROOT,
     RedisServer,
     clean_environment,
     free_port,
+    production_env,
     readme_commands,
     redis_server,
     run_readme_command,
     start,
     stop,
+    waitress_server,
 )
-from bench.load import load_project
+from bench.load import Browser, load_project
 
 EXPECTED_COMMANDS = [
     "python3 -m venv .venv",
@@ -32,6 +36,18 @@ EXPECTED_COMMANDS = [
     ".venv/bin/pserve development.ini --reload",
 ]
 COUNTER = re.compile(r'<strong id="counter">(\d+)</strong>')
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"  # Debian's; never a browser that Playwright downloads
+# No sandbox as root; no calls home, which this machine's closed network refuses.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @contextmanager
@@ -54,9 +70,61 @@ def visit(browser: urllib.request.OpenerDirector, url: str) -> int:
     return int(match.group(1))
 
 
+def browse_like_a_person(site: str, screenshot: Path) -> None:
+    """Drive headless Chromium through the counter, the flash form and a reload."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 720})
+            page.goto(f"{site}/")
+            expect(page.locator("#counter")).to_have_text("1")
+            page.get_by_role("link", name="Howdy").click()
+            expect(page).to_have_title(re.compile("^Howdy"))
+            expect(page.locator("#counter")).to_have_text("2")
+            page.select_option("#category", "success")
+            page.fill("#message", "Saved from Chromium")
+            page.get_by_role("button", name="Flash it").click()
+            message = page.locator(".flash-success[role=status] li")
+            expect(message).to_have_text(["Saved from Chromium"])
+            expect(page.locator("#counter")).to_have_text("3")
+            page.screenshot(path=str(screenshot), full_page=True)
+            page.get_by_role("button", name="Dismiss success messages").click()
+            expect(message).to_have_count(0)
+            page.reload()
+            expect(page.locator("#counter")).to_have_text("4")
+            expect(page.get_by_text("Saved from Chromium")).to_have_count(0)
+        finally:
+            browser.close()
+
+
+def count_on(browser: Browser, path: str = "/") -> int:
+    """GET a counter page with a load-test client and return its count."""
+    status, page = browser.request("GET", path)
+    assert status == 200, status
+    match = COUNTER.search(page)
+    assert match, "no counter on the page"
+    return int(match.group(1))
+
+
+def alternate_between_two_processes(project: Path, factory: str, redis: RedisServer) -> None:
+    """Two waitress processes, one secret and one Redis: one counter that never goes back."""
+    env = production_env(project, factory, redis.url if factory == "redis" else "")
+    with (
+        waitress_server(project, "production.ini", env) as (first, _),
+        waitress_server(project, "production.ini", env) as (second, _),
+    ):
+        tabs = [Browser(first), Browser(second)]
+        counts = []
+        for visit in range(12):
+            tab = tabs[visit % 2]
+            tab.cookie = tabs[(visit + 1) % 2].cookie  # the browser's one cookie, either way
+            counts.append(count_on(tab))
+    assert counts == list(range(1, 13))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("factory", SESSION_FACTORIES)
-def test_readme_commands_install_test_serve_and_survive_load(cookies, factory: str) -> None:
+def test_readme_install_test_serve_browse_scale_out_and_load(cookies, factory: str) -> None:
     port = free_port()
     answers = {**AWKWARD_ANSWERS, "session_factory": factory, "http_port": str(port)}
     result = cookies.bake(extra_context=answers)
@@ -75,6 +143,9 @@ def test_readme_commands_install_test_serve_and_survive_load(cookies, factory: s
             assert [visit(browser, f"{site}/"), visit(browser, f"{site}/howdy")] == [1, 2]
         with serving(commands[-1], project, port, redis) as site:
             assert visit(browser, f"{site}/") == 3, "the count did not survive a restart"
+            ARTIFACTS.mkdir(exist_ok=True)
+            browse_like_a_person(site, ARTIFACTS / f"{factory}.png")
+        alternate_between_two_processes(project, factory, redis)
 
     report = load_project(project, factory, clients=8, seconds=6)
     assert report.passed, report.line()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import SESSION_FACTORIES, TEMPLATE_DIR
+from cookiecutter.main import cookiecutter
 
 from bench.harness import load_hook
 
@@ -309,3 +311,48 @@ def test_next_steps_are_printed(bake, capfd) -> None:
         "http://localhost:8080/",
     ):
         assert step in out
+
+
+def test_answers_are_kept_without_secrets(bake) -> None:
+    result = bake(session_factory="redis", project_name="Kept Answers")
+    saved = json.loads((result.project_path / ".cookiecutter.json").read_text())
+    answers = saved["cookiecutter"]
+    assert answers["project_name"] == "Kept Answers"
+    assert answers["session_factory"] == "redis"
+    assert not {key for key in answers if key.startswith("_")} - {"_template"}
+    assert development_secret(result.project_path) not in json.dumps(saved)
+
+
+def test_replay_file_brings_template_changes_into_an_older_project(
+    tmp_path: Path, _cookiecutter_config_file
+) -> None:
+    config_file = str(_cookiecutter_config_file)
+    older_template = tmp_path / "older-template"
+    shutil.copytree(TEMPLATE_DIR, older_template, ignore=shutil.ignore_patterns(".*venv", ".git"))
+    old_readme = older_template / "{{cookiecutter.project_slug}}" / "README.md"
+    old_readme.write_text("# An older README\n")
+    (older_template / "{{cookiecutter.project_slug}}" / ".pre-commit-config.yaml").unlink()
+    answers = {"session_factory": "encrypted_cookie", "project_name": "Old Shop"}
+    output_dir = str(tmp_path)
+    project = Path(
+        cookiecutter(
+            str(older_template),
+            no_input=True,
+            output_dir=output_dir,
+            extra_context=answers,
+            config_file=config_file,
+        )
+    )
+    assert not (project / ".pre-commit-config.yaml").exists()
+
+    cookiecutter(
+        str(TEMPLATE_DIR),
+        replay=str(project / ".cookiecutter.json"),
+        output_dir=output_dir,
+        overwrite_if_exists=True,
+        config_file=config_file,
+    )
+    assert (project / ".pre-commit-config.yaml").exists()
+    assert "# Old Shop" in (project / "README.md").read_text()
+    assert "encrypted cookie" in (project / "README.md").read_text()
+    assert "pyramid_nacl_session" in (project / "pyproject.toml").read_text()
