@@ -4,6 +4,7 @@
     python3 tasks.py demo [answer=value ...]   generate a demo project and serve it on :6543
     python3 tasks.py test [pytest options ...]  lint and run every test (CI runs exactly this)
     python3 tasks.py load [--clients N ...]     load and fault test of every factory
+    python3 tasks.py bench [--suite ...]        measure every factory (BENCHMARKS.md)
 
 Both create .dev-venv/ with requirements-dev.txt on first use and keep it in step.
 """
@@ -95,9 +96,15 @@ def load(load_args: list[str]) -> None:
     run([dev_python(), "-m", "bench.load", *load_args])
 
 
+def bench(bench_args: list[str]) -> None:
+    """Measure every factory against the no-session limit."""
+    ensure_system_packages()
+    run([dev_python(), "-m", "bench.benchmark", *bench_args])
+
+
 def main(argv: list[str]) -> None:
-    """Dispatch ``demo``, ``test`` or ``load``."""
-    commands = {"demo": demo, "test": test, "load": load}
+    """Dispatch ``demo``, ``test``, ``load`` or ``bench``."""
+    commands = {"demo": demo, "test": test, "load": load, "bench": bench}
     if not argv or argv[0] not in commands:
         sys.exit(__doc__)
     commands[argv[0]](argv[1:])
