@@ -48,7 +48,7 @@ SLUG = "benchapp"
 WRK_RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
 SERVER_THREADS = int(os.environ.get("BENCH_SERVER_THREADS", "4"))
 WRK_CONNECTIONS = SERVER_THREADS  # no queueing: waitress logs every queued task
-# wrk runs once per figure, as long as the in-process rounds together.
+# Served figures: the median of this many rounds, the pages taking turns.
 WRK_ROUNDS = 3
 
 
@@ -87,7 +87,7 @@ def wrk(url: str, seconds: float, *options: str, script_args: tuple[str, ...] = 
 
 
 def served(project: Path, env: dict[str, str], seconds: float, cookie: str, token: str) -> dict:
-    """Rates under wrk, the app served by waitress on loopback."""
+    """Median rates under wrk over WRK_ROUNDS interleaved rounds, served by waitress."""
     port = free_port()
     server = start(
         bench_app(project, "serve", str(port), str(SERVER_THREADS)),
@@ -97,22 +97,18 @@ def served(project: Path, env: dict[str, str], seconds: float, cookie: str, toke
     )
     base = f"http://127.0.0.1:{port}"
     with_cookie = ("-H", f"Cookie: {cookie}")
+    flash = ("-s", str(BENCH_DIR / "flash_round.lua"))
+    loads = {
+        "limit": lambda: wrk(f"{base}/limit", seconds, *with_cookie),
+        "counter": lambda: wrk(f"{base}/", seconds, *with_cookie),
+        "flash_round": lambda: wrk(base, seconds, *flash, script_args=(token, cookie)) / 2,
+    }
     try:
         wrk(f"{base}/", 1, *with_cookie)  # warm up: template compilation, connection pools
-        return {
-            "limit": wrk(f"{base}/limit", seconds, *with_cookie),
-            "counter": wrk(f"{base}/", seconds, *with_cookie),
-            "flash_round": wrk(
-                base,
-                seconds,
-                "-s",
-                str(BENCH_DIR / "flash_round.lua"),
-                script_args=(token, cookie),
-            )
-            / 2,
-        }
+        rounds = [{name: load() for name, load in loads.items()} for _ in range(WRK_ROUNDS)]
     finally:
         stop(server)
+    return {name: statistics.median(done[name] for done in rounds) for name in loads}
 
 
 def measure_factory(factory: str, workdir: Path, seconds: float) -> dict:
@@ -122,7 +118,7 @@ def measure_factory(factory: str, workdir: Path, seconds: float) -> dict:
     with redis_server() as redis:
         env = production_env(project, factory, redis.url if factory == "redis" else "")
         inside = in_process(project, env, seconds)
-        outside = served(project, env, WRK_ROUNDS * seconds, inside["cookie"], inside["token"])
+        outside = served(project, env, seconds, inside["cookie"], inside["token"])
     return {
         "set_cookie_bytes": inside["set_cookie_bytes"],
         "in_process": {key: inside[key] for key in ("limit", "counter", "flash_round")},

@@ -126,6 +126,13 @@ def test_github_actions_workflow_only_when_asked(rendered) -> None:
         assert ("redis-server" in runs) == (answers["session_factory"] == "redis")
 
 
+def test_pre_commit_config_runs_ruff(rendered) -> None:
+    _, project = rendered
+    config = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
+    hooks = {hook["id"] for repo in config["repos"] for hook in repo["hooks"]}
+    assert {"ruff", "ruff-format", "detect-private-key"} <= hooks
+
+
 def test_rendered_project_is_ruff_clean(rendered) -> None:
     _, project = rendered
     check = ruff("check", "--no-cache", str(project))
