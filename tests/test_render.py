@@ -18,7 +18,8 @@ from conftest import (
     text_files,
 )
 
-UNRENDERED = re.compile(r"{{|{%|{#|cookiecutter\.")
+# Jinja openers, or a template variable left as text (".cookiecutter.json" is a file name).
+UNRENDERED = re.compile(r"{{|{%|{#|\bcookiecutter\.(?!json\b)\w")
 FACTORY_PACKAGES = {
     "signed_cookie": set(),
     "encrypted_cookie": {"pyramid_nacl_session", "pynacl"},
