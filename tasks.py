@@ -25,8 +25,9 @@ DEV_VENV = ROOT / ".dev-venv"
 REQUIREMENTS = ROOT / "requirements-dev.txt"
 DEMO_DIR = ROOT / "demo"
 LINTED = ["hooks", "tests", "bench", "tasks.py"]
-# Programs the tests drive for real, and the Debian packages that provide them.
-SYSTEM_PACKAGES = {"redis-server": "redis-server", "chromium": "chromium", "wrk": "wrk"}
+# Programs driven for real, and the Debian packages that provide them.
+TEST_PROGRAMS = {"redis-server": "redis-server", "chromium": "chromium"}
+BENCH_PROGRAMS = {**TEST_PROGRAMS, "wrk": "wrk"}
 
 
 def run(command: Sequence[str | Path], cwd: Path = ROOT) -> None:
@@ -56,9 +57,9 @@ def dev_python() -> Path:
     return python
 
 
-def ensure_system_packages() -> None:
-    """Install the programs the tests need with apt-get, or say how to get them."""
-    missing = sorted({pkg for name, pkg in SYSTEM_PACKAGES.items() if not shutil.which(name)})
+def ensure_system_packages(programs: dict[str, str]) -> None:
+    """Install the Debian packages of missing ``programs`` with apt-get, or name them."""
+    missing = sorted({pkg for name, pkg in programs.items() if not shutil.which(name)})
     if not missing:
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):
@@ -71,7 +72,7 @@ def ensure_system_packages() -> None:
 
 def test(pytest_args: list[str]) -> None:
     """Lint the template, then run every test on both cores."""
-    ensure_system_packages()
+    ensure_system_packages(TEST_PROGRAMS)
     python = dev_python()
     run([python, "-m", "ruff", "check", *LINTED])
     run([python, "-m", "ruff", "format", "--check", *LINTED])
@@ -92,13 +93,13 @@ def demo(answers: list[str]) -> None:
 
 def load(load_args: list[str]) -> None:
     """Serve each factory's project under concurrent load, with a Redis outage mid-way."""
-    ensure_system_packages()
+    ensure_system_packages(TEST_PROGRAMS)
     run([dev_python(), "-m", "bench.load", *load_args])
 
 
 def bench(bench_args: list[str]) -> None:
     """Measure every factory against the no-session limit."""
-    ensure_system_packages()
+    ensure_system_packages(BENCH_PROGRAMS)
     run([dev_python(), "-m", "bench.benchmark", *bench_args])
 
 
