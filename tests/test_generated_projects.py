@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import http.cookiejar
 import re
 import shlex
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,15 +57,6 @@ def serving(command: str, project: Path, port: int, redis: RedisServer) -> Itera
         yield f"http://localhost:{port}"
     finally:
         stop(server)
-
-
-def visit(browser: urllib.request.OpenerDirector, url: str) -> int:
-    """GET a counter page and return the count it shows."""
-    with browser.open(url, timeout=10) as response:
-        assert response.status == 200
-        match = COUNTER.search(response.read().decode())
-    assert match, "no counter on the served page"
-    return int(match.group(1))
 
 
 def browse_like_a_person(site: str, screenshot: Path) -> None:
@@ -135,14 +124,14 @@ def test_readme_install_test_serve_browse_scale_out_and_load(cookies, factory: s
     for command in commands[:-1]:  # create the venv, install, run the project's own tests
         run_readme_command(command, project)
 
-    browser = urllib.request.build_opener(
-        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
-    )
     with redis_server() as redis:
         with serving(commands[-1], project, port, redis) as site:
-            assert [visit(browser, f"{site}/"), visit(browser, f"{site}/howdy")] == [1, 2]
+            tab = Browser(site)
+            assert [count_on(tab, "/"), count_on(tab, "/howdy")] == [1, 2]
         with serving(commands[-1], project, port, redis) as site:
-            assert visit(browser, f"{site}/") == 3, "the count did not survive a restart"
+            after_restart = Browser(site)
+            after_restart.cookie = tab.cookie
+            assert count_on(after_restart) == 3, "the count did not survive a restart"
             ARTIFACTS.mkdir(exist_ok=True)
             browse_like_a_person(site, ARTIFACTS / f"{factory}.png")
         alternate_between_two_processes(project, factory, redis)
