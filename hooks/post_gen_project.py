@@ -15,10 +15,10 @@ from typing import Any
 
 ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
 
-SECRET_PLACEHOLDER = "__SESSION_SECRET__"  # noqa: S105 - the marker post_gen replaces
 # Bytes of randomness per factory: HMAC-SHA512 keys as long as the hash; NaCl keys are 32 bytes.
 SECRET_BYTES = {"signed_cookie": 64, "encrypted_cookie": 32, "redis": 64}
-FILES_WITH_SECRETS = ("development.ini",)
+# The development secret's file: never committed, and kept when the project is re-rendered.
+DEVELOPMENT_SECRET_FILE = ".session_secret"  # noqa: S105 - a file name
 # The one place that says which files belong to which session storage.
 VARIANT_FILES = {
     "cookie": ("{package}/sessions_cookie.py", "tests/test_cookie_sessions.py"),
@@ -59,7 +59,6 @@ def keep_chosen_files(project: Path, answers: dict[str, Any]) -> None:
 def save_answers(project: Path, answers: dict[str, Any]) -> None:
     """Keep the answers so that `cookiecutter --replay-file` can bring in template changes."""
     kept = {key: value for key, value in answers.items() if not key.startswith("_")}
-    kept["_template"] = answers.get("_template", "")
     text = json.dumps({"cookiecutter": kept}, indent=2, ensure_ascii=False) + "\n"
     (project / ANSWERS_FILE).write_text(text, encoding="utf-8")
 
@@ -69,14 +68,16 @@ def new_secret(session_factory: str) -> str:
     return secrets.token_hex(SECRET_BYTES[session_factory])
 
 
-def render_secrets(project: Path, session_factory: str) -> None:
-    """Replace each secret placeholder with a secret of its own."""
-    for name in FILES_WITH_SECRETS:
-        path = project / name
-        text = path.read_text(encoding="utf-8")
-        while SECRET_PLACEHOLDER in text:
-            text = text.replace(SECRET_PLACEHOLDER, new_secret(session_factory), 1)
-        path.write_text(text, encoding="utf-8")
+def write_development_secret(project: Path, session_factory: str) -> None:
+    """Give the project a development secret, readable by its owner only.
+
+    A re-rendered project (``--replay-file``, ``cruft update``) keeps the secret it has.
+    """
+    path = project / DEVELOPMENT_SECRET_FILE
+    if path.exists():
+        return
+    path.touch(mode=0o600)
+    path.write_text(new_secret(session_factory) + "\n", encoding="ascii")
 
 
 def next_steps(project: Path, answers: dict[str, Any]) -> str:
@@ -102,7 +103,7 @@ def main() -> int:
     answers = json.loads(ANSWERS_JSON)
     project = Path.cwd()
     keep_chosen_files(project, answers)
-    render_secrets(project, answers["session_factory"])
+    write_development_secret(project, answers["session_factory"])
     save_answers(project, answers)
     print(next_steps(project, answers))
     return 0

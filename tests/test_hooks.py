@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cruft
 import pytest
 from conftest import SESSION_FACTORIES, TEMPLATE_DIR
 from cookiecutter.main import cookiecutter
@@ -241,14 +242,12 @@ def test_cli_reports_all_errors_without_traceback(tmp_path: Path, optimize: str)
 
 # ---- post_gen_project -----------------------------------------------------------------
 
-SECRET_LINE = re.compile(r"^session\.secret = (.*)$", re.MULTILINE)
-
 
 def development_secret(project: Path) -> str:
-    """The secret post_gen wrote into development.ini."""
-    match = SECRET_LINE.search((project / "development.ini").read_text())
-    assert match, "no session.secret in development.ini"
-    return match.group(1)
+    """The secret post_gen wrote for development, checked to be its owner's only."""
+    path = project / post_gen.DEVELOPMENT_SECRET_FILE
+    assert path.stat().st_mode & 0o777 == 0o600
+    return path.read_text().strip()
 
 
 @pytest.mark.parametrize("factory", SESSION_FACTORIES)
@@ -295,7 +294,7 @@ def test_unused_variant_files_are_removed(bake, factory: str) -> None:
     kind = "redis" if factory == "redis" else "cookie"
     assert tests == [f"test_{kind}_sessions.py"]
     assert not (project / ".github").exists()
-    assert "__SESSION_SECRET__" not in (project / "development.ini").read_text()
+    assert len(development_secret(project)) == 2 * post_gen.SECRET_BYTES[factory]
 
 
 def test_next_steps_are_printed(bake, capfd) -> None:
@@ -319,7 +318,7 @@ def test_answers_are_kept_without_secrets(bake) -> None:
     answers = saved["cookiecutter"]
     assert answers["project_name"] == "Kept Answers"
     assert answers["session_factory"] == "redis"
-    assert not {key for key in answers if key.startswith("_")} - {"_template"}
+    assert not [key for key in answers if key.startswith("_")]
     assert development_secret(result.project_path) not in json.dumps(saved)
 
 
@@ -344,6 +343,7 @@ def test_replay_file_brings_template_changes_into_an_older_project(
         )
     )
     assert not (project / ".pre-commit-config.yaml").exists()
+    secret = development_secret(project)
 
     cookiecutter(
         str(TEMPLATE_DIR),
@@ -356,3 +356,31 @@ def test_replay_file_brings_template_changes_into_an_older_project(
     assert "# Old Shop" in (project / "README.md").read_text()
     assert "encrypted cookie" in (project / "README.md").read_text()
     assert "pyramid_nacl_session" in (project / "pyproject.toml").read_text()
+    assert development_secret(project) == secret, "re-rendering replaced the secret"
+
+
+def git(*args: str, cwd: Path) -> None:
+    """Run git quietly as a throw-away identity."""
+    identity = ["-c", "user.name=Test", "-c", "user.email=test@example.com"]
+    subprocess.run(["git", *identity, *args], cwd=cwd, check=True, capture_output=True)
+
+
+def test_cruft_update_brings_a_newer_template_commit_in(tmp_path: Path) -> None:
+    template = tmp_path / "template"
+    git("clone", "--quiet", str(TEMPLATE_DIR), str(template), cwd=tmp_path)
+    project = cruft.create(
+        str(template), output_dir=tmp_path, extra_context={"project_name": "Cruft Shop"}
+    )
+    secret = development_secret(project)
+    git("init", "--quiet", cwd=project)
+    git("add", "--all", cwd=project)
+    git("commit", "--quiet", "-m", "made from the older template commit", cwd=project)
+
+    ignore = template / "{{cookiecutter.project_slug}}" / ".gitignore"
+    ignore.write_text(ignore.read_text() + "# added by a newer template commit\n")
+    git("commit", "--quiet", "--all", "-m", "a newer template commit", cwd=template)
+    assert cruft.update(project, skip_apply_ask=True)
+
+    assert "# added by a newer template commit" in (project / ".gitignore").read_text()
+    assert list(project.rglob("*.rej")) == []
+    assert development_secret(project) == secret

@@ -109,11 +109,12 @@ def test_ini_files_parse(rendered, ini: str) -> None:
     assert parser.get("server:main", "listen").endswith(":6543")
 
 
-def test_development_has_a_secret_and_production_none(rendered) -> None:
+def test_secrets_live_in_no_tracked_file(rendered) -> None:
     _, project = rendered
-    development = (project / "development.ini").read_text()
-    assert re.search(r"^session\.secret = [0-9a-f]{64,128}$", development, re.MULTILINE)
-    assert "session.secret =" not in (project / "production.ini").read_text()
+    assert re.fullmatch(r"[0-9a-f]{64,128}\n", (project / ".session_secret").read_text())
+    assert ".session_secret" in (project / ".gitignore").read_text().splitlines()
+    for ini in ("development.ini", "production.ini"):
+        assert "session.secret =" not in (project / ini).read_text()
 
 
 def test_github_actions_workflow_only_when_asked(rendered) -> None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 {% if cookiecutter.session_factory == "redis" -%}
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
+{% else -%}
+import secrets
 {% endif -%}
 from pathlib import Path
 
@@ -21,16 +24,17 @@ from pyramid.config import Configurator
 from pyramid.paster import get_appsettings
 from pyramid.request import Request
 
-from {{ cookiecutter.project_slug }} import main, settings
+from {{ cookiecutter.project_slug }} import main
+from {{ cookiecutter.project_slug }} import settings as settings_module
 from {{ cookiecutter.project_slug }}.sessions import regenerate_session
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 # Variables that would override the settings under test.
 SETTINGS_ENV = [
-    settings.SECRET_ENV,
-    settings.SECRET_FALLBACKS_ENV,
+    settings_module.SECRET_ENV,
+    settings_module.SECRET_FALLBACKS_ENV,
 {%- if cookiecutter.session_factory == "redis" %}
-    settings.REDIS_URL_ENV,
+    settings_module.REDIS_URL_ENV,
 {%- endif %}
 ]
 {%- if cookiecutter.session_factory == "redis" %}
@@ -110,18 +114,22 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def app_settings(redis_client: redis.Redis, redis_url: str) -> dict:
-    """development.ini's settings, pointed at the test Redis."""
-    settings = dict(get_appsettings(str(PROJECT_DIR / "development.ini")))
-    settings["session.redis_url"] = redis_url
-    return settings
+    """development.ini's settings with a secret of the test's own, on the test Redis."""
+    return {**development_settings(), "session.redis_url": redis_url}
 {%- else %}
 
 
 @pytest.fixture
 def app_settings() -> dict:
-    """development.ini's settings, with this project's development secret."""
-    return dict(get_appsettings(str(PROJECT_DIR / "development.ini")))
+    """development.ini's settings with a secret of the test's own."""
+    return development_settings()
 {%- endif %}
+
+
+def development_settings() -> dict:
+    """development.ini's settings, with a fresh secret: tests need no .session_secret file."""
+    settings = dict(get_appsettings(str(PROJECT_DIR / "development.ini")))
+    return {**settings, "session.secret": secrets.token_hex(settings_module.SECRET_BYTES)}
 
 
 @pytest.fixture(autouse=True)

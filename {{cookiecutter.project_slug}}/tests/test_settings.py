@@ -76,6 +76,27 @@ def test_production_starts_with_a_good_secret(production_settings, monkeypatch) 
     assert "; secure" in response.headers["Set-Cookie"].lower()
 
 
+def test_development_reads_its_secret_file(app_settings: dict, tmp_path) -> None:
+    secret = new_secret()
+    (tmp_path / ".session_secret").write_text(secret + "\n")
+    settings = {k: v for k, v in app_settings.items() if k != "session.secret"}
+    settings["session.secret_file"] = str(tmp_path / ".session_secret")
+    assert session_settings(settings).secrets == (secret,)
+
+
+def test_missing_secret_file_says_how_to_make_one(app_settings: dict, tmp_path) -> None:
+    settings = {k: v for k, v in app_settings.items() if k != "session.secret"}
+    settings["session.secret_file"] = str(tmp_path / ".session_secret")
+    with pytest.raises(SystemExit, match=f"or write one to {tmp_path}/.session_secret"):
+        main({}, **settings)
+
+
+def test_development_ini_names_the_secret_file_and_holds_no_secret() -> None:
+    development = (PROJECT_DIR / "development.ini").read_text()
+    assert "session.secret_file = %(here)s/.session_secret" in development
+    assert "session.secret =" not in development
+
+
 def test_environment_secret_wins_over_the_ini(app_settings: dict, monkeypatch) -> None:
     secret = new_secret()
     monkeypatch.setenv(SECRET_ENV, secret)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from pyramid.settings import asbool
 
@@ -60,15 +61,26 @@ def check_secret(name: str, secret: str) -> str:
     return secret
 
 
+def signing_secret(settings: Mapping[str, str], environ: Mapping[str, str]) -> tuple[str, str]:
+    """Where the signing secret comes from, and the secret: the environment, else
+    ``session.secret``, else the file named by ``session.secret_file``."""
+    if environ.get(SECRET_ENV):
+        return SECRET_ENV, environ[SECRET_ENV]
+    if settings.get("session.secret", "").strip():
+        return "session.secret", settings["session.secret"].strip()
+    path = settings.get("session.secret_file", "").strip()
+    if path and Path(path).is_file():
+        return path, Path(path).read_text(encoding="ascii", errors="replace").strip()
+    where = f" or write one to {path}" if path else ""
+    raise SettingsError(
+        f"no session secret: set the {SECRET_ENV} environment variable{where} "
+        f"(generate one with: {generate_secret_hint()})"
+    )
+
+
 def read_secrets(settings: Mapping[str, str], environ: Mapping[str, str]) -> tuple[str, ...]:
-    """The signing secret (environment first, then ini) followed by its fallbacks."""
-    secret = environ.get(SECRET_ENV) or settings.get("session.secret", "").strip()
-    if not secret:
-        raise SettingsError(
-            f"no session secret: set the {SECRET_ENV} environment variable "
-            f"(generate one with: {generate_secret_hint()})"
-        )
-    name = SECRET_ENV if environ.get(SECRET_ENV) else "session.secret"
+    """The signing secret followed by the previous ones still accepted for reading."""
+    name, secret = signing_secret(settings, environ)
     fallbacks = (
         environ.get(SECRET_FALLBACKS_ENV) or settings.get("session.secret_fallbacks", "")
     ).split()
