@@ -7,9 +7,18 @@ import base64
 
 import webtest
 from helpers import counter, csrf_token, flash_groups, post_form, session_cookie
+{%- if signed %}
+from pyramid.config import Configurator
+{%- endif %}
 from pyramid.request import Request
 from pyramid.response import Response
+{%- if signed %}
+from pyramid.session import JSONSerializer, SignedCookieSessionFactory
+{%- endif %}
 
+{% if signed -%}
+from {{ cookiecutter.project_slug }} import main
+{% endif -%}
 from {{ cookiecutter.project_slug }}.flash import (
     CATEGORIES,
     MAX_MESSAGE_LENGTH,
@@ -33,6 +42,31 @@ def cookie_bytes(testapp: webtest.TestApp) -> bytes:
 def test_the_cookie_is_signed_json(testapp: webtest.TestApp) -> None:
     testapp.get("/")
     assert b'"counter":1' in cookie_bytes(testapp)
+
+
+def pyramid_signed_cookie_app(secret: bytes) -> webtest.TestApp:
+    """An app on Pyramid's own SignedCookieSessionFactory that counts in the same key."""
+
+    def count(request: Request) -> Response:
+        request.session["counter"] = request.session.get("counter", 0) + 1
+        return Response(str(request.session["counter"]))
+
+    with Configurator() as config:
+        config.set_session_factory(SignedCookieSessionFactory(secret, serializer=JSONSerializer()))
+        config.add_route("count", "/")
+        config.add_view(count, route_name="count")
+    return webtest.TestApp(config.make_wsgi_app())
+
+
+def test_cookies_are_interchangeable_with_signed_cookie_session_factory(app_settings) -> None:
+    secret = session_settings(app_settings).secret_bytes[0]
+    pyramids = pyramid_signed_cookie_app(secret)
+    pyramids.get("/")
+    ours = webtest.TestApp(main({}, **app_settings))
+    ours.set_cookie("session", session_cookie(pyramids))
+    assert counter(ours.get("/")) == 2
+    pyramids.set_cookie("session", session_cookie(ours))
+    assert pyramids.get("/").text == "3"
 
 
 def test_a_changed_cookie_starts_a_fresh_session(testapp: webtest.TestApp) -> None:
