@@ -30,18 +30,19 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (
+    FACTORIES,
     ROOT,
     clean_environment,
     free_port,
     install,
     production_env,
+    project_python,
     redis_server,
     render,
     start,
     stop,
 )
 
-FACTORIES = ("signed_cookie", "encrypted_cookie", "redis")
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results" / "latest.json"
 SLUG = "benchapp"
@@ -54,8 +55,8 @@ WRK_ROUNDS = 3
 
 def bench_app(project: Path, command: str, *extra: str) -> list[str]:
     """The command line that runs bench_app.py ``command`` with the project's python."""
-    python = str(project / ".venv" / "bin" / "python")
-    return [python, str(BENCH_DIR / "bench_app.py"), command, SLUG, "production.ini", *extra]
+    script = str(BENCH_DIR / "bench_app.py")
+    return [str(project_python(project)), script, command, SLUG, "production.ini", *extra]
 
 
 def in_process(project: Path, env: dict[str, str], seconds: float) -> dict:

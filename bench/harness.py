@@ -8,6 +8,7 @@ on a loopback port, with a private Redis server when it needs one.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shlex
@@ -25,6 +26,8 @@ from types import ModuleType
 from cookiecutter.main import cookiecutter
 
 ROOT = Path(__file__).resolve().parent.parent
+# The session factory choices, as cookiecutter.json lists them (the default first).
+FACTORIES = tuple(json.loads((ROOT / "cookiecutter.json").read_text())["session_factory"])
 README_COMMANDS = re.compile(r"## Install, test, serve\n\n```sh\n(.*?)```", re.DOTALL)
 SERVE_SCRIPT = """
 import sys
@@ -152,11 +155,16 @@ def run_readme_command(command: str, project: Path) -> None:
         raise AssertionError(f"{command} failed:\n{result.stdout[-6000:]}{result.stderr}")
 
 
+def project_python(project: Path) -> Path:
+    """The python of the project's .venv (the one its README creates)."""
+    return project / ".venv" / "bin" / "python"
+
+
 def install(project: Path) -> Path:
     """Create the project's .venv and install it, as its README says; return its python."""
     for command in readme_commands(project)[:2]:
         run_readme_command(command, project)
-    return project / ".venv" / "bin" / "python"
+    return project_python(project)
 
 
 @contextmanager
@@ -165,8 +173,7 @@ def waitress_server(
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """Serve the installed project with waitress on a loopback port; yield its URL and process."""
     port = free_port()
-    python = str(project / ".venv" / "bin" / "python")
-    command = [python, "-c", SERVE_SCRIPT, ini, str(port), str(threads)]
+    command = [str(project_python(project)), "-c", SERVE_SCRIPT, ini, str(port), str(threads)]
     process = start(command, port, cwd=project, env=clean_environment(**env))
     try:
         yield f"http://127.0.0.1:{port}", process

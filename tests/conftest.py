@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent
-SESSION_FACTORIES = ("signed_cookie", "encrypted_cookie", "redis")
+from bench.harness import FACTORIES, ROOT
+
+TEMPLATE_DIR = ROOT  # the repository is the template
 # Every answer combination that changes the output: factory x GitHub Actions workflow.
 SUPPORTED_COMBINATIONS = [
     {"session_factory": factory, "github_actions": github_actions}
-    for factory, github_actions in itertools.product(SESSION_FACTORIES, (True, False))
+    for factory, github_actions in itertools.product(FACTORIES, (True, False))
 ]
 # Answers that must render safely into TOML, ini, Python and HTML.
 AWKWARD_ANSWERS = {

@@ -9,10 +9,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import AWKWARD_ANSWERS, SESSION_FACTORIES
+from conftest import AWKWARD_ANSWERS
 from playwright.sync_api import expect, sync_playwright
 
 from bench.harness import (
+    FACTORIES,
     ROOT,
     RedisServer,
     clean_environment,
@@ -112,7 +113,7 @@ def alternate_between_two_processes(project: Path, factory: str, redis: RedisSer
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("factory", SESSION_FACTORIES)
+@pytest.mark.parametrize("factory", FACTORIES)
 def test_readme_install_test_serve_browse_scale_out_and_load(cookies, factory: str) -> None:
     port = free_port()
     answers = {**AWKWARD_ANSWERS, "session_factory": factory, "http_port": str(port)}

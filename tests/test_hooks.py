@@ -11,10 +11,10 @@ from pathlib import Path
 
 import cruft
 import pytest
-from conftest import SESSION_FACTORIES, TEMPLATE_DIR
+from conftest import TEMPLATE_DIR
 from cookiecutter.main import cookiecutter
 
-from bench.harness import load_hook
+from bench.harness import FACTORIES, load_hook
 
 pre_gen = load_hook("pre_gen_project")
 post_gen = load_hook("post_gen_project")
@@ -126,7 +126,7 @@ def test_good_answers_pass() -> None:
     assert pre_gen.validate(GOOD_ANSWERS) == []
 
 
-@pytest.mark.parametrize("factory", SESSION_FACTORIES)
+@pytest.mark.parametrize("factory", FACTORIES)
 def test_every_factory_is_accepted(factory: str) -> None:
     assert pre_gen.validate({**GOOD_ANSWERS, "session_factory": factory}) == []
 
@@ -250,7 +250,7 @@ def development_secret(project: Path) -> str:
     return path.read_text().strip()
 
 
-@pytest.mark.parametrize("factory", SESSION_FACTORIES)
+@pytest.mark.parametrize("factory", FACTORIES)
 def test_new_secret_form(factory: str) -> None:
     secret = post_gen.new_secret(factory)
     assert len(secret) == 2 * post_gen.SECRET_BYTES[factory]
@@ -258,7 +258,7 @@ def test_new_secret_form(factory: str) -> None:
     assert post_gen.SECRET_BYTES[factory] >= 32  # at least 256 bits
 
 
-@pytest.mark.parametrize("factory", SESSION_FACTORIES)
+@pytest.mark.parametrize("factory", FACTORIES)
 def test_many_renders_give_distinct_secrets_absent_from_replay(
     bake, factory: str, _cookiecutter_config_file
 ) -> None:
@@ -286,7 +286,7 @@ def test_no_secret_in_the_template() -> None:
         assert not re.search(r"[0-9a-f]{64}", path.read_text(encoding="utf-8")), path
 
 
-@pytest.mark.parametrize("factory", SESSION_FACTORIES)
+@pytest.mark.parametrize("factory", FACTORIES)
 def test_unused_variant_files_are_removed(bake, factory: str) -> None:
     result = bake(session_factory=factory, github_actions=False)
     project = result.project_path

@@ -111,10 +111,11 @@ def make_session_factory(settings: SessionSettings, client: redis.Redis) -> Call
         deserialize=json_serializer.loads,
         deserialized_fails_new=True,
         func_invalid_logger=log_invalid_session,
-        # One round trip to read a session (GET): its expiry, in Redis and in the
-        # payload, is pushed back only once it is `reissue_time` old, not on every
-        # request. (set_redis_ttl_readheavy would fold an EXPIRE into the GET, but
-        # pyramid_session_redis 1.8.1 never executes that pipeline: every read misses.)
+        # The session payload's expiry is rewritten only once it is `reissue_time` old,
+        # not on every request. Reading a session still costs a GET and, after the
+        # request, an EXPIRE (pyramid_session_redis refreshes the TTL on every read);
+        # set_redis_ttl_readheavy would fold the EXPIRE into the GET, but in 1.8.1 that
+        # pipeline is never executed and every read misses.
         timeout_trigger=settings.reissue_time,
         # This app changes the session only through its API, which marks it changed,
         # so there is no need to serialize and hash it on every request to find out.
