@@ -46,7 +46,7 @@ def make_app(package: str, ini: str) -> Router:
     with Configurator(settings=get_appsettings(ini)) as config:
         config.include(package)
         config.add_route("limit", "/limit")
-        config.add_view(limit, route_name="limit", renderer=f"{package}:templates/counter.pt")
+        config.add_view(limit, route_name="limit", renderer=pages.COUNTER_TEMPLATE)
     return config.make_wsgi_app()
 
 

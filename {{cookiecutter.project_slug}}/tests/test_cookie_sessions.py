@@ -4,17 +4,22 @@
 from __future__ import annotations
 
 import base64
+import time
+from collections.abc import Callable
 
+import pytest
 import webtest
 from helpers import counter, csrf_token, flash_groups, post_form, session_cookie
 {%- if signed %}
 from pyramid.config import Configurator
 {%- endif %}
+from pyramid.interfaces import ISession
 from pyramid.request import Request
 from pyramid.response import Response
 {%- if signed %}
 from pyramid.session import JSONSerializer, SignedCookieSessionFactory
 {%- endif %}
+from zope.interface.verify import verifyObject
 
 {% if signed -%}
 from {{ cookiecutter.project_slug }} import main
@@ -26,9 +31,11 @@ from {{ cookiecutter.project_slug }}.flash import (
 )
 from {{ cookiecutter.project_slug }}.sessions import (
     DROPPED_MESSAGES_NOTICE,
+    CookieSession,
     make_session_factory,
+    request_cookie,
 )
-from {{ cookiecutter.project_slug }}.settings import session_settings
+from {{ cookiecutter.project_slug }}.settings import SessionSettings, session_settings
 
 MAX_COOKIE_BYTES = 4064
 
@@ -127,11 +134,12 @@ def test_too_many_messages_drop_rather_than_fail(testapp: webtest.TestApp, caplo
 
 
 def test_a_session_too_big_without_messages_starts_afresh(app_settings: dict, caplog) -> None:
-    session = make_session_factory(session_settings(app_settings))(Request.blank("/"))
+    request = Request.blank("/")
+    session = make_session_factory(session_settings(app_settings))(request)
     session["counter"] = 7
     session["notes"] = "n" * MAX_COOKIE_BYTES
     response = Response()
-    assert session._set_cookie(response)
+    session.set_cookie(request, response)
     assert "without messages: a new session" in caplog.text
     assert dict(session) == {}
     assert len(response.headers["Set-Cookie"]) < 300
@@ -143,3 +151,121 @@ def test_regenerate_keeps_the_data_with_a_new_csrf_token(app_with_login) -> None
     assert session["counter"] == 1
     assert session["_csrft_"] != token
     assert counter(app_with_login.get("/")) == 2
+
+
+def session_with(app_settings: dict, payload: object | None = None) -> CookieSession:
+    """A session loaded from a request whose cookie holds ``payload``, sealed with our secret."""
+    factory = make_session_factory(session_settings(app_settings))
+    request = Request.blank("/")
+    if payload is not None:
+        cookie = factory.serializer.dumps(payload).decode("ascii")
+        request.headers["Cookie"] = f"session={cookie}"
+    return factory(request)
+
+
+def test_the_session_provides_pyramids_isession(app_settings: dict) -> None:
+    assert verifyObject(ISession, session_with(app_settings))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    ["a string", [1, 2], [1, 2, 3, 4], ["1", 2, {}], [1, None, {}], [1, 2, ["counter", 5]]],
+    ids=["not-a-list", "two-items", "four-items", "text-stamp", "null-stamp", "list-data"],
+)
+def test_a_sealed_payload_of_another_shape_is_a_fresh_session(
+    app_settings: dict, payload: object
+) -> None:
+    session = session_with(app_settings, payload)
+    assert session.new
+    assert dict(session) == {}
+
+
+# How old a session is, in seconds given the settings, and whether loading it reissues it.
+AGES: dict[str, tuple[Callable[[SessionSettings], int], bool]] = {
+    "fresh": (lambda settings: 1, False),
+    "due-for-reissue": (lambda settings: settings.reissue_time + 1, True),
+    "expired": (lambda settings: settings.timeout + 1, False),
+}
+
+
+@pytest.mark.parametrize("age", AGES, ids=list(AGES))
+def test_a_session_is_reissued_once_a_tenth_of_its_timeout_old(app_settings, age: str) -> None:
+    seconds_old, reissued = AGES[age]
+    then = int(time.time()) - seconds_old(session_settings(app_settings))
+    session = session_with(app_settings, [then, then, {"counter": 4}])
+    assert session.dirty is reissued
+    assert dict(session) == ({} if age == "expired" else {"counter": 4})
+
+
+CHANGES: dict[str, Callable[[CookieSession], object]] = {
+    "setitem": lambda s: s.__setitem__("a", 1),
+    "delitem": lambda s: s.__delitem__("counter"),
+    "clear": lambda s: s.clear(),
+    "pop": lambda s: s.pop("counter"),
+    "popitem": lambda s: s.popitem(),
+    "setdefault": lambda s: s.setdefault("a", 1),
+    "update": lambda s: s.update(a=1),
+    "flash": lambda s: s.flash("hi"),
+    "pop_flash": lambda s: s.pop_flash(),
+    "new_csrf_token": lambda s: s.new_csrf_token(),
+    "invalidate": lambda s: s.invalidate(),
+}
+READS: dict[str, Callable[[CookieSession], object]] = {
+    "get": lambda s: s.get("counter"),
+    "getitem": lambda s: s["counter"],
+    "contains": lambda s: "counter" in s,
+    "items": lambda s: list(s.items()),
+    "len": len,
+    "peek_flash": lambda s: s.peek_flash(),
+}
+
+
+@pytest.mark.parametrize(
+    ("operation", "writes"),
+    [(CHANGES[name], True) for name in CHANGES] + [(READS[name], False) for name in READS],
+    ids=[f"{name}-writes" for name in CHANGES] + [f"{name}-reads-only" for name in READS],
+)
+def test_only_changes_write_the_cookie(app_settings, operation: Callable, writes: bool) -> None:
+    now = int(time.time())
+    session = session_with(app_settings, [now, now, {"counter": 4}])
+    operation(session)
+    assert session.dirty is writes
+    assert bool(session.request.response_callbacks) is writes
+
+
+def test_flash_queues_and_pop_flash_empties(app_settings: dict) -> None:
+    session = session_with(app_settings)
+    session.flash("once", allow_duplicate=False)
+    session.flash("once", allow_duplicate=False)
+    session.flash("twice")
+    session.flash("twice")
+    assert session.peek_flash() == ["once", "twice", "twice"]
+    assert session.pop_flash() == ["once", "twice", "twice"]
+    assert session.pop_flash() == []
+
+
+def test_the_csrf_token_is_kept_until_renewed(app_settings: dict) -> None:
+    session = session_with(app_settings)
+    token = session.get_csrf_token()
+    assert len(token) == 40
+    assert session.get_csrf_token() == token
+    assert session.new_csrf_token() != token
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("", None),
+        ("other=1", None),
+        ("session=abc", "abc"),
+        ("a=1; session=abc; b=2", "abc"),
+        ('session="abc"', "abc"),
+        ("session=old; session=new", "new"),
+        ("session", None),
+        ("xsession=abc", None),
+    ],
+    ids=["empty", "other", "alone", "among-others", "quoted", "last-wins", "no-value", "suffix"],
+)
+def test_the_session_cookie_is_read_as_webob_reads_it(header: str, value: str | None) -> None:
+    assert request_cookie(header, "session") == value
+    assert Request.blank("/", headers={"Cookie": header}).cookies.get("session") == value

@@ -8,6 +8,10 @@ from pyramid.request import Request
 
 from .flash import pop_flash_groups
 
+# Absolute asset specs: pyramid_chameleon resolves a relative one again on every render.
+COUNTER_TEMPLATE = f"{__package__}:templates/counter.pt"
+ERROR_TEMPLATE = f"{__package__}:templates/error.pt"
+
 
 def page(request: Request, title: str, *, show_flash: bool = True, **values: Any) -> dict:
     """The values the layout needs plus ``values``.

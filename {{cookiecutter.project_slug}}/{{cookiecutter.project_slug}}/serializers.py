@@ -25,13 +25,17 @@ class Serializer(Protocol):
 class JSONSerializer:
     """Compact JSON; never pickle, so a leaked secret cannot become remote code execution."""
 
+    # One encoder for every call: json.dumps with options builds a new one each time.
+    encoder = json.JSONEncoder(separators=(",", ":"))
+    decoder = json.JSONDecoder()
+
     def dumps(self, appstruct: Any) -> bytes:
         """Serialize ``appstruct`` to UTF-8 JSON bytes."""
-        return json.dumps(appstruct, separators=(",", ":")).encode()
+        return self.encoder.encode(appstruct).encode()
 
     def loads(self, bstruct: bytes) -> Any:
-        """Parse JSON bytes; malformed input raises ValueError."""
-        return json.loads(bstruct)
+        """Parse UTF-8 JSON bytes; malformed input raises ValueError."""
+        return self.decoder.decode(bstruct.decode())
 
 {% if cookiecutter.session_factory != "encrypted_cookie" %}
 class SignedSerializer:

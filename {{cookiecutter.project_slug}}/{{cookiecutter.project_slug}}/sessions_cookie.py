@@ -23,16 +23,21 @@ What a cookie session cannot promise, and how this module copes:
 
 from __future__ import annotations
 
+import functools
 import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
 
 from pyramid.config import Configurator
 from pyramid.interfaces import ISession
 from pyramid.request import Request
 from pyramid.response import Response
-from pyramid.session import BaseCookieSessionFactory
 {%- if not signed %}
 from pyramid_nacl_session import EncryptedSerializer
 {%- endif %}
+from zope.interface import implementer
 
 from .flash import QUEUE, flash
 from .serializers import (
@@ -49,6 +54,8 @@ log = logging.getLogger(__name__)
 
 COOKIE_NAME = "session"
 COUNTER_KEY = "counter"
+CSRF_TOKEN_KEY = "_csrft_"  # noqa: S105 - the key of Pyramid's SessionCSRFStoragePolicy
+FLASH_KEY_PREFIX = "_f_"  # where Pyramid's cookie sessions keep a flash queue
 MAX_COOKIE_VALUE = 4064  # what Pyramid allows; browsers keep 4096 bytes per cookie
 DROPPED_MESSAGES_NOTICE = "Some messages were dropped to keep your session small."
 
@@ -67,46 +74,173 @@ def cookie_attributes(settings: SessionSettings) -> str:
     return "; Path=/; HttpOnly; SameSite=Lax" + ("; Secure" if settings.secure else "")
 
 
-def make_session_factory(settings: SessionSettings) -> type[ISession]:
-    """A cookie session factory that signs with the first secret and reads with all."""
-    serializer = RotatingSerializer([secret_serializer(key) for key in settings.secret_bytes])
-    attributes = cookie_attributes(settings)
-    base = BaseCookieSessionFactory(
-        serializer,
-        cookie_name=COOKIE_NAME,
-        timeout=settings.timeout,
-        reissue_time=settings.reissue_time,
-    )
+def request_cookie(header: str, name: str) -> str | None:
+    """The value of cookie ``name`` in a Cookie request header.
 
-    class CookieSession(base):
-        """Pyramid's cookie session, written faster, and shrunk rather than failing."""
+    As in WebOb (so as in Pyramid's own sessions), the last of repeated cookies wins.
+    Session cookies are base64url text, so unquoting is only taking off double quotes.
+    """
+    found = None
+    for pair in header.split(";"):
+        key, equals, value = pair.partition("=")
+        if equals and key.strip() == name:
+            found = value.strip().strip('"')
+    return found
 
-        def serialized(self) -> str:
-            """The cookie value for the session as it is now."""
-            return serializer.dumps((self.accessed, self.created, dict(self))).decode("ascii")
 
-        def cookie_value(self) -> str:
-            """The cookie value, after dropping what does not fit in MAX_COOKIE_VALUE."""
+def parse_payload(payload: Any) -> tuple[int, int, dict] | None:
+    """``(accessed, created, data)`` from a verified cookie, or None if it has another shape.
+
+    The shape is Pyramid's cookie sessions' own, so either can read the other's cookies.
+    """
+    if not (isinstance(payload, list) and len(payload) == 3):
+        return None
+    accessed, created, data = payload
+    if not (is_number(accessed) and is_number(created) and isinstance(data, dict)):
+        return None
+    return int(accessed), int(created), data
+
+
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is a JSON number (a timestamp, in a session payload)."""
+    return isinstance(value, int | float)
+
+
+def changes(method: Callable) -> Callable:
+    """Wrap a dict method so that calling it marks the session changed."""
+
+    @functools.wraps(method)
+    def changing(session: CookieSession, *args: Any, **kwargs: Any) -> Any:
+        session.changed()
+        return method(session, *args, **kwargs)
+
+    return changing
+
+
+@implementer(ISession)
+class CookieSession(dict):
+    """A session that lives in one {{ "signed" if signed else "encrypted" }} cookie.
+
+    Pyramid's ``BaseCookieSessionFactory`` does the same job; this class reads and writes
+    the same cookie format with less work per request: the cookie is read from the Cookie
+    header directly, the session is stamped when it is loaded (not on every read), and the
+    Set-Cookie header is written directly, since its attributes never change. A subclass
+    made by ``make_session_factory`` sets the class attributes.
+    """
+
+    serializer: Serializer
+    timeout: int
+    reissue_time: int
+    attributes: str
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.dirty = False
+        now = int(time.time())
+        loaded = self.load(request.environ.get("HTTP_COOKIE", ""))
+        if loaded is None or now - loaded[0] > self.timeout:
+            self.new, self.created, data = True, now, {}
+        else:
+            accessed, self.created, data = loaded
+            self.new = False
+            if now - accessed > self.reissue_time:
+                self.changed()  # extend the idle timeout of a session in use
+        super().__init__(data)
+
+    @classmethod
+    def load(cls, header: str) -> tuple[int, int, dict] | None:
+        """The session in the Cookie ``header``, or None when it is missing or not ours."""
+        value = request_cookie(header, COOKIE_NAME)
+        if not value:
+            return None
+        try:
+            return parse_payload(cls.serializer.loads(value.encode("latin-1")))
+        except (ValueError, TypeError, UnicodeError):
+            return None
+
+    # ISession
+    def changed(self) -> None:
+        """Write the session back to the cookie when the response goes out."""
+        if not self.dirty:
+            self.dirty = True
+            self.request.add_response_callback(self.set_cookie)
+
+    def invalidate(self) -> None:
+        """Empty the session; the browser receives a cookie with nothing in it."""
+        self.clear()
+
+    def flash(self, msg: Any, queue: str = "", allow_duplicate: bool = True) -> None:
+        """Add ``msg`` to the flash queue ``queue``."""
+        messages = self.setdefault(FLASH_KEY_PREFIX + queue, [])
+        if allow_duplicate or msg not in messages:
+            messages.append(msg)
+
+    def pop_flash(self, queue: str = "") -> list:
+        """Take every message of the flash queue ``queue``."""
+        return self.pop(FLASH_KEY_PREFIX + queue, [])
+
+    def peek_flash(self, queue: str = "") -> list:
+        """The messages of the flash queue ``queue``, left in place."""
+        return self.get(FLASH_KEY_PREFIX + queue, [])
+
+    def new_csrf_token(self) -> str:
+        """A fresh CSRF token, stored in the session."""
+        token = self[CSRF_TOKEN_KEY] = secrets.token_hex(20)
+        return token
+
+    def get_csrf_token(self) -> str:
+        """The session's CSRF token, made on first use."""
+        return self.get(CSRF_TOKEN_KEY) or self.new_csrf_token()
+
+    # dict methods that change the session
+    __setitem__ = changes(dict.__setitem__)
+    __delitem__ = changes(dict.__delitem__)
+    clear = changes(dict.clear)
+    pop = changes(dict.pop)
+    popitem = changes(dict.popitem)
+    setdefault = changes(dict.setdefault)
+    update = changes(dict.update)
+
+    # writing the cookie
+    def serialized(self) -> str:
+        """The cookie value for the session as it is now."""
+        payload = (int(time.time()), self.created, dict(self))
+        return self.serializer.dumps(payload).decode("ascii")
+
+    def cookie_value(self) -> str:
+        """The cookie value, after dropping what does not fit in MAX_COOKIE_VALUE."""
+        value = self.serialized()
+        if len(value) > MAX_COOKIE_VALUE:
+            dropped = len(self.pop_flash(QUEUE))
+            log.warning("session cookie of %d bytes: dropped %d messages", len(value), dropped)
+            flash(self, "warning", DROPPED_MESSAGES_NOTICE)
             value = self.serialized()
-            if len(value) > MAX_COOKIE_VALUE:
-                dropped = len(self.pop_flash(QUEUE))
-                log.warning("session cookie of %d bytes: dropped %d messages", len(value), dropped)
-                flash(self, "warning", DROPPED_MESSAGES_NOTICE)
-                value = self.serialized()
-            if len(value) > MAX_COOKIE_VALUE:
-                log.error("session cookie of %d bytes without messages: a new session", len(value))
-                self.clear()
-                value = self.serialized()
-            return value
+        if len(value) > MAX_COOKIE_VALUE:
+            log.error("session cookie of %d bytes without messages: a new session", len(value))
+            self.clear()
+            value = self.serialized()
+        return value
 
-        def _set_cookie(self, response: Response) -> bool:
-            # Pyramid's own builds the header through WebOb's general cookie machinery;
-            # these attributes never change, so the header is written directly.
-            header = f"{COOKIE_NAME}={self.cookie_value()}{attributes}"
-            response.headerlist.append(("Set-Cookie", header))
-            return True
+    def set_cookie(self, request: Request, response: Response) -> None:
+        """The response callback that sends the session in its Set-Cookie header."""
+        header = f"{COOKIE_NAME}={self.cookie_value()}{self.attributes}"
+        response.headerlist.append(("Set-Cookie", header))
+        self.request = None  # the request holds the session: break the cycle for the GC
 
-    return CookieSession
+
+def make_session_factory(settings: SessionSettings) -> type[CookieSession]:
+    """A cookie session class that {{ "signs" if signed else "encrypts" }} with the first secret and reads with all."""
+    serializers = [secret_serializer(key) for key in settings.secret_bytes]
+    return type(
+        "ConfiguredCookieSession",
+        (CookieSession,),
+        {
+            "serializer": RotatingSerializer(serializers),
+            "timeout": settings.timeout,
+            "reissue_time": settings.reissue_time,
+            "attributes": cookie_attributes(settings),
+        },
+    )
 
 
 def increment_counter(request: Request) -> int:

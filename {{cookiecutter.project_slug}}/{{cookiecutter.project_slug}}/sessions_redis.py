@@ -23,7 +23,7 @@ from pyramid_session_redis import RedisSessionFactory
 from pyramid_session_redis.session import RedisSession
 from redis.commands.core import Script
 
-from .pages import error_page
+from .pages import ERROR_TEMPLATE, error_page
 from .serializers import JSONSerializer, RotatingSerializer, SignedSerializer
 from .settings import SessionSettings, session_settings
 
@@ -184,7 +184,7 @@ def includeme(config: Configurator) -> None:
     config.registry[STORE] = RedisStore(client, settings.timeout, increment)
     config.set_session_factory(make_session_factory(settings, client))
     config.add_exception_view(
-        session_store_unavailable, context=redis.RedisError, renderer="templates/error.pt"
+        session_store_unavailable, context=redis.RedisError, renderer=ERROR_TEMPLATE
     )
     config.set_execution_policy(execution_policy)
 

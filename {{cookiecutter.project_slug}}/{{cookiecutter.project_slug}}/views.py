@@ -9,10 +9,10 @@ from pyramid.view import exception_view_config, notfound_view_config, view_confi
 
 from . import sessions
 from .flash import CATEGORIES, flash
-from .pages import error_page, page
+from .pages import COUNTER_TEMPLATE, ERROR_TEMPLATE, error_page, page
 
 
-@view_defaults(renderer="templates/counter.pt", request_method="GET")
+@view_defaults(renderer=COUNTER_TEMPLATE, request_method="GET")
 class CounterViews:
     """Two pages that share one session counter (Pyramid's quick tutorial, "sessions")."""
 
@@ -80,7 +80,7 @@ def forget(request: Request) -> HTTPSeeOther:
     return redirect_home(request)
 
 
-@exception_view_config(HTTPBadRequest, renderer="templates/error.pt")
+@exception_view_config(HTTPBadRequest, renderer=ERROR_TEMPLATE)
 def bad_request(error: HTTPBadRequest, request: Request) -> dict:
     """A rejected form (most often a missing or stale CSRF token): 400, not a traceback."""
     return error_page(
@@ -91,7 +91,7 @@ def bad_request(error: HTTPBadRequest, request: Request) -> dict:
     )
 
 
-@notfound_view_config(renderer="templates/error.pt")
+@notfound_view_config(renderer=ERROR_TEMPLATE)
 def not_found(error: HTTPNotFound, request: Request) -> dict:
     """404 in the site's layout."""
     return error_page(request, 404, "Not found", "There is no page at this address.")
