@@ -29,7 +29,7 @@ EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 TAKEN_NAMES = frozenset(
     """
     chameleon hupper hypothesis nacl paste pastedeploy pip plaster plaster_pastedeploy
-    pyramid pyramid_chameleon pyramid_nacl_session pyramid_session_redis pytest pytest_cov
+    pyramid pyramid_chameleon pyramid_nacl_session pytest pytest_cov
     redis ruff setuptools tests translationstring venusian waitress webob webtest zope
     """.split()
 )

@@ -23,7 +23,7 @@ UNRENDERED = re.compile(r"{{|{%|{#|\bcookiecutter\.(?!json\b)\w")
 FACTORY_PACKAGES = {
     "signed_cookie": set(),
     "encrypted_cookie": {"pyramid_nacl_session", "pynacl"},
-    "redis": {"pyramid_session_redis", "redis"},
+    "redis": {"redis"},
 }
 # Words that only the named factory's code may contain.
 FACTORY_WORDS = {

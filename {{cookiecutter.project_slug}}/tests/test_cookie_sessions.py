@@ -29,11 +29,11 @@ from {{ cookiecutter.project_slug }}.flash import (
     MAX_MESSAGE_LENGTH,
     MAX_MESSAGES_PER_CATEGORY,
 )
+from {{ cookiecutter.project_slug }}.session_api import request_cookie
 from {{ cookiecutter.project_slug }}.sessions import (
     DROPPED_MESSAGES_NOTICE,
     CookieSession,
     make_session_factory,
-    request_cookie,
 )
 from {{ cookiecutter.project_slug }}.settings import SessionSettings, session_settings
 

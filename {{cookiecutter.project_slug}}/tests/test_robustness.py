@@ -15,14 +15,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from {{ cookiecutter.project_slug }} import main
+{%- if cookiecutter.session_factory == "redis" %}
+from {{ cookiecutter.project_slug }}.sessions import KEY_PREFIX
+{%- endif %}
 from {{ cookiecutter.project_slug }}.settings import SECRET_BYTES
 
-# Where the session factory reads the clock to decide that a session has expired.
-{%- if cookiecutter.session_factory == "redis" %}
-EXPIRY_CLOCK = "pyramid_session_redis.util.time_time"
-{%- else %}
-EXPIRY_CLOCK = "time.time"
-{%- endif %}
 COOKIE_TEXT = st.text(
     alphabet=st.characters(min_codepoint=0x21, max_codepoint=0xFF, exclude_characters=";,\x7f"),
     max_size=5000,
@@ -82,6 +79,30 @@ def test_truncated_cookies_get_fresh_sessions(app) -> None:
         assert counter(visit_with(app, cookie[:length])) == 1
 
 
+{% if cookiecutter.session_factory == "redis" -%}
+def session_key(redis_client: redis.Redis) -> bytes:
+    """The Redis key of the one stored session."""
+    [key] = redis_client.scan_iter(f"{KEY_PREFIX}*")
+    return key
+
+
+def test_session_expired_by_redis_starts_afresh(app, redis_client: redis.Redis) -> None:
+    cookie = valid_cookie(app)
+    redis_client.pexpire(session_key(redis_client), 1)
+    time.sleep(0.01)
+    assert counter(visit_with(app, cookie)) == 1
+
+
+def test_every_visit_renews_the_expiry(app, app_settings, redis_client: redis.Redis) -> None:
+    cookie = valid_cookie(app)
+    redis_client.expire(session_key(redis_client), 5)
+    assert counter(visit_with(app, cookie)) == 3
+    assert redis_client.ttl(session_key(redis_client)) > int(app_settings["session.timeout"]) - 5
+{%- else -%}
+# Where the session factory reads the clock to decide that a session has expired.
+EXPIRY_CLOCK = "time.time"
+
+
 def test_expired_session_starts_afresh(app, app_settings, monkeypatch) -> None:
     cookie = valid_cookie(app)
     later = time.time() + int(app_settings["session.timeout"]) + 5
@@ -94,15 +115,8 @@ def test_session_within_the_timeout_survives(app, app_settings, monkeypatch) -> 
     later = time.time() + int(app_settings["session.timeout"]) - 30
     monkeypatch.setattr(EXPIRY_CLOCK, lambda: later)
     assert counter(visit_with(app, cookie)) == 3
-{% if cookiecutter.session_factory == "redis" %}
+{%- endif %}
 
-def test_session_expired_by_redis_starts_afresh(app, redis_client: redis.Redis) -> None:
-    cookie = valid_cookie(app)
-    [key] = [key for key in redis_client.scan_iter() if b":counter:" not in key]
-    redis_client.pexpire(key, 1)
-    time.sleep(0.01)
-    assert counter(visit_with(app, cookie)) == 1
-{% endif %}
 
 def test_cookie_from_another_app_secret_is_ignored(app_settings) -> None:
     other = main({}, **{**app_settings, "session.secret": secrets.token_hex(SECRET_BYTES)})

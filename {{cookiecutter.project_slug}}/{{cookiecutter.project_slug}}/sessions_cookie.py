@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -48,14 +47,12 @@ from .serializers import (
     SignedSerializer,
 {%- endif %}
 )
+from .session_api import COOKIE_NAME, FlashAndCSRF, cookie_attributes, request_cookie
 from .settings import SessionSettings, session_settings
 
 log = logging.getLogger(__name__)
 
-COOKIE_NAME = "session"
 COUNTER_KEY = "counter"
-CSRF_TOKEN_KEY = "_csrft_"  # noqa: S105 - the key of Pyramid's SessionCSRFStoragePolicy
-FLASH_KEY_PREFIX = "_f_"  # where Pyramid's cookie sessions keep a flash queue
 MAX_COOKIE_VALUE = 4064  # what Pyramid allows; browsers keep 4096 bytes per cookie
 DROPPED_MESSAGES_NOTICE = "Some messages were dropped to keep your session small."
 
@@ -67,25 +64,6 @@ def secret_serializer(secret: bytes) -> Serializer:
 {%- else %}
     return EncryptedSerializer(secret, serializer=JSONSerializer())
 {%- endif %}
-
-
-def cookie_attributes(settings: SessionSettings) -> str:
-    """What follows the value in every Set-Cookie header of the session."""
-    return "; Path=/; HttpOnly; SameSite=Lax" + ("; Secure" if settings.secure else "")
-
-
-def request_cookie(header: str, name: str) -> str | None:
-    """The value of cookie ``name`` in a Cookie request header.
-
-    As in WebOb (so as in Pyramid's own sessions), the last of repeated cookies wins.
-    Session cookies are base64url text, so unquoting is only taking off double quotes.
-    """
-    found = None
-    for pair in header.split(";"):
-        key, equals, value = pair.partition("=")
-        if equals and key.strip() == name:
-            found = value.strip().strip('"')
-    return found
 
 
 def parse_payload(payload: Any) -> tuple[int, int, dict] | None:
@@ -118,7 +96,7 @@ def changes(method: Callable) -> Callable:
 
 
 @implementer(ISession)
-class CookieSession(dict):
+class CookieSession(FlashAndCSRF, dict):
     """A session that lives in one {{ "signed" if signed else "encrypted" }} cookie.
 
     Pyramid's ``BaseCookieSessionFactory`` does the same job; this class reads and writes
@@ -168,29 +146,6 @@ class CookieSession(dict):
     def invalidate(self) -> None:
         """Empty the session; the browser receives a cookie with nothing in it."""
         self.clear()
-
-    def flash(self, msg: Any, queue: str = "", allow_duplicate: bool = True) -> None:
-        """Add ``msg`` to the flash queue ``queue``."""
-        messages = self.setdefault(FLASH_KEY_PREFIX + queue, [])
-        if allow_duplicate or msg not in messages:
-            messages.append(msg)
-
-    def pop_flash(self, queue: str = "") -> list:
-        """Take every message of the flash queue ``queue``."""
-        return self.pop(FLASH_KEY_PREFIX + queue, [])
-
-    def peek_flash(self, queue: str = "") -> list:
-        """The messages of the flash queue ``queue``, left in place."""
-        return self.get(FLASH_KEY_PREFIX + queue, [])
-
-    def new_csrf_token(self) -> str:
-        """A fresh CSRF token, stored in the session."""
-        token = self[CSRF_TOKEN_KEY] = secrets.token_hex(20)
-        return token
-
-    def get_csrf_token(self) -> str:
-        """The session's CSRF token, made on first use."""
-        return self.get(CSRF_TOKEN_KEY) or self.new_csrf_token()
 
     # dict methods that change the session
     __setitem__ = changes(dict.__setitem__)

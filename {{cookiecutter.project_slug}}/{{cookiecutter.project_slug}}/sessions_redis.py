@@ -1,9 +1,13 @@
 """Server-side sessions in Redis: the cookie carries only a signed session id.
 
 Every process that shares the Redis server and the secret shares the sessions, so this is
-the factory for several processes or machines. Session data is stored as JSON (never
-pickle); the visit counter is a separate Redis integer updated with INCR, so concurrent
-requests from one browser never lose a count. When Redis is down or slow, requests that
+the factory for several processes or machines. A session is one Redis hash: its data as
+JSON (never pickle) and the visit counter, an integer changed with HINCRBY, so concurrent
+requests from one browser never lose a count. Deleting the hash revokes the session.
+
+Each request costs one round trip to Redis: loading a session also renews its expiry,
+and the counter page loads the session and counts the visit in the same Lua call. A
+changed session is written back in one more. When Redis is down or slow, requests that
 need the session get a 503 page after ``session.redis_socket_timeout`` seconds, and the
 app recovers by itself as soon as Redis answers again.
 """
@@ -11,33 +15,67 @@ app recovers by itself as soon as Redis answers again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import secrets
+import time
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from pyramid.config import Configurator
+from pyramid.interfaces import ISession
 from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.router import Router
-from pyramid_session_redis import RedisSessionFactory
-from pyramid_session_redis.session import RedisSession
 from redis.commands.core import Script
+from zope.interface import implementer
 
 from .pages import ERROR_TEMPLATE, error_page
 from .serializers import JSONSerializer, RotatingSerializer, SignedSerializer
+from .session_api import COOKIE_NAME, FlashAndCSRF, cookie_attributes, request_cookie
 from .settings import SessionSettings, session_settings
 
 log = logging.getLogger(__name__)
 
-COOKIE_NAME = "session"
-COUNTER_KEY_PREFIX = "{{ cookiecutter.project_slug }}:counter:"
-STORE = "{{ cookiecutter.project_slug }}.redis_store"
-# INCR and EXPIRE in one atomic call: no lost count, and the counter expires with its session.
-INCREMENT_SCRIPT = """
-local count = redis.call("INCR", KEYS[1])
+KEY_PREFIX = "{{ cookiecutter.project_slug }}:session:"
+# The hash fields of a session.
+DATA, CREATED, COUNTER = "data", "created", "counter"
+# Each script is one atomic round trip. KEYS[1] is the session's hash, ARGV[1] its timeout.
+LOAD_SCRIPT = """
+local stored = redis.call("HMGET", KEYS[1], "data", "created")
+if stored[1] then redis.call("EXPIRE", KEYS[1], ARGV[1]) end
+return stored
+"""
+LOAD_AND_COUNT_SCRIPT = """
+local stored = redis.call("HMGET", KEYS[1], "data", "created")
+if not stored[1] then return stored end
+stored[3] = redis.call("HINCRBY", KEYS[1], "counter", 1)
+redis.call("EXPIRE", KEYS[1], ARGV[1])
+return stored
+"""
+COUNT_SCRIPT = """
+local count = redis.call("HINCRBY", KEYS[1], "counter", 1)
 redis.call("EXPIRE", KEYS[1], ARGV[1])
 return count
 """
+# A session revoked (or expired) while a request used it stays revoked: only a new
+# session (ARGV[4] = "1") may create its hash.
+SAVE_SCRIPT = """
+if ARGV[4] ~= "1" and redis.call("EXISTS", KEYS[1]) == 0 then return 0 end
+redis.call("HSET", KEYS[1], "data", ARGV[2], "created", ARGV[3])
+redis.call("EXPIRE", KEYS[1], ARGV[1])
+return 1
+"""
+RENAME_SCRIPT = """
+if redis.call("EXISTS", KEYS[1]) == 1 then redis.call("RENAME", KEYS[1], KEYS[2]) end
+"""
+SCRIPTS = {
+    "load": LOAD_SCRIPT,
+    "load_and_count": LOAD_AND_COUNT_SCRIPT,
+    "count": COUNT_SCRIPT,
+    "save": SAVE_SCRIPT,
+    "rename": RENAME_SCRIPT,
+}
 
 
 class SessionIdSerializer:
@@ -54,11 +92,15 @@ class SessionIdSerializer:
 
 @dataclass(frozen=True)
 class RedisStore:
-    """The Redis client every request shares, how long keys live, and the counter script."""
+    """The Redis client every request shares, how long sessions live, and the scripts."""
 
     client: redis.Redis
     timeout: int
-    increment: Script
+    scripts: dict[str, Script]
+
+    def run(self, script: str, keys: list[str], *args: Any) -> Any:
+        """Run one of SCRIPTS (one round trip)."""
+        return self.scripts[script](keys=keys, args=[self.timeout, *args])
 
 
 def make_redis_client(settings: SessionSettings) -> redis.Redis:
@@ -71,9 +113,16 @@ def make_redis_client(settings: SessionSettings) -> redis.Redis:
     )
 
 
-def log_invalid_session(request: Request, error: Exception) -> None:
-    """Note why a request got a fresh session (no cookie, expired, or corrupt data)."""
-    log.debug("fresh session for %s: %s", request.path, error)
+def make_redis_store(settings: SessionSettings) -> RedisStore:
+    """The store for ``settings``, its scripts registered (sent by SHA after the first use)."""
+    client = make_redis_client(settings)
+    scripts = {name: client.register_script(source) for name, source in SCRIPTS.items()}
+    return RedisStore(client, settings.timeout, scripts)
+
+
+def new_session_id() -> str:
+    """256 random bits, URL-safe."""
+    return secrets.token_urlsafe(32)
 
 
 def signed_by_fallback(signer: RotatingSerializer, cookie: str) -> bool:
@@ -85,104 +134,224 @@ def signed_by_fallback(signer: RotatingSerializer, cookie: str) -> bool:
     return False
 
 
-def make_session_factory(settings: SessionSettings, client: redis.Redis) -> Callable:
-    """A Redis session factory with JSON data and a cookie id signed by the first secret.
+def session_key(session_id: str) -> str:
+    """The Redis key of a session's hash."""
+    return KEY_PREFIX + session_id
 
-    A cookie still signed with a previous secret is signed again with the current one,
-    so the fallback secrets can be dropped after one session timeout.
+
+JSON = JSONSerializer()
+
+
+def load_data(stored: bytes) -> dict | None:
+    """Session data from its stored JSON, or None when it is corrupt."""
+    try:
+        data = JSON.loads(stored)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@implementer(ISession)
+class RedisSession(FlashAndCSRF, MutableMapping):
+    """A session kept in Redis under a random id; the cookie holds the id, signed.
+
+    The data is loaded from Redis when first used, in the same round trip as the visit
+    count when that comes first. A subclass made by ``make_session_factory`` sets the
+    class attributes.
     """
-    json_serializer = JSONSerializer()
+
+    store: RedisStore
+    signer: RotatingSerializer
+    attributes: str
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.dirty = False
+        self.send_cookie = False
+        self.session_id = self.cookie_session_id(request.environ.get("HTTP_COOKIE", ""))
+        self.new = self.session_id is None
+        self.created = int(time.time())
+        self._data: dict | None = {} if self.new else None
+
+    def cookie_session_id(self, header: str) -> str | None:
+        """The session id in the Cookie ``header`` if its signature holds, else None.
+
+        An id signed with a previous secret is accepted and signed again with the current
+        one, so the fallback secrets can be dropped after one session timeout.
+        """
+        value = request_cookie(header, COOKIE_NAME)
+        if not value:
+            return None
+        try:
+            session_id = self.signer.loads(value.encode("latin-1"))
+        except (ValueError, UnicodeError):
+            return None
+        if len(self.signer.serializers) > 1 and signed_by_fallback(self.signer, value):
+            self.send_cookie = True
+            self.changed()
+        return session_id
+
+    # loading
+    @property
+    def data(self) -> dict:
+        """The session's data, loaded on first use."""
+        if self._data is None:
+            self.loaded(self.store.run("load", [self.key]))
+        return self._data
+
+    @property
+    def key(self) -> str:
+        """The Redis key of this session."""
+        return session_key(self.session_id)
+
+    def loaded(self, stored: list) -> None:
+        """Take the data ``stored`` in Redis, or start afresh if it is gone or corrupt."""
+        data = None if stored[0] is None else load_data(stored[0])
+        if data is None:
+            log.debug("fresh session for %s: none or corrupt in Redis", self.request.path)
+            self.start_afresh()
+            return
+        self._data = data
+        self.created = int(stored[1] or self.created)
+
+    def start_afresh(self) -> None:
+        """Become a new, empty session under a new id."""
+        self.session_id, self.new, self._data = None, True, {}
+        self.created = int(time.time())
+
+    def ensure_id(self) -> str:
+        """The session id, made (and the cookie scheduled) for a new session."""
+        if self.session_id is None:
+            self.session_id = new_session_id()
+            self.send_cookie = True
+            self.changed()
+        return self.session_id
+
+    # the counter: one HINCRBY, never lost under concurrency
+    def increment_counter(self) -> int:
+        """Count one visit atomically; loads the session in the same round trip."""
+        if self._data is None:
+            stored = self.store.run("load_and_count", [self.key])
+            self.loaded(stored)
+            if not self.new:
+                return int(stored[2])
+        return int(self.store.run("count", [session_key(self.ensure_id())]))
+
+    def reset_counter(self) -> None:
+        """Set the visit counter back to zero."""
+        if self.session_id is not None:
+            self.store.client.hdel(self.key, COUNTER)
+
+    def regenerate(self) -> None:
+        """Move the session, its counter included, to a new id; the old id is revoked."""
+        data = self.data
+        if self.session_id is not None:
+            old_key, self.session_id = self.key, new_session_id()
+            self.store.run("rename", [old_key, self.key])
+            self.send_cookie = True
+        self._data = data
+        self.changed()
+
+    # ISession
+    def changed(self) -> None:
+        """Write the session back to Redis when the response goes out."""
+        if not self.dirty:
+            self.dirty = True
+            self.request.add_response_callback(self.save)
+
+    def invalidate(self) -> None:
+        """Delete the session from Redis (its cookie is revoked) and start afresh."""
+        if self.session_id is not None:
+            self.store.client.delete(self.key)
+            self.send_cookie = True
+        self.start_afresh()
+        self.changed()
+
+    # the dict interface
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.data[key] = value
+        self.changed()
+
+    def __delitem__(self, key: str) -> None:
+        del self.data[key]
+        self.changed()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.data
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default``."""
+        return self.data.get(key, default)
+
+    # saving
+    def save(self, request: Request, response: Response) -> None:
+        """The response callback that writes the session to Redis and sends its cookie."""
+        self.request = None  # the request holds the session: break the cycle for the GC
+        if isinstance(request.exception, redis.RedisError):
+            return  # Redis just failed this request: the 503 page goes out as it is
+        if self._data or self.session_id is not None:
+            self.ensure_id()
+            new = "1" if self.new else "0"
+            self.store.run("save", [self.key], JSON.dumps(self._data), self.created, new)
+        if self.send_cookie:
+            response.headerlist.append(("Set-Cookie", self.set_cookie_header()))
+
+    def set_cookie_header(self) -> str:
+        """The Set-Cookie header for the session id, or one that deletes the cookie."""
+        if self.session_id is None:
+            return f"{COOKIE_NAME}=; Max-Age=0{self.attributes}"
+        value = self.signer.dumps(self.session_id).decode("ascii")
+        return f"{COOKIE_NAME}={value}{self.attributes}"
+
+
+def make_session_factory(settings: SessionSettings, store: RedisStore) -> type[RedisSession]:
+    """A Redis session class that signs session ids with the first secret, reads with all."""
     signer = RotatingSerializer(
         [
-            SignedSerializer(secret, "pyramid_session_redis.", SessionIdSerializer())
+            SignedSerializer(secret, "session-id.", SessionIdSerializer())
             for secret in settings.secret_bytes
         ]
     )
-    factory = RedisSessionFactory(
-        secret=None,
-        cookie_signer=signer,
-        timeout=settings.timeout,
-        cookie_name=COOKIE_NAME,
-        cookie_secure=settings.secure,
-        cookie_httponly=True,
-        cookie_samesite="Lax",
-        redis_client_callable=lambda request, **options: client,
-        serialize=json_serializer.dumps,
-        deserialize=json_serializer.loads,
-        deserialized_fails_new=True,
-        func_invalid_logger=log_invalid_session,
-        # The session payload's expiry is rewritten only once it is `reissue_time` old,
-        # not on every request. Reading a session still costs a GET and, after the
-        # request, an EXPIRE (pyramid_session_redis refreshes the TTL on every read);
-        # set_redis_ttl_readheavy would fold the EXPIRE into the GET, but in 1.8.1 that
-        # pipeline is never executed and every read misses.
-        timeout_trigger=settings.reissue_time,
-        # This app changes the session only through its API, which marks it changed,
-        # so there is no need to serialize and hash it on every request to find out.
-        detect_changes=False,
+    return type(
+        "ConfiguredRedisSession",
+        (RedisSession,),
+        {"store": store, "signer": signer, "attributes": cookie_attributes(settings)},
     )
-    if len(settings.secrets) == 1:
-        return factory
-
-    def re_signing_factory(request: Request) -> RedisSession:
-        session = factory(request)
-        cookie = request.cookies.get(COOKIE_NAME)
-        if cookie and not session.new and signed_by_fallback(signer, cookie):
-            session.please_recookie()
-        return session
-
-    return re_signing_factory
-
-
-def redis_store(request: Request) -> RedisStore:
-    """The Redis store installed by ``includeme``."""
-    return request.registry[STORE]
-
-
-def counter_key(request: Request) -> str:
-    """The Redis key of this session's counter; makes sure a new session gets stored."""
-    session = request.session
-    if session.new:
-        session.changed()
-    return COUNTER_KEY_PREFIX + session.ensure_id()
 
 
 def increment_counter(request: Request) -> int:
-    """Count one visit atomically and return the new total (one round trip)."""
-    store = redis_store(request)
-    return store.increment(keys=[counter_key(request)], args=[store.timeout])
+    """Count one visit atomically and return the new total."""
+    return request.session.increment_counter()
 
 
 def reset_counter(request: Request) -> None:
     """Set the visit counter back to zero."""
-    redis_store(request).client.delete(counter_key(request))
+    request.session.reset_counter()
 
 
 def regenerate_session(request: Request) -> None:
     """Move the session and its counter to a new id; the old id is revoked (call at login)."""
-    store = redis_store(request)
-    session = request.session
-    data = dict(session)
-    count = store.client.getdel(counter_key(request))
-    session.invalidate()
-    session.update(data)
-    if count is not None:
-        store.client.set(counter_key(request), count, ex=store.timeout)
+    request.session.regenerate()
 
 
 def forget_session(request: Request) -> None:
     """Delete the session and its counter from Redis: the old cookie is revoked."""
-    redis_store(request).client.delete(counter_key(request))
     request.session.invalidate()
 
 
 def includeme(config: Configurator) -> None:
     """Install the Redis session factory configured by the ``session.*`` settings."""
     settings = session_settings(config.get_settings())
-    client = make_redis_client(settings)
-    increment = client.register_script(INCREMENT_SCRIPT)
-    config.registry[STORE] = RedisStore(client, settings.timeout, increment)
-    config.set_session_factory(make_session_factory(settings, client))
+    config.set_session_factory(make_session_factory(settings, make_redis_store(settings)))
     config.add_exception_view(
         session_store_unavailable, context=redis.RedisError, renderer=ERROR_TEMPLATE
     )
@@ -192,7 +361,7 @@ def includeme(config: Configurator) -> None:
 def execution_policy(environ: dict, router: Router) -> Response:
     """Pyramid's policy, plus the 503 page when Redis fails after the view.
 
-    The session is written to Redis in a finished callback, after the view and outside
+    The session is written to Redis in a response callback, after the view and outside
     Pyramid's exception views; if Redis goes away just then, this still answers 503.
     """
     with router.request_context(environ) as request:

@@ -1,0 +1,62 @@
+"""What every session of this app offers beyond a dict, whichever store holds it."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from .settings import SessionSettings
+
+COOKIE_NAME = "session"
+CSRF_TOKEN_KEY = "_csrft_"  # noqa: S105 - the key of Pyramid's SessionCSRFStoragePolicy
+FLASH_KEY_PREFIX = "_f_"  # where Pyramid's own sessions keep a flash queue
+
+
+def cookie_attributes(settings: SessionSettings) -> str:
+    """What follows the value in every Set-Cookie header of the session."""
+    return "; Path=/; HttpOnly; SameSite=Lax" + ("; Secure" if settings.secure else "")
+
+
+def request_cookie(header: str, name: str) -> str | None:
+    """The value of cookie ``name`` in a Cookie request header.
+
+    As in WebOb (so as in Pyramid's own sessions), the last of repeated cookies wins.
+    Session cookies are base64url text, so unquoting is only taking off double quotes.
+    """
+    found = None
+    for pair in header.split(";"):
+        key, equals, value = pair.partition("=")
+        if equals and key.strip() == name:
+            found = value.strip().strip('"')
+    return found
+
+
+class FlashAndCSRF:
+    """Pyramid's flash and CSRF session API, in the keys Pyramid's own sessions use.
+
+    Mixed into a session class that has the dict methods it calls.
+    """
+
+    def flash(self, msg: Any, queue: str = "", allow_duplicate: bool = True) -> None:
+        """Add ``msg`` to the flash queue ``queue``."""
+        messages = self.setdefault(FLASH_KEY_PREFIX + queue, [])
+        if allow_duplicate or msg not in messages:
+            messages.append(msg)
+            self.changed()
+
+    def pop_flash(self, queue: str = "") -> list:
+        """Take every message of the flash queue ``queue``."""
+        return self.pop(FLASH_KEY_PREFIX + queue, [])
+
+    def peek_flash(self, queue: str = "") -> list:
+        """The messages of the flash queue ``queue``, left in place."""
+        return self.get(FLASH_KEY_PREFIX + queue, [])
+
+    def new_csrf_token(self) -> str:
+        """A fresh CSRF token, stored in the session."""
+        token = self[CSRF_TOKEN_KEY] = secrets.token_hex(20)
+        return token
+
+    def get_csrf_token(self) -> str:
+        """The session's CSRF token, made on first use."""
+        return self.get(CSRF_TOKEN_KEY) or self.new_csrf_token()
