@@ -49,8 +49,20 @@ SLUG = "benchapp"
 WRK_RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
 SERVER_THREADS = int(os.environ.get("BENCH_SERVER_THREADS", "4"))
 WRK_CONNECTIONS = SERVER_THREADS  # no queueing: waitress logs every queued task
-# Served figures: the median of this many rounds, the pages taking turns.
-WRK_ROUNDS = 3
+# Served figures: this many rounds, the pages taking turns.
+WRK_ROUNDS = 7
+# The app gets a core of its own; wrk and Redis share the others, as if on other machines.
+CORES = sorted(os.sched_getaffinity(0))
+APP_CORES = set(CORES[:1])
+CLIENT_CORES = set(CORES[1:]) or APP_CORES
+PAGES = ("limit", "counter", "flash_round")
+# Requests per page load: a flash round is the POST and the GET it redirects to.
+REQUESTS = {"counter": 1, "flash_round": 2}
+
+
+def pin_to(cores: set[int]):
+    """A preexec_fn that runs the child process on ``cores`` only."""
+    return lambda: os.sched_setaffinity(0, cores)
 
 
 def bench_app(project: Path, command: str, *extra: str) -> list[str]:
@@ -68,6 +80,7 @@ def in_process(project: Path, env: dict[str, str], seconds: float) -> dict:
         capture_output=True,
         text=True,
         check=False,
+        preexec_fn=pin_to(APP_CORES),
     )
     if result.returncode != 0:
         raise RuntimeError(f"bench_app.py inprocess failed:\n{result.stderr}")
@@ -80,21 +93,24 @@ def wrk(url: str, seconds: float, *options: str, script_args: tuple[str, ...] = 
     command = ["wrk", "-t1", f"-c{WRK_CONNECTIONS}", duration, *options, url]
     if script_args:
         command += ["--", *script_args]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    output = subprocess.run(
+        command, capture_output=True, text=True, check=True, preexec_fn=pin_to(CLIENT_CORES)
+    ).stdout
     match = WRK_RATE.search(output)
     if not match:
         raise ValueError(f"no rate in wrk's output:\n{output}")
     return float(match.group(1))
 
 
-def served(project: Path, env: dict[str, str], seconds: float, cookie: str, token: str) -> dict:
-    """Median rates under wrk over WRK_ROUNDS interleaved rounds, served by waitress."""
+def served(project: Path, env: dict[str, str], seconds: float, cookie: str, token: str) -> list:
+    """WRK_ROUNDS rounds of rates under wrk, the pages taking turns, served by waitress."""
     port = free_port()
     server = start(
         bench_app(project, "serve", str(port), str(SERVER_THREADS)),
         port,
         cwd=project,
         env=clean_environment(**env),
+        preexec_fn=pin_to(APP_CORES),
     )
     base = f"http://127.0.0.1:{port}"
     with_cookie = ("-H", f"Cookie: {cookie}")
@@ -106,10 +122,23 @@ def served(project: Path, env: dict[str, str], seconds: float, cookie: str, toke
     }
     try:
         wrk(f"{base}/", 1, *with_cookie)  # warm up: template compilation, connection pools
-        rounds = [{name: load() for name, load in loads.items()} for _ in range(WRK_ROUNDS)]
+        return [{name: load() for name, load in loads.items()} for _ in range(WRK_ROUNDS)]
     finally:
         stop(server)
-    return {name: statistics.median(done[name] for done in rounds) for name in loads}
+
+
+def summary(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """Median rates, and for each page the median of its per-round ratios to the limit.
+
+    Rounds are paired: a page is compared with the limit measured just before it, so a
+    slow spell of the (shared, virtual) machine moves both sides of a ratio together.
+    """
+    figures = {page: statistics.median(done[page] for done in rounds) for page in PAGES}
+    for page, requests in REQUESTS.items():
+        ratios = [requests * done[page] / done["limit"] for done in rounds]
+        figures[f"{page}_ratio"] = statistics.median(ratios)
+        figures[f"{page}_ratio_range"] = [min(ratios), max(ratios)]
+    return figures
 
 
 def measure_factory(factory: str, workdir: Path, seconds: float) -> dict:
@@ -117,13 +146,15 @@ def measure_factory(factory: str, workdir: Path, seconds: float) -> dict:
     project = render(workdir / factory, session_factory=factory, project_slug=SLUG)
     install(project)
     with redis_server() as redis:
+        os.sched_setaffinity(redis.process.pid, CLIENT_CORES)
         env = production_env(project, factory, redis.url if factory == "redis" else "")
         inside = in_process(project, env, seconds)
         outside = served(project, env, seconds, inside["cookie"], inside["token"])
     return {
         "set_cookie_bytes": inside["set_cookie_bytes"],
-        "in_process": {key: inside[key] for key in ("limit", "counter", "flash_round")},
-        "served": outside,
+        "in_process": summary(inside["rounds"]),
+        "served": summary(outside),
+        "rounds": {"in_process": inside["rounds"], "served": outside},
     }
 
 
@@ -154,35 +185,35 @@ def machine() -> dict:
         ),
         platform.processor(),
     )
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
-
-
-def ratio(rates: dict, key: str) -> float:
-    """``key``'s requests per second as a fraction of the no-session limit's.
-
-    A flash round is two requests (the POST and the GET it redirects to).
-    """
-    requests = {"counter": 1, "flash_round": 2}[key]
-    return requests * rates[key] / rates["limit"]
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "app_cores": sorted(APP_CORES),
+        "client_cores": sorted(CLIENT_CORES),
+    }
 
 
 def report(results: dict) -> str:
     """The results as Markdown tables."""
+    host = results["machine"]
     lines = [
-        f"Machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, "
-        f"Python {results['machine']['python']}",
+        f"Machine: {host['cpu']}, {host['cores']} cores, Python {host['python']}; "
+        f"the app on cores {host['app_cores']}, wrk and Redis on cores {host['client_cores']}",
         "",
-        "| factory | mode | limit req/s | counter req/s | counter ratio "
+        "| factory | mode | limit req/s | counter req/s | counter ratio (rounds' range) "
         "| flash rounds/s | flash ratio |",
         "|---|---|---|---|---|---|---|",
     ]
     for factory, figures in results["factories"].items():
         for mode in ("in_process", "served"):
             rates = figures[mode]
+            low, high = rates["counter_ratio_range"]
             lines.append(
                 f"| {factory} | {mode.replace('_', '-')} | {rates['limit']:.0f} "
-                f"| {rates['counter']:.0f} | {ratio(rates, 'counter'):.2f} "
-                f"| {rates['flash_round']:.0f} | {ratio(rates, 'flash_round'):.2f} |"
+                f"| {rates['counter']:.0f} | **{rates['counter_ratio']:.2f}** "
+                f"({low:.2f} to {high:.2f}) "
+                f"| {rates['flash_round']:.0f} | {rates['flash_round_ratio']:.2f} |"
             )
     lines += ["", "| factory | Set-Cookie bytes (counter + 3 flash messages) |", "|---|---|"]
     lines += [

@@ -13,13 +13,11 @@ from helpers import counter, csrf_token, flash_groups, post_form, session_cookie
 {%- if signed %}
 from pyramid.config import Configurator
 {%- endif %}
-from pyramid.interfaces import ISession
 from pyramid.request import Request
 from pyramid.response import Response
 {%- if signed %}
 from pyramid.session import JSONSerializer, SignedCookieSessionFactory
 {%- endif %}
-from zope.interface.verify import verifyObject
 
 {% if signed -%}
 from {{ cookiecutter.project_slug }} import main
@@ -29,7 +27,6 @@ from {{ cookiecutter.project_slug }}.flash import (
     MAX_MESSAGE_LENGTH,
     MAX_MESSAGES_PER_CATEGORY,
 )
-from {{ cookiecutter.project_slug }}.session_api import request_cookie
 from {{ cookiecutter.project_slug }}.sessions import (
     DROPPED_MESSAGES_NOTICE,
     CookieSession,
@@ -163,10 +160,6 @@ def session_with(app_settings: dict, payload: object | None = None) -> CookieSes
     return factory(request)
 
 
-def test_the_session_provides_pyramids_isession(app_settings: dict) -> None:
-    assert verifyObject(ISession, session_with(app_settings))
-
-
 @pytest.mark.parametrize(
     "payload",
     ["a string", [1, 2], [1, 2, 3, 4], ["1", 2, {}], [1, None, {}], [1, 2, ["counter", 5]]],
@@ -231,41 +224,3 @@ def test_only_changes_write_the_cookie(app_settings, operation: Callable, writes
     operation(session)
     assert session.dirty is writes
     assert bool(session.request.response_callbacks) is writes
-
-
-def test_flash_queues_and_pop_flash_empties(app_settings: dict) -> None:
-    session = session_with(app_settings)
-    session.flash("once", allow_duplicate=False)
-    session.flash("once", allow_duplicate=False)
-    session.flash("twice")
-    session.flash("twice")
-    assert session.peek_flash() == ["once", "twice", "twice"]
-    assert session.pop_flash() == ["once", "twice", "twice"]
-    assert session.pop_flash() == []
-
-
-def test_the_csrf_token_is_kept_until_renewed(app_settings: dict) -> None:
-    session = session_with(app_settings)
-    token = session.get_csrf_token()
-    assert len(token) == 40
-    assert session.get_csrf_token() == token
-    assert session.new_csrf_token() != token
-
-
-@pytest.mark.parametrize(
-    ("header", "value"),
-    [
-        ("", None),
-        ("other=1", None),
-        ("session=abc", "abc"),
-        ("a=1; session=abc; b=2", "abc"),
-        ('session="abc"', "abc"),
-        ("session=old; session=new", "new"),
-        ("session", None),
-        ("xsession=abc", None),
-    ],
-    ids=["empty", "other", "alone", "among-others", "quoted", "last-wins", "no-value", "suffix"],
-)
-def test_the_session_cookie_is_read_as_webob_reads_it(header: str, value: str | None) -> None:
-    assert request_cookie(header, "session") == value
-    assert Request.blank("/", headers={"Cookie": header}).cookies.get("session") == value

@@ -16,10 +16,8 @@ import redis
 import webtest
 from conftest import RedisServer
 from helpers import counter, csrf_token, post_form, session_cookie, text
-from pyramid.interfaces import ISession
 from pyramid.request import Request
 from pyramid.response import Response
-from zope.interface.verify import verifyObject
 
 from {{ cookiecutter.project_slug }} import main
 from {{ cookiecutter.project_slug }}.sessions import (
@@ -256,10 +254,6 @@ def test_invalidating_without_new_data_deletes_the_cookie(app_settings, testapp,
     session.save(request, response)
     assert session_ids(redis_client) == []
     assert response.headers["Set-Cookie"].startswith("session=; Max-Age=0; Path=/; HttpOnly")
-
-
-def test_the_session_provides_pyramids_isession(app_settings) -> None:
-    assert verifyObject(ISession, redis_session(app_settings))
 
 
 def test_the_session_is_a_mutable_mapping(app_settings, redis_client) -> None:

@@ -5,11 +5,11 @@ the factory for several processes or machines. A session is one Redis hash: its 
 JSON (never pickle) and the visit counter, an integer changed with HINCRBY, so concurrent
 requests from one browser never lose a count. Deleting the hash revokes the session.
 
-Each request costs one round trip to Redis: loading a session also renews its expiry,
-and the counter page loads the session and counts the visit in the same Lua call. A
-changed session is written back in one more. When Redis is down or slow, requests that
-need the session get a 503 page after ``session.redis_socket_timeout`` seconds, and the
-app recovers by itself as soon as Redis answers again.
+Reading a session costs one round trip to Redis, which also renews its expiry; the
+counter page loads the session and counts the visit in that same Lua call. A changed
+session is written back in one more round trip, after the view. When Redis is down or
+slow, requests that need the session get a 503 page after ``session.redis_socket_timeout``
+seconds, and the app recovers by itself as soon as Redis answers again.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from .settings import SessionSettings, session_settings
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "{{ cookiecutter.project_slug }}:session:"
-# The hash fields of a session.
-DATA, CREATED, COUNTER = "data", "created", "counter"
+# A session's hash has the fields "data" (JSON), "created" (epoch seconds) and "counter".
+COUNTER_FIELD = "counter"
 # Each script is one atomic round trip. KEYS[1] is the session's hash, ARGV[1] its timeout.
 LOAD_SCRIPT = """
 local stored = redis.call("HMGET", KEYS[1], "data", "created")
@@ -240,7 +240,7 @@ class RedisSession(FlashAndCSRF, MutableMapping):
     def reset_counter(self) -> None:
         """Set the visit counter back to zero."""
         if self.session_id is not None:
-            self.store.client.hdel(self.key, COUNTER)
+            self.store.client.hdel(self.key, COUNTER_FIELD)
 
     def regenerate(self) -> None:
         """Move the session, its counter included, to a new id; the old id is revoked."""
