@@ -5,7 +5,9 @@
 
 The bench app is the generated app plus /limit: the counter page's template rendered with
 the same layout, but without touching the session (a fixed CSRF token, no flash, no
-counter). Its rate is the limit the session pages are measured against.
+counter). Its rate is the limit the session pages are measured against. With Redis
+sessions it also has /ping: /limit plus one PING through the app's Redis client, the
+cost of one round trip to Redis with no session work at all.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from collections.abc import Callable
 import waitress
 import webtest
 from pyramid.config import Configurator
+from pyramid.interfaces import ISessionFactory
 from pyramid.paster import get_appsettings
+from pyramid.request import Request
 from pyramid.router import Router
 
 FIXED_TOKEN = "0" * 40
@@ -35,6 +39,8 @@ def make_app(package: str, ini: str) -> Router:
     """
     pages = importlib.import_module(f"{package}.pages")
     views = importlib.import_module(f"{package}.views")
+    # What the counter views render (older commits of the template have no such constant).
+    template = getattr(pages, "COUNTER_TEMPLATE", f"{package}:templates/counter.pt")
 
     class LimitViews(views.CounterViews):
         """The counter pages with every session access replaced by a constant."""
@@ -49,17 +55,35 @@ def make_app(package: str, ini: str) -> Router:
                 csrf_token=FIXED_TOKEN,
             )
 
+    class PingViews(LimitViews):
+        """/limit plus one round trip to Redis (a PING): the floor of any Redis session."""
+
+        def counter_page(self, title: str) -> dict:
+            redis_store(self.request).client.ping()
+            return super().counter_page(title)
+
     with Configurator(settings=get_appsettings(ini)) as config:
         config.include(package)
-        config.add_route("limit", "/limit")
-        config.add_view(
-            LimitViews,
-            attr="home",
-            route_name="limit",
-            renderer=pages.COUNTER_TEMPLATE,
-            request_method="GET",
-        )
+        config.commit()  # the session factory is registered: redis_store() can see it
+        pages_without_session = {"limit": LimitViews}
+        if redis_store(config):
+            pages_without_session["ping"] = PingViews
+        for name, view_class in pages_without_session.items():
+            config.add_route(name, f"/{name}")
+            config.add_view(
+                view_class,
+                attr="home",
+                route_name=name,
+                renderer=template,
+                request_method="GET",
+            )
     return config.make_wsgi_app()
+
+
+def redis_store(holder: Request | Configurator) -> object | None:
+    """The Redis store of the app's session factory; None for the cookie factories."""
+    factory = holder.registry.queryUtility(ISessionFactory)
+    return getattr(factory, "store", None)
 
 
 def rate(action: Callable[[], object], seconds: float) -> float:
@@ -117,6 +141,8 @@ def in_process(package: str, ini: str, seconds: float) -> dict:
         "counter": lambda: send("get", "/", cookie),
         "flash_round": flash_round,
     }
+    if redis_store(client.app):
+        loads["ping"] = lambda: send("get", "/ping", cookie)
     return {
         "rounds": [
             {name: rate(load, seconds) for name, load in loads.items()} for _ in range(ROUNDS)

@@ -55,9 +55,8 @@ WRK_ROUNDS = 7
 CORES = sorted(os.sched_getaffinity(0))
 APP_CORES = set(CORES[:1])
 CLIENT_CORES = set(CORES[1:]) or APP_CORES
-PAGES = ("limit", "counter", "flash_round")
 # Requests per page load: a flash round is the POST and the GET it redirects to.
-REQUESTS = {"counter": 1, "flash_round": 2}
+REQUESTS = {"counter": 1, "flash_round": 2, "ping": 1}
 
 
 def pin_to(cores: set[int]):
@@ -102,8 +101,12 @@ def wrk(url: str, seconds: float, *options: str, script_args: tuple[str, ...] = 
     return float(match.group(1))
 
 
-def served(project: Path, env: dict[str, str], seconds: float, cookie: str, token: str) -> list:
-    """WRK_ROUNDS rounds of rates under wrk, the pages taking turns, served by waitress."""
+def served(project: Path, env: dict[str, str], seconds: float, inside: dict) -> list:
+    """WRK_ROUNDS rounds of rates under wrk, the pages taking turns, served by waitress.
+
+    The pages are those measured in-process (``inside``), with its cookie and CSRF token.
+    """
+    cookie, token = inside["cookie"], inside["token"]
     port = free_port()
     server = start(
         bench_app(project, "serve", str(port), str(SERVER_THREADS)),
@@ -119,7 +122,9 @@ def served(project: Path, env: dict[str, str], seconds: float, cookie: str, toke
         "limit": lambda: wrk(f"{base}/limit", seconds, *with_cookie),
         "counter": lambda: wrk(f"{base}/", seconds, *with_cookie),
         "flash_round": lambda: wrk(base, seconds, *flash, script_args=(token, cookie)) / 2,
+        "ping": lambda: wrk(f"{base}/ping", seconds, *with_cookie),
     }
+    loads = {name: load for name, load in loads.items() if name in inside["rounds"][0]}
     try:
         wrk(f"{base}/", 1, *with_cookie)  # warm up: template compilation, connection pools
         return [{name: load() for name, load in loads.items()} for _ in range(WRK_ROUNDS)]
@@ -133,23 +138,23 @@ def summary(rounds: list[dict[str, float]]) -> dict[str, float]:
     Rounds are paired: a page is compared with the limit measured just before it, so a
     slow spell of the (shared, virtual) machine moves both sides of a ratio together.
     """
-    figures = {page: statistics.median(done[page] for done in rounds) for page in PAGES}
-    for page, requests in REQUESTS.items():
-        ratios = [requests * done[page] / done["limit"] for done in rounds]
+    figures = {page: statistics.median(done[page] for done in rounds) for page in rounds[0]}
+    for page in rounds[0].keys() - {"limit"}:
+        ratios = [REQUESTS[page] * done[page] / done["limit"] for done in rounds]
         figures[f"{page}_ratio"] = statistics.median(ratios)
         figures[f"{page}_ratio_range"] = [min(ratios), max(ratios)]
     return figures
 
 
-def measure_factory(factory: str, workdir: Path, seconds: float) -> dict:
-    """Everything measured for one factory."""
-    project = render(workdir / factory, session_factory=factory, project_slug=SLUG)
+def measure_factory(factory: str, workdir: Path, seconds: float, template: Path) -> dict:
+    """Everything measured for one factory of ``template``."""
+    project = render(workdir / factory, template, session_factory=factory, project_slug=SLUG)
     install(project)
     with redis_server() as redis:
         os.sched_setaffinity(redis.process.pid, CLIENT_CORES)
         env = production_env(project, factory, redis.url if factory == "redis" else "")
         inside = in_process(project, env, seconds)
-        outside = served(project, env, seconds, inside["cookie"], inside["token"])
+        outside = served(project, env, seconds, inside)
     return {
         "set_cookie_bytes": inside["set_cookie_bytes"],
         "in_process": summary(inside["rounds"]),
@@ -158,12 +163,12 @@ def measure_factory(factory: str, workdir: Path, seconds: float) -> dict:
     }
 
 
-def render_seconds(workdir: Path, rounds: int = 5) -> float:
+def render_seconds(workdir: Path, template: Path, rounds: int = 5) -> float:
     """Median wall time of rendering the template with the default answers."""
     times = []
     for number in range(rounds):
         started = time.perf_counter()
-        render(workdir / f"render{number}")
+        render(workdir / f"render{number}", template)
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
@@ -215,6 +220,13 @@ def report(results: dict) -> str:
                 f"({low:.2f} to {high:.2f}) "
                 f"| {rates['flash_round']:.0f} | {rates['flash_round_ratio']:.2f} |"
             )
+    lines += [
+        f"\n{factory}: /limit plus one Redis PING and no session work: "
+        f"{figures['in_process']['ping_ratio']:.2f} in-process, "
+        f"{figures['served']['ping_ratio']:.2f} served"
+        for factory, figures in results["factories"].items()
+        if "ping_ratio" in figures["served"]
+    ]
     lines += ["", "| factory | Set-Cookie bytes (counter + 3 flash messages) |", "|---|---|"]
     lines += [
         f"| {factory} | {figures['set_cookie_bytes']} |"
@@ -234,14 +246,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=2.0, help="per measurement round")
     parser.add_argument("--factory", action="append", choices=FACTORIES)
     parser.add_argument("--suite", action="store_true", help="also time the test suite")
+    parser.add_argument(
+        "--template",
+        type=Path,
+        default=ROOT,
+        help="measure another checkout of this template (an older commit, say)",
+    )
     args = parser.parse_args(argv)
     if not 0.2 <= args.seconds <= 60:
         parser.error("--seconds must be 0.2 to 60")
     results: dict = {"machine": machine(), "factories": {}}
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
         for factory in args.factory or FACTORIES:
-            results["factories"][factory] = measure_factory(factory, Path(workdir), args.seconds)
-        results["render_seconds"] = render_seconds(Path(workdir))
+            results["factories"][factory] = measure_factory(
+                factory, Path(workdir), args.seconds, args.template
+            )
+        results["render_seconds"] = render_seconds(Path(workdir), args.template)
     if args.suite:
         results["suite_seconds"] = suite_seconds()
     RESULTS.parent.mkdir(exist_ok=True)

@@ -118,11 +118,12 @@ def redis_server() -> Iterator[RedisServer]:
         server.stop()
 
 
-def render(output_dir: Path, **answers: str) -> Path:
-    """Render the template without prompts and return the project directory."""
-    return Path(
-        cookiecutter(str(ROOT), no_input=True, output_dir=str(output_dir), extra_context=answers)
+def render(output_dir: Path, template: Path = ROOT, **answers: str) -> Path:
+    """Render ``template`` (this one by default) without prompts; return the project."""
+    rendered = cookiecutter(
+        str(template), no_input=True, output_dir=str(output_dir), extra_context=answers
     )
+    return Path(rendered)
 
 
 def readme_commands(project: Path) -> list[str]:
