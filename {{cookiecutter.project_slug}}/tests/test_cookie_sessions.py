@@ -136,7 +136,7 @@ def test_a_session_too_big_without_messages_starts_afresh(app_settings: dict, ca
     session["counter"] = 7
     session["notes"] = "n" * MAX_COOKIE_BYTES
     response = Response()
-    session.set_cookie(request, response)
+    session.write_back(request, response)
     assert "without messages: a new session" in caplog.text
     assert dict(session) == {}
     assert len(response.headers["Set-Cookie"]) < 300

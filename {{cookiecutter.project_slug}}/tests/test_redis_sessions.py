@@ -241,7 +241,7 @@ def test_a_revoked_session_is_not_written_back(app_settings, testapp, redis_clie
     assert session.get("_csrft_")  # loaded: the session exists
     redis_client.delete(KEY_PREFIX + session_id)  # "forget" in another tab
     session.flash("late")
-    session.save(request, Response())
+    session.write_back(request, Response())
     assert session_ids(redis_client) == []
 
 
@@ -251,7 +251,7 @@ def test_invalidating_without_new_data_deletes_the_cookie(app_settings, testapp,
     request = session.request
     session.invalidate()
     response = Response()
-    session.save(request, response)
+    session.write_back(request, response)
     assert session_ids(redis_client) == []
     assert response.headers["Set-Cookie"].startswith("session=; Max-Age=0; Path=/; HttpOnly")
 
@@ -278,6 +278,6 @@ def test_a_new_session_that_stores_nothing_leaves_no_trace(app_settings, redis_c
     request = session.request
     operation(session)
     response = Response()
-    session.save(request, response)
+    session.write_back(request, response)
     assert session_ids(redis_client) == []
     assert "Set-Cookie" not in response.headers

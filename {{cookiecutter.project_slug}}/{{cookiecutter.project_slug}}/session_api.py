@@ -31,11 +31,21 @@ def request_cookie(header: str, name: str) -> str | None:
     return found
 
 
-class FlashAndCSRF:
-    """Pyramid's flash and CSRF session API, in the keys Pyramid's own sessions use.
+class SessionAPI:
+    """Pyramid's ISession methods that do not depend on where the session is stored.
 
-    Mixed into a session class that has the dict methods it calls.
+    Mixed into a session class that has the dict methods they call, a ``request``, and a
+    ``write_back(request, response)`` method; flash queues and the CSRF token live in the
+    keys Pyramid's own sessions use.
     """
+
+    dirty = False
+
+    def changed(self) -> None:
+        """Write the session back (``write_back``) when the response goes out."""
+        if not self.dirty:
+            self.dirty = True
+            self.request.add_response_callback(self.write_back)
 
     def flash(self, msg: Any, queue: str = "", allow_duplicate: bool = True) -> None:
         """Add ``msg`` to the flash queue ``queue``."""

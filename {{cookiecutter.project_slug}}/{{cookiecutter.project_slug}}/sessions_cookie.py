@@ -47,7 +47,7 @@ from .serializers import (
     SignedSerializer,
 {%- endif %}
 )
-from .session_api import COOKIE_NAME, FlashAndCSRF, cookie_attributes, request_cookie
+from .session_api import COOKIE_NAME, SessionAPI, cookie_attributes, request_cookie
 from .settings import SessionSettings, session_settings
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def changes(method: Callable) -> Callable:
 
 
 @implementer(ISession)
-class CookieSession(FlashAndCSRF, dict):
+class CookieSession(SessionAPI, dict):
     """A session that lives in one {{ "signed" if signed else "encrypted" }} cookie.
 
     Pyramid's ``BaseCookieSessionFactory`` does the same job; this class reads and writes
@@ -113,7 +113,6 @@ class CookieSession(FlashAndCSRF, dict):
 
     def __init__(self, request: Request) -> None:
         self.request = request
-        self.dirty = False
         now = int(time.time())
         loaded = self.load(request.environ.get("HTTP_COOKIE", ""))
         if loaded is None or now - loaded[0] > self.timeout:
@@ -137,12 +136,6 @@ class CookieSession(FlashAndCSRF, dict):
             return None
 
     # ISession
-    def changed(self) -> None:
-        """Write the session back to the cookie when the response goes out."""
-        if not self.dirty:
-            self.dirty = True
-            self.request.add_response_callback(self.set_cookie)
-
     def invalidate(self) -> None:
         """Empty the session; the browser receives a cookie with nothing in it."""
         self.clear()
@@ -176,7 +169,7 @@ class CookieSession(FlashAndCSRF, dict):
             value = self.serialized()
         return value
 
-    def set_cookie(self, request: Request, response: Response) -> None:
+    def write_back(self, request: Request, response: Response) -> None:
         """The response callback that sends the session in its Set-Cookie header."""
         header = f"{COOKIE_NAME}={self.cookie_value()}{self.attributes}"
         response.headerlist.append(("Set-Cookie", header))

@@ -32,7 +32,7 @@ from zope.interface import implementer
 
 from .pages import ERROR_TEMPLATE, error_page
 from .serializers import JSONSerializer, RotatingSerializer, SignedSerializer
-from .session_api import COOKIE_NAME, FlashAndCSRF, cookie_attributes, request_cookie
+from .session_api import COOKIE_NAME, SessionAPI, cookie_attributes, request_cookie
 from .settings import SessionSettings, session_settings
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def load_data(stored: bytes) -> dict | None:
 
 
 @implementer(ISession)
-class RedisSession(FlashAndCSRF, MutableMapping):
+class RedisSession(SessionAPI, MutableMapping):
     """A session kept in Redis under a random id; the cookie holds the id, signed.
 
     The data is loaded from Redis when first used, in the same round trip as the visit
@@ -166,7 +166,6 @@ class RedisSession(FlashAndCSRF, MutableMapping):
 
     def __init__(self, request: Request) -> None:
         self.request = request
-        self.dirty = False
         self.send_cookie = False
         self.session_id = self.cookie_session_id(request.environ.get("HTTP_COOKIE", ""))
         self.new = self.session_id is None
@@ -253,12 +252,6 @@ class RedisSession(FlashAndCSRF, MutableMapping):
         self.changed()
 
     # ISession
-    def changed(self) -> None:
-        """Write the session back to Redis when the response goes out."""
-        if not self.dirty:
-            self.dirty = True
-            self.request.add_response_callback(self.save)
-
     def invalidate(self) -> None:
         """Delete the session from Redis (its cookie is revoked) and start afresh."""
         if self.session_id is not None:
@@ -293,7 +286,7 @@ class RedisSession(FlashAndCSRF, MutableMapping):
         return self.data.get(key, default)
 
     # saving
-    def save(self, request: Request, response: Response) -> None:
+    def write_back(self, request: Request, response: Response) -> None:
         """The response callback that writes the session to Redis and sends its cookie."""
         self.request = None  # the request holds the session: break the cycle for the GC
         if isinstance(request.exception, redis.RedisError):
