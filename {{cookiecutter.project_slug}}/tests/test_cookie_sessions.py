@@ -162,8 +162,24 @@ def session_with(app_settings: dict, payload: object | None = None) -> CookieSes
 
 @pytest.mark.parametrize(
     "payload",
-    ["a string", [1, 2], [1, 2, 3, 4], ["1", 2, {}], [1, None, {}], [1, 2, ["counter", 5]]],
-    ids=["not-a-list", "two-items", "four-items", "text-stamp", "null-stamp", "list-data"],
+    [
+        "a string",
+        [1, 2],
+        [1, 2, 3, 4],
+        ["1", 2, {}],
+        [1, None, {}],
+        [float("inf"), 2, {}],
+        [1, 2, ["counter", 5]],
+    ],
+    ids=[
+        "not-a-list",
+        "two-items",
+        "four-items",
+        "text-stamp",
+        "null-stamp",
+        "infinite-stamp",
+        "list-data",
+    ],
 )
 def test_a_sealed_payload_of_another_shape_is_a_fresh_session(
     app_settings: dict, payload: object

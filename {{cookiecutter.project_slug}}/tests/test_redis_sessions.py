@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 import os
+import secrets
 import signal
 import time
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from {{ cookiecutter.project_slug }}.sessions import (
     make_redis_store,
     make_session_factory,
 )
-from {{ cookiecutter.project_slug }}.settings import session_settings
+from {{ cookiecutter.project_slug }}.settings import SECRET_BYTES, session_settings
 
 
 def session_ids(client: redis.Redis) -> list[str]:
@@ -281,3 +282,26 @@ def test_a_new_session_that_stores_nothing_leaves_no_trace(app_settings, redis_c
     session.write_back(request, response)
     assert session_ids(redis_client) == []
     assert "Set-Cookie" not in response.headers
+
+
+def test_re_signing_a_cookie_leaves_unread_data_alone(app_settings, redis_client) -> None:
+    """A request that never reads the session only re-signs a cookie of an older secret."""
+    old_secret = app_settings["session.secret"]
+    rotated = {
+        **app_settings,
+        "session.secret": secrets.token_hex(SECRET_BYTES),
+        "session.secret_fallbacks": old_secret,
+    }
+    before = webtest.TestApp(main({}, **app_settings))
+    before.get("/")
+    [session_id] = session_ids(redis_client)
+    stored = stored_data(redis_client, session_id)
+    session = redis_session(rotated, session_cookie(before))
+    request = session.request
+    response = Response()
+    session.write_back(request, response)
+    assert stored_data(redis_client, session_id) == stored
+    assert response.headers["Set-Cookie"].startswith("session=")
+    new_cookie = response.headers["Set-Cookie"].split(";")[0].removeprefix("session=")
+    new_secret_only = {**app_settings, "session.secret": rotated["session.secret"]}
+    assert redis_session(new_secret_only, new_cookie).session_id == session_id

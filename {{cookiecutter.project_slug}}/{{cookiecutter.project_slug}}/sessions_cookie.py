@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -80,8 +81,8 @@ def parse_payload(payload: Any) -> tuple[int, int, dict] | None:
 
 
 def is_number(value: Any) -> bool:
-    """Whether ``value`` is a JSON number (a timestamp, in a session payload)."""
-    return isinstance(value, int | float)
+    """Whether ``value`` is a finite JSON number (a timestamp, in a session payload)."""
+    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def changes(method: Callable) -> Callable:

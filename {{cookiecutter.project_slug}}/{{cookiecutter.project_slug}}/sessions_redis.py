@@ -291,12 +291,19 @@ class RedisSession(SessionAPI, MutableMapping):
         self.request = None  # the request holds the session: break the cycle for the GC
         if isinstance(request.exception, redis.RedisError):
             return  # Redis just failed this request: the 503 page goes out as it is
-        if self._data or self.session_id is not None:
+        if self.has_data_to_store():
             self.ensure_id()
             new = "1" if self.new else "0"
             self.store.run("save", [self.key], JSON.dumps(self._data), self.created, new)
         if self.send_cookie:
             response.headerlist.append(("Set-Cookie", self.set_cookie_header()))
+
+    def has_data_to_store(self) -> bool:
+        """Whether the data was loaded and belongs in Redis: stored before, or not empty.
+
+        Data never loaded is left as it is: a request may only re-sign the cookie.
+        """
+        return self._data is not None and (bool(self._data) or self.session_id is not None)
 
     def set_cookie_header(self) -> str:
         """The Set-Cookie header for the session id, or one that deletes the cookie."""
