@@ -56,7 +56,7 @@ def make_app(package: str, ini: str) -> Router:
             )
 
     class PingViews(LimitViews):
-        """/limit plus one round trip to Redis (a PING): the floor of any Redis session."""
+        """/limit plus one round trip to Redis (a PING): the least any Redis session costs."""
 
         def counter_page(self, title: str) -> dict:
             redis_store(self.request).client.ping()
@@ -80,7 +80,7 @@ def make_app(package: str, ini: str) -> Router:
     return config.make_wsgi_app()
 
 
-def redis_store(holder: Request | Configurator) -> object | None:
+def redis_store(holder: Request | Configurator | Router) -> object | None:
     """The Redis store of the app's session factory; None for the cookie factories."""
     factory = holder.registry.queryUtility(ISessionFactory)
     return getattr(factory, "store", None)
