@@ -305,3 +305,14 @@ def test_re_signing_a_cookie_leaves_unread_data_alone(app_settings, redis_client
     new_cookie = response.headers["Set-Cookie"].split(";")[0].removeprefix("session=")
     new_secret_only = {**app_settings, "session.secret": rotated["session.secret"]}
     assert redis_session(new_secret_only, new_cookie).session_id == session_id
+
+
+def test_a_session_read_after_its_response_went_out_still_loads(app_settings, caplog) -> None:
+    """A finished callback may read the session after write_back let go of the request."""
+    cookie_of_a_gone_session = redis_session(app_settings).signer.dumps("gone").decode()
+    session = redis_session(app_settings, cookie_of_a_gone_session)
+    session.changed()
+    session.write_back(session.request, Response())
+    with caplog.at_level(logging.DEBUG):
+        assert session.get("counter") is None
+    assert "is gone or corrupt in Redis" in caplog.text

@@ -207,7 +207,7 @@ class RedisSession(SessionAPI, MutableMapping):
         """Take the data ``stored`` in Redis, or start afresh if it is gone or corrupt."""
         data = None if stored[0] is None else load_data(stored[0])
         if data is None:
-            log.debug("fresh session for %s: none or corrupt in Redis", self.request.path)
+            log.debug("fresh session: %s is gone or corrupt in Redis", self.key)
             self.start_afresh()
             return
         self._data = data
