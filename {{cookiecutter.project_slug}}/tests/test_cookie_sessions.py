@@ -19,9 +19,7 @@ from pyramid.response import Response
 from pyramid.session import JSONSerializer, SignedCookieSessionFactory
 {%- endif %}
 
-{% if signed -%}
 from {{ cookiecutter.project_slug }} import main
-{% endif -%}
 from {{ cookiecutter.project_slug }}.flash import (
     CATEGORIES,
     MAX_MESSAGE_LENGTH,
@@ -31,6 +29,7 @@ from {{ cookiecutter.project_slug }}.sessions import (
     DROPPED_MESSAGES_NOTICE,
     CookieSession,
     make_session_factory,
+    secret_serializer,
 )
 from {{ cookiecutter.project_slug }}.settings import SessionSettings, session_settings
 
@@ -105,6 +104,25 @@ def test_a_replayed_cookie_brings_back_its_old_count(testapp: webtest.TestApp) -
     testapp.get("/")
     testapp.set_cookie("session", copied)
     assert counter(testapp.get("/")) == 2
+
+
+def test_a_cookie_copied_before_forget_works_until_the_absolute_timeout(
+    app_settings: dict, monkeypatch
+) -> None:
+    """Documented limit, and its bound: forget cannot revoke a copy, the lifetime does."""
+    app = main({}, **app_settings)
+    victim = webtest.TestApp(app)
+    victim.get("/")
+    copied = session_cookie(victim)
+    post_form(victim, "/forget")
+    thief = webtest.TestApp(app)
+    thief.set_cookie("session", copied)
+    assert counter(thief.get("/")) == 2
+    lifetime = session_settings(app_settings).absolute_timeout
+    stolen_at = time.time()
+    monkeypatch.setattr("time.time", lambda: stolen_at + lifetime + 1)
+    thief.set_cookie("session", copied)
+    assert counter(thief.get("/")) == 1
 
 
 def test_concurrent_requests_with_one_cookie_can_lose_a_count(app) -> None:
@@ -185,6 +203,26 @@ def test_a_sealed_payload_of_another_shape_is_a_fresh_session(
     app_settings: dict, payload: object
 ) -> None:
     session = session_with(app_settings, payload)
+    assert session.new
+    assert dict(session) == {}
+
+
+class RawJSON:
+    """Seals JSON text as it is, to make payloads that no JSON encoder would write."""
+
+    def dumps(self, text: bytes) -> bytes:
+        return text
+
+
+def test_a_sealed_payload_nested_too_deeply_is_a_fresh_session(app_settings: dict) -> None:
+    settings = session_settings(app_settings)
+    sealer = secret_serializer(settings.secret_bytes[0])
+    sealer.serializer = RawJSON()
+    cookie = sealer.dumps(b"[" * 1200 + b"]" * 1200).decode("ascii")
+    assert len(cookie) < MAX_COOKIE_BYTES
+    session = make_session_factory(settings)(
+        Request.blank("/", headers={"Cookie": f"session={cookie}"})
+    )
     assert session.new
     assert dict(session) == {}
 

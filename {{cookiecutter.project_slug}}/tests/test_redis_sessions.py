@@ -9,14 +9,15 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
 import webtest
-from conftest import RedisServer
+from conftest import RedisServer, login_view
 from helpers import counter, csrf_token, post_form, session_cookie, text
+from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
 
@@ -25,7 +26,9 @@ from {{ cookiecutter.project_slug }}.sessions import (
     KEY_PREFIX,
     RedisSession,
     RedisStore,
+    increment_counter,
     make_redis_store,
+    regenerate_session,
     make_session_factory,
 )
 from {{ cookiecutter.project_slug }}.settings import SECRET_BYTES, session_settings
@@ -97,28 +100,132 @@ def test_regenerate_moves_data_and_counter_to_a_new_id(app_with_login, redis_cli
     [old_id] = session_ids(redis_client)
     copied = session_cookie(app_with_login)
     token = stored_data(redis_client, old_id)["_csrft_"]
-    assert app_with_login.get("/login").json["session"]["_csrft_"] == token
+    assert app_with_login.get("/login").json["session"]["_csrft_"] != token
     [new_id] = session_ids(redis_client)
     assert new_id != old_id
     assert stored_count(redis_client, new_id) == 2
+    assert stored_data(redis_client, new_id)["_csrft_"] != token
     assert counter(app_with_login.get("/")) == 3
     thief = webtest.TestApp(app_with_login.app)
     thief.set_cookie("session", copied)
     assert counter(thief.get("/")) == 1
 
 
+def count_and_write(request: Request) -> None:
+    """Count a visit and store something."""
+    increment_counter(request)
+    request.session["late"] = "written after the other tab finished"
+
+
+def slow_view(request: Request) -> dict:
+    """Read the session first (as a security policy would), let another tab's request run
+    to completion (``meanwhile``), then change the session (``afterwards``)."""
+    request.session.get("_csrft_")
+    request.registry["meanwhile"]()
+    request.registry["afterwards"](request)
+    return {"session": dict(request.session)}
+
+
+@pytest.fixture
+def app_with_a_slow_view(app_settings: dict) -> webtest.TestApp:
+    """The app, a /login view, and /slow, inside which another request runs."""
+    with Configurator(settings=app_settings) as config:
+        config.include("{{ cookiecutter.project_slug }}")
+        config.add_route("login", "/login")
+        config.add_view(login_view, route_name="login", renderer="json")
+        config.add_route("slow", "/slow")
+        config.add_view(slow_view, route_name="slow", renderer="json")
+    return webtest.TestApp(config.make_wsgi_app())
+
+
+# What another tab of the same browser does while /slow runs: each revokes the old id.
+MEANWHILE: dict[str, Callable[[webtest.TestApp], object]] = {
+    "forget": lambda tab: post_form(tab, "/forget"),
+    "login": lambda tab: tab.get("/login"),
+}
+# What /slow does after that.
+AFTERWARDS: dict[str, Callable[[Request], object]] = {
+    "count-and-write": count_and_write,
+    "login": regenerate_session,
+}
+
+
+@pytest.mark.parametrize("afterwards", AFTERWARDS.values(), ids=AFTERWARDS)
+@pytest.mark.parametrize("meanwhile", MEANWHILE.values(), ids=MEANWHILE)
+def test_a_session_revoked_during_a_request_stays_revoked(
+    app_with_a_slow_view, redis_client, meanwhile, afterwards
+) -> None:
+    browser = app_with_a_slow_view
+    token = csrf_token(browser.get("/"))
+    old_cookie = session_cookie(browser)
+    [old_id] = session_ids(redis_client)
+    other_tab = webtest.TestApp(browser.app)
+    other_tab.set_cookie("session", old_cookie)
+    browser.app.registry.update(meanwhile=lambda: meanwhile(other_tab), afterwards=afterwards)
+
+    slow = browser.get("/slow").json["session"]  # it went on with a fresh session
+    assert slow.get("counter", 1) == 1
+    assert slow.get("_csrft_") != token
+    assert old_id not in session_ids(redis_client)
+    stored_tokens = [
+        stored_data(redis_client, sid).get("_csrft_") for sid in session_ids(redis_client)
+    ]
+    assert token not in stored_tokens
+    replayed = webtest.TestApp(browser.app)
+    replayed.set_cookie("session", old_cookie)
+    page = replayed.get("/")
+    assert (counter(page), csrf_token(page) == token) == (1, False)
+
+
+def test_a_session_read_before_counting_counts_on(app_with_a_slow_view, redis_client) -> None:
+    browser = app_with_a_slow_view
+    browser.get("/")
+    browser.app.registry.update(meanwhile=lambda: None, afterwards=count_and_write)
+    assert browser.get("/slow").json["session"]["late"]
+    [session_id] = session_ids(redis_client)
+    assert stored_count(redis_client, session_id) == 2
+    assert stored_data(redis_client, session_id)["late"]
+
+
 def test_regenerate_a_session_without_a_counter(app_with_login, redis_client) -> None:
-    assert app_with_login.get("/login").json == {"session": {}}
+    assert list(app_with_login.get("/login").json["session"]) == ["_csrft_"]
     assert counter(app_with_login.get("/")) == 1
 
 
-def test_corrupt_stored_data_starts_a_fresh_session(testapp, redis_client) -> None:
-    testapp.get("/")
+# Ways a session's hash can be damaged (by hand, a bug, another program, a bad restore).
+CORRUPTIONS: dict[str, Callable[[redis.Redis, str], object]] = {
+    "data-not-json": lambda client, key: client.hset(key, "data", b"\x80\x04not json"),
+    "data-not-an-object": lambda client, key: client.hset(key, "data", "[1, 2]"),
+    "data-nested-too-deeply": lambda client, key: client.hset(
+        key, "data", "[" * 100_000 + "]" * 100_000
+    ),
+    "data-missing": lambda client, key: client.hdel(key, "data"),
+    "created-not-a-number": lambda client, key: client.hset(key, "created", "yesterday"),
+    "created-a-float": lambda client, key: client.hset(key, "created", "1.7e9"),
+    "created-in-the-future": lambda client, key: client.hset(key, "created", 4_000_000_000),
+    "created-missing": lambda client, key: client.hdel(key, "created"),
+    "counter-not-a-number": lambda client, key: client.hset(key, "counter", "many"),
+    "counter-a-float": lambda client, key: client.hset(key, "counter", "1.5"),
+    "counter-about-to-overflow": lambda client, key: client.hset(key, "counter", 2**63 - 1),
+    "not-a-hash": lambda client, key: client.set(key, "a string"),
+}
+
+
+@pytest.mark.parametrize("corrupt", CORRUPTIONS.values(), ids=CORRUPTIONS)
+@pytest.mark.parametrize("first_request", ["counter-page", "form-post"])
+def test_corrupt_stored_data_is_deleted_for_a_fresh_session(
+    testapp, redis_client, corrupt, first_request: str
+) -> None:
+    """Never a 500, nor a 503 repeated until the key expires: a fresh session at once."""
+    token = csrf_token(testapp.get("/"))
     [session_id] = session_ids(redis_client)
-    redis_client.hset(KEY_PREFIX + session_id, "data", b"\x80\x04not json")
-    response = testapp.get("/")
-    assert response.status_int == 200
-    assert session_ids(redis_client) != [session_id]
+    corrupt(redis_client, KEY_PREFIX + session_id)
+    if first_request == "counter-page":  # loads and counts in one script
+        assert counter(testapp.get("/")) == 1
+    else:  # loads for the CSRF check: the fresh session has another token
+        testapp.post("/reset", {"csrf_token": token}, status=400)
+    assert session_id not in session_ids(redis_client)
+    assert counter(testapp.get("/")) == (2 if first_request == "counter-page" else 1)
 
 
 def test_garbage_in_the_cookie_starts_a_fresh_session(testapp, redis_client) -> None:
@@ -315,4 +422,4 @@ def test_a_session_read_after_its_response_went_out_still_loads(app_settings, ca
     session.write_back(session.request, Response())
     with caplog.at_level(logging.DEBUG):
         assert session.get("counter") is None
-    assert "is gone or corrupt in Redis" in caplog.text
+    assert "fresh session: the stored one is gone" in caplog.text

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 
 import pytest
 {%- if cookiecutter.session_factory == "redis" %}
 import redis
 {%- endif %}
 import webtest
-from helpers import counter, session_cookie
+from helpers import counter, csrf_token, session_cookie
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +19,7 @@ from {{ cookiecutter.project_slug }} import main
 {%- if cookiecutter.session_factory == "redis" %}
 from {{ cookiecutter.project_slug }}.sessions import KEY_PREFIX
 {%- endif %}
-from {{ cookiecutter.project_slug }}.settings import SECRET_BYTES
+from {{ cookiecutter.project_slug }}.settings import SECRET_BYTES, session_settings
 
 COOKIE_TEXT = st.text(
     alphabet=st.characters(min_codepoint=0x21, max_codepoint=0xFF, exclude_characters=";,\x7f"),
@@ -86,6 +87,33 @@ def session_key(redis_client: redis.Redis) -> bytes:
     return key
 
 
+@pytest.fixture
+def age_sessions(redis_client: redis.Redis) -> Callable[[int], None]:
+    """Make every stored session older by some seconds: Redis's clock cannot be moved, so
+    the creation time the sessions hold moves back instead."""
+
+    def age(seconds: int) -> None:
+        for key in redis_client.scan_iter(f"{KEY_PREFIX}*"):
+            redis_client.hincrby(key, "created", -seconds)
+
+    return age
+
+
+def test_a_session_past_its_absolute_timeout_is_deleted(app, app_settings, redis_client) -> None:
+    cookie = valid_cookie(app)
+    old_key = session_key(redis_client)
+    redis_client.hset(old_key, "created", int(time.time()) - WEEK - 1)
+    assert counter(visit_with(app, cookie)) == 1
+    assert not redis_client.exists(old_key)
+
+
+def test_redis_expires_a_session_at_its_absolute_timeout(app, redis_client) -> None:
+    cookie = valid_cookie(app)
+    redis_client.hset(session_key(redis_client), "created", int(time.time()) - WEEK + 100)
+    assert counter(visit_with(app, cookie)) == 3
+    assert 0 < redis_client.ttl(session_key(redis_client)) <= 100
+
+
 def test_session_expired_by_redis_starts_afresh(app, redis_client: redis.Redis) -> None:
     cookie = valid_cookie(app)
     redis_client.pexpire(session_key(redis_client), 1)
@@ -103,6 +131,19 @@ def test_every_visit_renews_the_expiry(app, app_settings, redis_client: redis.Re
 EXPIRY_CLOCK = "time.time"
 
 
+@pytest.fixture
+def age_sessions(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
+    """Make every session older by some seconds: the clock the sessions read moves on."""
+    real_time, offset = time.time, 0
+
+    def age(seconds: int) -> None:
+        nonlocal offset
+        offset += seconds
+        monkeypatch.setattr(EXPIRY_CLOCK, lambda: real_time() + offset)
+
+    return age
+
+
 def test_expired_session_starts_afresh(app, app_settings, monkeypatch) -> None:
     cookie = valid_cookie(app)
     later = time.time() + int(app_settings["session.timeout"]) + 5
@@ -116,6 +157,57 @@ def test_session_within_the_timeout_survives(app, app_settings, monkeypatch) -> 
     monkeypatch.setattr(EXPIRY_CLOCK, lambda: later)
     assert counter(visit_with(app, cookie)) == 3
 {%- endif %}
+
+
+# One idle day, one week in all: the numbers of the replay attack measured on the old code.
+DAY, WEEK = 24 * 3600, 7 * 24 * 3600
+LIFETIME_SETTINGS = {"session.timeout": str(DAY), "session.absolute_timeout": str(WEEK)}
+REPLAY_EVERY = 20 * 3600  # inside every idle window
+
+
+def test_a_stolen_cookie_replayed_inside_every_idle_window_dies_after_a_week(
+    app_settings, age_sessions
+) -> None:
+    app = main({}, **{**app_settings, **LIFETIME_SETTINGS})
+    victim = webtest.TestApp(app)
+    token = csrf_token(victim.get("/"))
+    thief = webtest.TestApp(app)
+    thief.set_cookie("session", session_cookie(victim))
+    for replay in range(1, 41):  # 33 days
+        age_sessions(REPLAY_EVERY)
+        page = thief.get("/")
+        if replay * REPLAY_EVERY > WEEK:
+            break
+        assert (counter(page), csrf_token(page)) == (1 + replay, token)
+    assert replay * REPLAY_EVERY == WEEK + 12 * 3600  # the first replay past the week
+    assert counter(page) == 1
+    assert csrf_token(page) != token
+
+
+@pytest.mark.parametrize(
+    ("configured", "timeout", "absolute_timeout"),
+    [
+        ({}, 1200, WEEK),
+        ({"session.absolute_timeout": "3600"}, 1200, 3600),
+        ({"session.timeout": str(30 * DAY)}, 30 * DAY, 30 * DAY),
+        (LIFETIME_SETTINGS, DAY, WEEK),
+    ],
+    ids=["default-a-week", "an-hour", "default-at-least-the-idle-timeout", "both-set"],
+)
+def test_the_absolute_timeout_and_its_default(app_settings, configured, timeout, absolute_timeout):
+    unset = {k: v for k, v in app_settings.items() if not k.endswith("session.timeout")}
+    unset.pop("session.absolute_timeout")
+    checked = session_settings({**unset, **configured})
+    assert (checked.timeout, checked.absolute_timeout) == (timeout, absolute_timeout)
+
+
+@pytest.mark.parametrize("value", ["1199", "0", "7776001", "a week", "1.5", "", "١٢٠٠٠"], ids=repr)
+def test_an_absolute_timeout_below_the_idle_timeout_or_malformed_is_refused(
+    app_settings, value: str
+) -> None:
+    expected = r"refusing to start: session\.absolute_timeout must be a whole number of seconds"
+    with pytest.raises(SystemExit, match=f"{expected} from 1200 to 7776000, got {value!r}"):
+        main({}, **{**app_settings, "session.absolute_timeout": value})
 
 
 def test_cookie_from_another_app_secret_is_ignored(app_settings) -> None:

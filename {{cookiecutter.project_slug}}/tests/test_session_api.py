@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+import webtest
+from helpers import counter, csrf_token
 from pyramid.interfaces import ISession, ISessionFactory
 from pyramid.request import Request
 from zope.interface.verify import verifyObject
@@ -56,3 +58,32 @@ def test_the_csrf_token_is_kept_until_renewed(session: ISession) -> None:
 def test_the_session_cookie_is_read_as_webob_reads_it(header: str, value: str | None) -> None:
     assert request_cookie(header, "session") == value
     assert Request.blank("/", headers={"Cookie": header}).cookies.get("session") == value
+
+
+def test_login_rotates_the_csrf_token(app_with_login: webtest.TestApp) -> None:
+    """A token learned before login (a fixation or an XSS elsewhere) is useless after it."""
+    before = csrf_token(app_with_login.get("/"))
+    app_with_login.get("/login")
+    app_with_login.post("/reset", {"csrf_token": before}, status=400)
+    after = csrf_token(app_with_login.get("/"))
+    assert after != before
+    app_with_login.post("/reset", {"csrf_token": after}, status=303)
+
+
+HTTPS = {"wsgi.url_scheme": "https", "HTTP_HOST": "example.com"}
+
+
+def test_a_secure_cookie_has_the_host_prefix(app_settings: dict) -> None:
+    """Browsers keep a __Host- cookie only if Secure, for Path=/ and without Domain."""
+    app = webtest.TestApp(main({}, **{**app_settings, "session.secure": "true"}))
+    first = app.get("/", extra_environ=HTTPS)
+    set_cookie = first.headers["Set-Cookie"]
+    assert set_cookie.startswith("__Host-session=")
+    assert "; Secure" in set_cookie
+    assert "; Path=/;" in set_cookie
+    assert "domain=" not in set_cookie.lower()
+    cookie = set_cookie.split(";", 1)[0]
+    again = app.get("/", headers={"Cookie": cookie}, extra_environ=HTTPS)
+    assert counter(again) == 2
+    unprefixed = cookie.removeprefix("__Host-")
+    assert counter(app.get("/", headers={"Cookie": unprefixed}, extra_environ=HTTPS)) == 1

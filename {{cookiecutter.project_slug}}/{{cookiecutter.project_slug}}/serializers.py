@@ -35,8 +35,11 @@ class JSONSerializer:
         return self.encoder.encode(appstruct).encode()
 
     def loads(self, bstruct: bytes) -> Any:
-        """Parse UTF-8 JSON bytes; malformed input raises ValueError."""
-        return self.decoder.decode(bstruct.decode())
+        """Parse UTF-8 JSON bytes; malformed or absurdly nested input raises ValueError."""
+        try:
+            return self.decoder.decode(bstruct.decode())
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
 
 {% if cookiecutter.session_factory != "encrypted_cookie" %}
 class SignedSerializer:

@@ -8,8 +8,16 @@ from typing import Any
 from .settings import SessionSettings
 
 COOKIE_NAME = "session"
+# Browsers keep a __Host- cookie only if it is Secure, has Path=/ and no Domain: neither a
+# sibling subdomain nor a plain-HTTP response can plant one (no session fixation that way).
+SECURE_COOKIE_NAME = "__Host-session"
 CSRF_TOKEN_KEY = "_csrft_"  # noqa: S105 - the key of Pyramid's SessionCSRFStoragePolicy
 FLASH_KEY_PREFIX = "_f_"  # where Pyramid's own sessions keep a flash queue
+
+
+def cookie_name(settings: SessionSettings) -> str:
+    """The session cookie's name: with the ``__Host-`` prefix whenever it is Secure."""
+    return SECURE_COOKIE_NAME if settings.secure else COOKIE_NAME
 
 
 def cookie_attributes(settings: SessionSettings) -> str:

@@ -15,8 +15,9 @@ What a cookie session cannot promise, and how this module copes:
   and a session that still outgrows the cookie drops its flash messages, then starts
   afresh, with a log line each time, instead of failing the request.
 * Revocation: ``invalidate()`` empties the session in the browser that sends the next
-  request, but a copy of an older cookie stays valid until it times out. Use the Redis
-  factory when sessions must be revocable on the server.
+  request, but a copy of an older cookie stays valid until it times out: when idle for
+  ``session.timeout``, and however active ``session.absolute_timeout`` after the session
+  was created. Use a server-side store when sessions must be revocable on the server.
 * Concurrency: two requests sent at once with the same cookie both start from the same
   counter, and the cookie written last wins; sequential requests never lose a count.
 """
@@ -48,7 +49,7 @@ from .serializers import (
     SignedSerializer,
 {%- endif %}
 )
-from .session_api import COOKIE_NAME, SessionAPI, cookie_attributes, request_cookie
+from .session_api import SessionAPI, cookie_attributes, cookie_name, request_cookie
 from .settings import SessionSettings, session_settings
 
 log = logging.getLogger(__name__)
@@ -109,14 +110,21 @@ class CookieSession(SessionAPI, dict):
 
     serializer: Serializer
     timeout: int
+    absolute_timeout: int
     reissue_time: int
+    cookie_name: str
     attributes: str
 
     def __init__(self, request: Request) -> None:
         self.request = request
         now = int(time.time())
         loaded = self.load(request.environ.get("HTTP_COOKIE", ""))
-        if loaded is None or now - loaded[0] > self.timeout:
+        # Idle too long, or older than the absolute timeout however active: a new session.
+        if (
+            loaded is None
+            or now - loaded[0] > self.timeout
+            or now - loaded[1] > self.absolute_timeout
+        ):
             self.new, self.created, data = True, now, {}
         else:
             accessed, self.created, data = loaded
@@ -128,7 +136,7 @@ class CookieSession(SessionAPI, dict):
     @classmethod
     def load(cls, header: str) -> tuple[int, int, dict] | None:
         """The session in the Cookie ``header``, or None when it is missing or not ours."""
-        value = request_cookie(header, COOKIE_NAME)
+        value = request_cookie(header, cls.cookie_name)
         if not value:
             return None
         try:
@@ -138,8 +146,12 @@ class CookieSession(SessionAPI, dict):
 
     # ISession
     def invalidate(self) -> None:
-        """Empty the session; the browser receives a cookie with nothing in it."""
+        """Start a new, empty session; the browser receives a cookie with nothing in it.
+
+        Copies of the old cookie stay valid until they time out (see the module's notes).
+        """
         self.clear()
+        self.created = int(time.time())
 
     # dict methods that change the session
     __setitem__ = changes(dict.__setitem__)
@@ -172,7 +184,7 @@ class CookieSession(SessionAPI, dict):
 
     def write_back(self, request: Request, response: Response) -> None:
         """The response callback that sends the session in its Set-Cookie header."""
-        header = f"{COOKIE_NAME}={self.cookie_value()}{self.attributes}"
+        header = f"{self.cookie_name}={self.cookie_value()}{self.attributes}"
         response.headerlist.append(("Set-Cookie", header))
         self.request = None  # the request holds the session: break the cycle for the GC
 
@@ -186,7 +198,9 @@ def make_session_factory(settings: SessionSettings) -> type[CookieSession]:
         {
             "serializer": RotatingSerializer(serializers),
             "timeout": settings.timeout,
+            "absolute_timeout": settings.absolute_timeout,
             "reissue_time": settings.reissue_time,
+            "cookie_name": cookie_name(settings),
             "attributes": cookie_attributes(settings),
         },
     )

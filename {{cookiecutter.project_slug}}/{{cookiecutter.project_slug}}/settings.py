@@ -18,6 +18,10 @@ REDIS_URL_ENV = "{{ cookiecutter.project_slug | upper }}_REDIS_URL"
 SECRET_BYTES = {{ 32 if cookiecutter.session_factory == "encrypted_cookie" else 64 }}
 MIN_TIMEOUT = 60
 MAX_TIMEOUT = 30 * 24 * 3600
+# A session ends this long after it was created, however active it is: a week unless the
+# idle timeout is longer (OWASP's absolute timeout).
+DEFAULT_ABSOLUTE_TIMEOUT = 7 * 24 * 3600
+MAX_ABSOLUTE_TIMEOUT = 90 * 24 * 3600
 HEX_DIGITS = frozenset("0123456789abcdef")
 
 
@@ -32,6 +36,10 @@ class SessionSettings:
     secrets: tuple[str, ...]
     """The signing secret first, then previous secrets still accepted for reading."""
     timeout: int
+    """Seconds a session lives without a request (the idle timeout)."""
+    absolute_timeout: int
+    """Seconds a session lives after it was created, however active: how long a stolen
+    cookie can be replayed at most."""
     reissue_time: int
     secure: bool
 {%- if cookiecutter.session_factory == "redis" %}
@@ -90,15 +98,24 @@ def read_secrets(settings: Mapping[str, str], environ: Mapping[str, str]) -> tup
     )
 
 
-def read_timeout(settings: Mapping[str, str]) -> int:
-    """The idle timeout in seconds, within MIN_TIMEOUT..MAX_TIMEOUT."""
-    raw = str(settings.get("session.timeout", "1200")).strip()
-    if not raw.isdigit() or not MIN_TIMEOUT <= int(raw) <= MAX_TIMEOUT:
+def read_seconds(settings: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """The whole number of seconds of setting ``name``, within ``low..high``."""
+    raw = str(settings.get(name, default)).strip()
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise SettingsError(
-            f"session.timeout must be a whole number of seconds from {MIN_TIMEOUT} "
-            f"to {MAX_TIMEOUT}, got {raw!r}"
+            f"{name} must be a whole number of seconds from {low} to {high}, got {raw!r}"
         )
     return int(raw)
+
+
+def read_timeouts(settings: Mapping[str, str]) -> tuple[int, int]:
+    """The idle timeout and the absolute timeout, which may not be shorter."""
+    timeout = read_seconds(settings, "session.timeout", 1200, MIN_TIMEOUT, MAX_TIMEOUT)
+    default_absolute = max(DEFAULT_ABSOLUTE_TIMEOUT, timeout)
+    absolute = read_seconds(
+        settings, "session.absolute_timeout", default_absolute, timeout, MAX_ABSOLUTE_TIMEOUT
+    )
+    return timeout, absolute
 {%- if cookiecutter.session_factory == "redis" %}
 
 
@@ -122,10 +139,11 @@ def session_settings(
 ) -> SessionSettings:
     """Check and collect the ``session.*`` settings; raise SettingsError when unsafe."""
     environ = os.environ if environ is None else environ
-    timeout = read_timeout(settings)
+    timeout, absolute_timeout = read_timeouts(settings)
     return SessionSettings(
         secrets=read_secrets(settings, environ),
         timeout=timeout,
+        absolute_timeout=absolute_timeout,
         reissue_time=timeout // 10,
         secure=asbool(settings.get("session.secure", True)),
 {%- if cookiecutter.session_factory == "redis" %}
