@@ -8,6 +8,8 @@ so this file stays valid Python and its functions can be imported by unit tests.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import keyword
 import re
@@ -15,7 +17,7 @@ import sys
 import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
 
@@ -25,6 +27,10 @@ MIN_TIMEOUT, MAX_TIMEOUT = 60, 30 * 24 * 3600
 MAX_TEXT_LENGTH = {"project_name": 80, "description": 300, "author_name": 100}
 SLUG_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# Query parameters that redis-py turns into credentials (and their look-alikes).
+CREDENTIAL_PARAMETER = re.compile(r"pass|pwd|secret|token|user", re.IGNORECASE)
+# A query parameter's value, with the parameter's name.
+QUERY_PARAMETER = re.compile(r"[?&;](?P<name>[^=&;#]*)=(?P<value>[^&;#]*)")
 # Names the generated project imports or installs, or that its layout uses.
 TAKEN_NAMES = frozenset(
     """
@@ -37,6 +43,15 @@ TAKEN_NAMES = frozenset(
 Check = Callable[[Any], "str | None"]
 
 
+def has_control_characters(text: str) -> bool:
+    """Whether ``text`` holds a control, format or unassigned character.
+
+    pyproject.toml writes answers as TOML strings escaping only backslash and double quote,
+    so every answer written there must pass this test: TOML forbids control characters.
+    """
+    return any(unicodedata.category(char).startswith("C") for char in text)
+
+
 def check_text(field: str) -> Check:
     """A check for one line of printable text, at most MAX_TEXT_LENGTH[field] long."""
 
@@ -45,7 +60,7 @@ def check_text(field: str) -> Check:
             return "a non-empty line of text"
         if value != value.strip():
             return "text without leading or trailing spaces"
-        if any(unicodedata.category(char).startswith("C") for char in value):
+        if has_control_characters(value):
             return "one line of printable text, without newlines, tabs or control characters"
         if len(value) > MAX_TEXT_LENGTH[field]:
             return f"at most {MAX_TEXT_LENGTH[field]} characters (got {len(value)})"
@@ -69,8 +84,12 @@ def check_slug(value: Any) -> str | None:
 
 
 def check_email(value: Any) -> str | None:
-    """An e-mail address, loosely."""
-    if not isinstance(value, str) or not EMAIL_PATTERN.fullmatch(value):
+    """An e-mail address, loosely, and printable (pyproject.toml holds it as a TOML string)."""
+    if (
+        not isinstance(value, str)
+        or not EMAIL_PATTERN.fullmatch(value)
+        or has_control_characters(value)
+    ):
         return "an e-mail address such as you@example.com"
     return None
 
@@ -94,8 +113,43 @@ def whole_number_in(low: int, high: int, unit: str) -> Check:
     return check
 
 
-def check_redis_url(value: Any) -> str | None:
-    """A redis://, rediss:// or unix:// URL that redis-py can connect to."""
+def redis_url_variable(slug: Any) -> str:
+    """The environment variable the generated app reads the Redis URL from.
+
+    It overrides ``session.redis_url``, so credentials can live there instead of in files.
+    """
+    return f"{str(slug).upper()}_REDIS_URL"
+
+
+def has_credentials(url: SplitResult) -> bool:
+    """Whether the URL carries a user name or password, in its authority or its query."""
+    names = [match["name"] for match in QUERY_PARAMETER.finditer("?" + url.query)]
+    return "@" in url.netloc or any(CREDENTIAL_PARAMETER.search(name) for name in names)
+
+
+def redacted_redis_url(value: str) -> str:
+    """``value`` with everything that may be a secret replaced by ***.
+
+    Hidden: all from ``//`` to the last @ (user information, even when a stray /, ? or #
+    in a password confuses URL parsing) and the values of credential query parameters.
+    Both are marked on the original text, so one cannot uncover what the other hides.
+    """
+    at = value.rfind("@")
+    slashes = value.find("//", 0, max(at, 0))
+    hidden = set(range(slashes + 2 if slashes >= 0 else 0, at))
+    for match in QUERY_PARAMETER.finditer(value):
+        if CREDENTIAL_PARAMETER.search(match["name"]):
+            hidden.update(range(*match.span("value")))
+    runs = itertools.groupby(enumerate(value), key=lambda item: item[0] in hidden)
+    return "".join("***" if is_hidden else "".join(c for _, c in run) for is_hidden, run in runs)
+
+
+def check_redis_url(value: Any, variable: str = "<SLUG>_REDIS_URL") -> str | None:
+    """A redis://, rediss:// or unix:// URL that redis-py can connect to, without secrets.
+
+    The answer is written into .cookiecutter.json, both ini files and the README, which a
+    project commits: credentials belong in ``variable``, which overrides the ini's URL.
+    """
     expected = (
         "a URL such as redis://localhost:6379/0, rediss://host:6380/0 or unix:///path/redis.sock"
     )
@@ -106,6 +160,12 @@ def check_redis_url(value: Any) -> str | None:
         port = url.port
     except ValueError:
         return f"{expected} (the port must be 1 to 65535)"
+    if has_credentials(url):
+        return (
+            "a URL without a user name or password (the answer is written into files the"
+            f" project commits); put the URL with its credentials in the {variable}"
+            " environment variable instead, which overrides session.redis_url"
+        )
     if url.scheme not in REDIS_URL_SCHEMES:
         return f"{expected} (the scheme must be one of {', '.join(REDIS_URL_SCHEMES)})"
     if url.scheme == "unix":
@@ -136,20 +196,38 @@ CHECKS: dict[str, Check] = {
     "http_port": whole_number_in(1, 65535, "port"),
     "github_actions": check_boolean,
 }
-REDIS_CHECKS: dict[str, Check] = {"redis_url": check_redis_url}
+
+
+def redis_url_check(answers: Mapping[str, Any]) -> Check:
+    """check_redis_url naming this project's variable, whose name comes from the slug."""
+    return functools.partial(
+        check_redis_url, variable=redis_url_variable(answers.get("project_slug"))
+    )
+
+
+# The Redis answers' checks, each made for the answers (the messages name the project).
+REDIS_CHECKS: dict[str, Callable[[Mapping[str, Any]], Check]] = {"redis_url": redis_url_check}
+# How an error line shows an answer that may hold a secret.
+REDACTED: dict[str, Callable[[str], str]] = {"redis_url": redacted_redis_url}
+
+
+def shown(field: str, value: Any) -> str:
+    """``value`` as an error line shows it: repr, with any secret in it hidden."""
+    redact = REDACTED.get(field)
+    return repr(redact(value) if redact and isinstance(value, str) else value)
 
 
 def validate(answers: Mapping[str, Any]) -> list[str]:
     """One message per bad answer, in the order of the prompts; empty when all are good."""
     checks = dict(CHECKS)
     if answers.get("session_factory") == "redis":
-        checks.update(REDIS_CHECKS)
+        checks.update({field: make(answers) for field, make in REDIS_CHECKS.items()})
     errors = []
     for field, check in checks.items():
         value = answers.get(field)
         expected = check(value)
         if expected is not None:
-            errors.append(f"{field}: got {value!r}; expected {expected}")
+            errors.append(f"{field}: got {shown(field, value)}; expected {expected}")
     return errors
 
 

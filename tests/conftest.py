@@ -17,9 +17,12 @@ SUPPORTED_COMBINATIONS = [
 ]
 # Answers that must render safely into TOML, ini, Python and HTML.
 AWKWARD_ANSWERS = {
-    "project_name": 'Ça "marche" 100% <b>${x}</b> \\o/',
-    "description": "Quotes ' \" and back\\slashes, 50% off, <script>alert(1)</script>, ünïcode",
-    "author_name": 'Zoë O\'Brien \\ "Dev"',
+    "project_name": 'Ça "marche" 100% <b>${x}</b> \\o/ 🚀',
+    "description": (
+        "Quotes ' \" and back\\slashes, 50% off, <script>alert(1)</script>, ünïcode,"
+        " emoji 🚀🐍 and 𝄞 outside the Basic Multilingual Plane"
+    ),
+    "author_name": 'Zoë O\'Brien \\ "Dev" 🦄',
     "author_email": "zoe@example.com",
     "project_slug": "shop",
 }

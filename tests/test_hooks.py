@@ -66,6 +66,9 @@ BAD_ANSWERS = [
     ("author_email", "not-an-email", "an e-mail address"),
     ("author_email", "a@b", "an e-mail address"),
     ("author_email", "a b@example.com", "an e-mail address"),
+    ("author_email", "you\x07@example.com", "an e-mail address"),
+    ("author_email", "you\x7f@example.com", "an e-mail address"),
+    ("author_email", "you\u202e@example.com", "an e-mail address"),
     ("session_factory", "memcached", "one of signed_cookie, encrypted_cookie, redis"),
     ("session_timeout", "0", "a whole number of seconds from 60 to 2592000"),
     ("session_timeout", "59", "a whole number of seconds from 60 to 2592000"),
@@ -95,9 +98,66 @@ BAD_REDIS_URLS = [
 GOOD_REDIS_URLS = [
     "redis://localhost:6379/0",
     "redis://localhost",
-    "rediss://user:p%40ss@cache.example.com:6380/2",
+    "rediss://cache.example.com:6380/2",
     "redis://[::1]:6379/0",
     "unix:///var/run/redis/redis.sock",
+    "unix:///var/run/redis/redis.sock?db=2",
+    "redis://localhost/0?socket_timeout=1.5&client_name=shop",
+]
+# The variable the generated app reads the Redis URL from, for GOOD_ANSWERS' project_slug.
+REDIS_URL_VARIABLE = "PYRAMID_SESSIONS_REDIS_URL"
+# (id, URL with credentials, the secret in it, how the error line must show the URL)
+CREDENTIAL_REDIS_URLS = [
+    ("password", "redis://:hunter2@localhost:6379/0", "hunter2", "redis://***@localhost:6379/0"),
+    (
+        "user-and-password",
+        "redis://alice:hunter2@localhost/0",
+        "hunter2",
+        "redis://***@localhost/0",
+    ),
+    (
+        "user-only",
+        "rediss://alice@cache.example.com/0",
+        "alice",
+        "rediss://***@cache.example.com/0",
+    ),
+    ("empty-password", "redis://:@localhost/0", "", "redis://***@localhost/0"),
+    ("escaped-password", "rediss://alice:p%40ss@h:6380/2", "p%40ss", "rediss://***@h:6380/2"),
+    ("password-with-at", "redis://:hun@ter2@localhost/0", "hun@ter2", "redis://***@localhost/0"),
+    ("unix-password", "unix://:hunter2@/run/redis.sock", "hunter2", "unix://***@/run/redis.sock"),
+    (
+        "password-parameter",
+        "redis://localhost/0?password=hunter2",
+        "hunter2",
+        "redis://localhost/0?password=***",
+    ),
+    (
+        "username-parameter",
+        "redis://localhost/0?db=1&username=alice",
+        "alice",
+        "redis://localhost/0?db=1&username=***",
+    ),
+    (
+        "unix-password-parameter",
+        "unix:///run/redis.sock?db=0&password=hunter2",
+        "hunter2",
+        "unix:///run/redis.sock?db=0&password=***",
+    ),
+    (
+        "password-parameter-with-at",
+        "redis://localhost/0?password=hun@ter2",
+        "hun@ter2",
+        "redis://***",
+    ),
+]
+# (id, a URL refused for another reason, the secret in it): the error line hides it too.
+MALFORMED_SECRET_URLS = [
+    ("wrong-scheme", "http://alice:hunter2@localhost/0", "hunter2"),
+    ("no-host", "redis://:hunter2@:6379/0", "hunter2"),
+    ("slash-in-password", "redis://:hun/ter2@localhost/0", "hun/ter2"),
+    ("question-mark-in-password", "redis://:hun?ter2@localhost/0", "hun?ter2"),
+    ("hash-in-password", "redis://alice:hun#ter2@localhost/0", "hun#ter2"),
+    ("bad-database", "redis://localhost/zero?password=hunter2", "hunter2"),
 ]
 
 
@@ -162,6 +222,66 @@ def test_github_actions_must_be_a_boolean(value: object) -> None:
     assert message == f"github_actions: got {value!r}; expected yes or no"
 
 
+# What TOML forbids in a basic string and pyproject.toml's toml_string macro does not escape.
+TOML_FORBIDDEN = ["\x00", "\x08", "\n", "\x0b", "\r", "\x1f", "\x7f"]
+
+
+def toml_string_fields() -> list[str]:
+    """The answers pyproject.toml writes through its toml_string macro (escapes only \\ and ")."""
+    pyproject = TEMPLATE_DIR / "{{cookiecutter.project_slug}}" / "pyproject.toml"
+    return re.findall(r"toml_string\(cookiecutter\.(\w+)\)", pyproject.read_text())
+
+
+def test_pyproject_writes_every_free_text_answer_as_a_toml_string() -> None:
+    assert sorted(toml_string_fields()) == ["author_email", "author_name", "description"]
+
+
+@pytest.mark.parametrize("char", TOML_FORBIDDEN, ids=repr)
+@pytest.mark.parametrize("field", toml_string_fields())
+def test_characters_toml_forbids_are_refused(field: str, char: str) -> None:
+    value = f"you{char}@example.com" if field == "author_email" else f"one{char}two"
+    [message] = pre_gen.validate({**GOOD_ANSWERS, field: value})
+    assert message.startswith(f"{field}: got {value!r}; expected ")
+
+
+@pytest.mark.parametrize("field", TEXT_FIELDS)
+def test_characters_outside_the_basic_multilingual_plane_are_accepted(field: str) -> None:
+    assert pre_gen.validate({**GOOD_ANSWERS, field: "Launch 🚀 in 𝄞 time"}) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "secret", "shown"),
+    [case[1:] for case in CREDENTIAL_REDIS_URLS],
+    ids=[case[0] for case in CREDENTIAL_REDIS_URLS],
+)
+def test_credentials_in_the_redis_url_are_refused_without_showing_them(
+    url: str, secret: str, shown: str
+) -> None:
+    [message] = pre_gen.validate(answers_with("redis_url", url))
+    assert message.startswith(f"redis_url: got {shown!r}; expected ")
+    assert "user name or password" in message
+    assert REDIS_URL_VARIABLE in message
+    assert not secret or secret not in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [case[1:] for case in MALFORMED_SECRET_URLS],
+    ids=[case[0] for case in MALFORMED_SECRET_URLS],
+)
+def test_a_refused_redis_url_never_shows_its_secret(url: str, secret: str) -> None:
+    [message] = pre_gen.validate(answers_with("redis_url", url))
+    assert message.startswith("redis_url: got ")
+    assert secret not in message
+
+
+def test_redis_credentials_are_reported_with_the_other_errors() -> None:
+    answers = {**answers_with("redis_url", "redis://:hunter2@localhost/0"), "http_port": "0"}
+    fields = [message.split(":")[0] for message in pre_gen.validate(answers)]
+    assert fields == ["http_port", "redis_url"]
+
+
 def test_every_failure_is_reported_at_once() -> None:
     answers = {**GOOD_ANSWERS, "project_slug": "class", "http_port": "0", "author_email": "x"}
     fields = [message.split(":")[0] for message in pre_gen.validate(answers)]
@@ -173,6 +293,14 @@ def test_every_prompted_field_is_checked() -> None:
     prompted = {name for name in variables if not name.startswith("_")}
     assert prompted == set(pre_gen.CHECKS) | set(pre_gen.REDIS_CHECKS)
     assert prompted == set(variables["__prompts__"])
+
+
+@pytest.mark.parametrize("factory", ["signed_cookie", "encrypted_cookie"])
+def test_cookie_factory_labels_say_the_session_class_is_the_projects_own(factory: str) -> None:
+    variables = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text())
+    label = variables["__prompts__"]["session_factory"][factory]
+    assert "the project's own session class" in label
+    assert "built-in" not in label
 
 
 # ---- pre_gen_project, run by cookiecutter --------------------------------------------
@@ -208,6 +336,26 @@ def test_bake_with_a_bad_answer_fails_and_leaves_nothing(
     assert baked_dirs(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [(url, secret) for _, url, secret, _ in CREDENTIAL_REDIS_URLS if secret],
+    ids=[case[0] for case in CREDENTIAL_REDIS_URLS if case[2]],
+)
+def test_bake_with_redis_credentials_fails_leaves_nothing_and_prints_no_secret(
+    bake, tmp_path: Path, capfd, url: str, secret: str
+) -> None:
+    result = bake(**answers_with("redis_url", url))
+    assert result.exit_code != 0
+    assert type(result.exception).__name__ == "FailedHookException"
+    out, err = capfd.readouterr()
+    errors = [line for line in err.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 2, errors
+    assert errors[0].startswith("ERROR: redis_url: got ")
+    assert REDIS_URL_VARIABLE in errors[0]
+    assert secret not in out + err
+    assert baked_dirs(tmp_path) == []
+
+
 @pytest.mark.parametrize(("field", "value"), REFUSED_BY_COOKIECUTTER, ids=repr)
 def test_cookiecutter_refuses_some_answers_first(bake, tmp_path: Path, field, value) -> None:
     result = bake(**{field: value})
@@ -237,6 +385,17 @@ def test_cli_reports_all_errors_without_traceback(tmp_path: Path, optimize: str)
     assert "ERROR: http_port: got '99999'; expected" in result.stderr
     assert "ERROR: 2 answer(s) must change" in result.stderr
     assert "Traceback" not in result.stderr
+    assert [path.name for path in tmp_path.iterdir() if path.name != ".cookiecutter_replay"] == []
+
+
+def test_cli_never_shows_redis_credentials(tmp_path: Path) -> None:
+    url = "redis://alice:hunter2@localhost:6379/0?password=hunter3"
+    result = cookiecutter_cli(tmp_path, "session_factory=redis", f"redis_url={url}")
+    assert result.returncode != 0
+    assert "ERROR: redis_url: got 'redis://***@localhost:6379/0?password=***'" in result.stderr
+    assert "PYRAMID_SESSIONS_REDIS_URL environment variable" in result.stderr
+    assert "hunter2" not in result.stdout + result.stderr
+    assert "hunter3" not in result.stdout + result.stderr
     assert [path.name for path in tmp_path.iterdir() if path.name != ".cookiecutter_replay"] == []
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import json
 import re
 import subprocess
 import sys
@@ -14,9 +15,15 @@ import yaml
 from conftest import (
     AWKWARD_ANSWERS,
     SUPPORTED_COMBINATIONS,
+    TEMPLATE_DIR,
     combination_id,
     text_files,
 )
+from cookiecutter.environment import StrictEnvironment
+
+from bench.harness import load_hook
+
+pre_gen = load_hook("pre_gen_project")
 
 # Jinja openers, or a template variable left as text (".cookiecutter.json" is a file name).
 UNRENDERED = re.compile(r"{{|{%|{#|\bcookiecutter\.(?!json\b)\w")
@@ -78,6 +85,42 @@ def test_pyproject_parses_with_the_exact_answers(rendered) -> None:
     assert {"pytest", "webtest", "hypothesis"} <= {
         re.split("[<>=]", dep)[0].lower() for dep in testing
     }
+
+
+def accepted_characters(step: int = 37) -> str:
+    """Every printable ASCII character and a sample of all others the hook accepts in text."""
+    accepts = pre_gen.check_text("description")
+    candidates = [*range(0x21, 0x7F), *range(0xA0, 0x110000, step)]
+    return "".join(chr(code) for code in candidates if accepts(chr(code)) is None)
+
+
+def chunks(text: str, size: int) -> list[str]:
+    """``text`` cut into answers at most ``size`` characters long."""
+    return [text[start : start + size] for start in range(0, len(text), size)]
+
+
+def render_pyproject(**answers: str) -> dict:
+    """pyproject.toml rendered as cookiecutter renders it, then parsed as TOML."""
+    template = (TEMPLATE_DIR / "{{cookiecutter.project_slug}}" / "pyproject.toml").read_text()
+    context = {"project_slug": "shop", "author_email": "you@example.com", **answers}
+    context["session_factory"] = "signed_cookie"
+    environment = StrictEnvironment(keep_trailing_newline=True)
+    return tomllib.loads(environment.from_string(template).render(cookiecutter=context))
+
+
+# Where pyproject.toml keeps each free-text answer.
+PYPROJECT_TEXT = {
+    "description": lambda project: project["description"],
+    "author_name": lambda project: project["authors"][0]["name"],
+}
+
+
+@pytest.mark.parametrize("field", PYPROJECT_TEXT)
+def test_every_accepted_character_reads_back_from_pyproject(field: str) -> None:
+    for answer in chunks(accepted_characters(), pre_gen.MAX_TEXT_LENGTH[field]):
+        assert pre_gen.check_text(field)(answer) is None
+        pyproject = render_pyproject(**{"description": "d", "author_name": "a", field: answer})
+        assert PYPROJECT_TEXT[field](pyproject["project"]) == answer
 
 
 def test_only_the_chosen_factory_is_installed(rendered) -> None:
@@ -149,6 +192,19 @@ def test_project_name_reads_back_from_the_ini(rendered, ini: str) -> None:
     parser = configparser.ConfigParser(defaults={"here": str(project), "__file__": ini})
     parser.read(project / ini, encoding="utf-8")
     assert parser.get("app:main", "app.project_name") == answers["project_name"]
+
+
+def test_readme_shows_the_exact_answers(rendered) -> None:
+    answers, project = rendered
+    lines = (project / "README.md").read_text(encoding="utf-8").splitlines()
+    assert lines[0] == f"# {answers['project_name']}"
+    assert answers["description"] in lines
+
+
+def test_answers_file_keeps_the_exact_answers(rendered) -> None:
+    answers, project = rendered
+    saved = json.loads((project / ".cookiecutter.json").read_text(encoding="utf-8"))
+    assert {field: saved["cookiecutter"][field] for field in answers} == answers
 
 
 def test_default_answers_render(bake) -> None:
