@@ -43,6 +43,8 @@ OUTAGE_SECONDS = 2.0
 RECOVERY_GRACE_SECONDS = 1.0
 # Enough for load before the outage, the outage, and load after the grace period.
 MIN_SECONDS = 6
+# The session cookie's names: "__Host-session" when production.ini makes it Secure.
+SESSION_COOKIE_NAMES = ("session", "__Host-session")
 
 
 class Browser:
@@ -72,7 +74,7 @@ class Browser:
             self.connection = http.client.HTTPConnection(self.host, self.port, timeout=10)
             raise
         cookie = response.getheader("Set-Cookie")
-        if cookie and cookie.startswith("session="):
+        if cookie and cookie.partition("=")[0] in SESSION_COOKIE_NAMES:
             self.cookie = cookie.split(";", 1)[0]
         return response.status, text
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
 import re
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 from conftest import AWKWARD_ANSWERS
@@ -35,6 +37,13 @@ EXPECTED_COMMANDS = [
     ".venv/bin/pserve development.ini --reload",
 ]
 COUNTER = re.compile(r'<strong id="counter">(\d+)</strong>')
+CSRF_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+# A client's own Host and X-Forwarded-* headers, which no page or redirect may repeat.
+FORGED_HOST_HEADERS = {
+    "Host": "evil.example",
+    "X-Forwarded-Host": "evil.example",
+    "X-Forwarded-Port": "666",
+}
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"  # Debian's; never a browser that Playwright downloads
 # No sandbox as root; no calls home, which this machine's closed network refuses.
@@ -96,6 +105,40 @@ def count_on(browser: Browser, path: str = "/") -> int:
     return int(match.group(1))
 
 
+def send(
+    connection: http.client.HTTPConnection, method: str, path: str, **options
+) -> tuple[http.client.HTTPResponse, str]:
+    """One request on ``connection``; the response and its body."""
+    connection.request(method, path, **options)
+    response = connection.getresponse()
+    return response, response.read().decode("utf-8")
+
+
+def assert_forged_host_goes_nowhere(site: str) -> None:
+    """A page and the redirect after a form, asked for with a forged host: neither repeats
+    it, and both carry the security headers (HSTS too: production's sessions are secure)."""
+    url = urlsplit(site)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    try:
+        page, body = send(connection, "GET", "/", headers=FORGED_HOST_HEADERS)
+        form = urlencode({"csrf_token": CSRF_TOKEN.search(body).group(1)})
+        headers = {
+            **FORGED_HOST_HEADERS,
+            "Cookie": page.getheader("Set-Cookie").split(";", 1)[0],
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+        redirect, _ = send(connection, "POST", "/reset", body=form, headers=headers)
+    finally:
+        connection.close()
+    assert (page.status, redirect.status, redirect.getheader("Location")) == (200, 303, "/")
+    for response, text in ((page, body), (redirect, "")):
+        everything = f"{response.headers}\n{text}"
+        assert "evil.example" not in everything and ":666" not in everything, everything
+        assert "frame-ancestors 'none'" in response.getheader("Content-Security-Policy")
+        assert response.getheader("Strict-Transport-Security")
+        assert response.getheader("Cache-Control") == "no-store"
+
+
 def alternate_between_two_processes(project: Path, factory: str, redis: RedisServer) -> None:
     """Two waitress processes, one secret and one Redis: one counter that never goes back."""
     env = production_env(project, factory, redis.url if factory == "redis" else "")
@@ -103,6 +146,7 @@ def alternate_between_two_processes(project: Path, factory: str, redis: RedisSer
         waitress_server(project, "production.ini", env) as (first, _),
         waitress_server(project, "production.ini", env) as (second, _),
     ):
+        assert_forged_host_goes_nowhere(first)
         tabs = [Browser(first), Browser(second)]
         counts = []
         for visit in range(12):

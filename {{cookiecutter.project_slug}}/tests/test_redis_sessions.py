@@ -16,7 +16,7 @@ import pytest
 import redis
 import webtest
 from conftest import RedisServer, login_view
-from helpers import counter, csrf_token, post_form, session_cookie, text
+from helpers import counter, csrf_token, flash_groups, post_form, session_cookie, text
 from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
@@ -28,8 +28,8 @@ from {{ cookiecutter.project_slug }}.sessions import (
     RedisStore,
     increment_counter,
     make_redis_store,
-    regenerate_session,
     make_session_factory,
+    regenerate_session,
 )
 from {{ cookiecutter.project_slug }}.settings import SECRET_BYTES, session_settings
 
@@ -226,6 +226,24 @@ def test_corrupt_stored_data_is_deleted_for_a_fresh_session(
         testapp.post("/reset", {"csrf_token": token}, status=400)
     assert session_id not in session_ids(redis_client)
     assert counter(testapp.get("/")) == (2 if first_request == "counter-page" else 1)
+
+
+# Session data that is a JSON object, with values of the wrong type where the app looks.
+WRONG_TYPES = {
+    "flash-queue-not-a-list": {"_f_messages": 5},
+    "csrf-token-not-text": {"_csrft_": 5},
+    "both": {"_f_messages": "many", "_csrft_": ["a"]},
+}
+
+
+@pytest.mark.parametrize("data", WRONG_TYPES.values(), ids=WRONG_TYPES)
+def test_stored_values_of_the_wrong_type_do_no_harm(testapp, redis_client, data) -> None:
+    testapp.get("/")
+    [session_id] = session_ids(redis_client)
+    redis_client.hset(KEY_PREFIX + session_id, "data", json.dumps(data))
+    token = csrf_token(testapp.get("/"))
+    post_form(testapp, "/flash", token, category="info", message="still works")
+    assert flash_groups(testapp.get("/")) == {"info": ["still works"]}
 
 
 def test_garbage_in_the_cookie_starts_a_fresh_session(testapp, redis_client) -> None:

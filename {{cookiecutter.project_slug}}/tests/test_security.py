@@ -1,12 +1,19 @@
-"""CSRF protection, cookie flags and error pages."""
+"""CSRF protection, cookie flags, error pages, and no client-chosen host in any response."""
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Callable
 from html import escape
 
+import plaster
 import pytest
 import webtest
-from helpers import csrf_token, flash_groups, post_form, text
+from conftest import PROJECT_DIR
+from helpers import csrf_token, flash_groups, post_form, session_cookie, text
+from waitress.adjustments import Adjustments
+from waitress.proxy_headers import proxy_headers_middleware
 
 from {{ cookiecutter.project_slug }} import main
 
@@ -86,4 +93,141 @@ def test_static_files_are_served(testapp: webtest.TestApp) -> None:
 def test_project_name_is_escaped_on_every_page(testapp: webtest.TestApp, app_settings) -> None:
     name = escape(app_settings["app.project_name"], quote=False)
     assert f"<title>Home · {name}</title>" in testapp.get("/").text
-    assert f'class="brand" href="http://localhost/">{name}</a>' in testapp.get("/howdy").text
+    assert f'class="brand" href="/">{name}</a>' in testapp.get("/howdy").text
+
+
+# A client's own Host and X-Forwarded-* headers: a page that repeats them in a URL poisons
+# any shared cache in front of the app.
+POISONED_HEADERS = {
+    "Host": "evil.example",
+    "X-Forwarded-Host": "evil.example",
+    "X-Forwarded-Port": "666",
+}
+# How they would show in a URL (":666", not "666": a random token may contain that).
+POISON = ("evil.example", ":666")
+# The proxy on this machine, the peer production.ini trusts.
+PROXY_ADDRESS = "127.0.0.1"
+
+
+def poison_in(response: webtest.TestResponse) -> list[str]:
+    """The forged host or port, wherever ``response`` shows it: headers or body."""
+    headers = "\n".join(f"{name}: {value}" for name, value in response.headerlist)
+    return [poison for poison in POISON if poison in f"{headers}\n{response.text}"]
+
+
+def counter_page(testapp: webtest.TestApp, headers: dict) -> webtest.TestResponse:
+    """A page with links, a stylesheet, a script and forms."""
+    return testapp.get("/", headers=headers)
+
+
+def redirect_after_a_form(testapp: webtest.TestApp, headers: dict) -> webtest.TestResponse:
+    """The 303 after a form (the session cookie is sent by hand: the Host is not ours)."""
+    token = csrf_token(testapp.get("/"))
+    cookie = {"Cookie": f"session={session_cookie(testapp)}"}
+    return testapp.post("/reset", {"csrf_token": token}, headers={**headers, **cookie}, status=303)
+
+
+def not_found_page(testapp: webtest.TestApp, headers: dict) -> webtest.TestResponse:
+    """An error page in the layout."""
+    return testapp.get("/nowhere", headers=headers, status=404)
+
+
+Visit = Callable[[webtest.TestApp, dict], webtest.TestResponse]
+POISONABLE: dict[str, Visit] = {
+    "counter-page": counter_page,
+    "redirect-after-a-form": redirect_after_a_form,
+    "404-page": not_found_page,
+}
+
+
+@pytest.mark.parametrize("visit", POISONABLE.values(), ids=POISONABLE)
+def test_no_client_chosen_host_in_any_response(testapp: webtest.TestApp, visit: Visit) -> None:
+    assert poison_in(visit(testapp, POISONED_HEADERS)) == []
+
+
+def test_the_redirect_location_is_a_path(testapp: webtest.TestApp) -> None:
+    assert redirect_after_a_form(testapp, {}).headers["Location"] == "/"
+
+
+def production_server() -> Adjustments:
+    """production.ini's [server:main], read by waitress itself."""
+    settings = dict(plaster.get_settings(str(PROJECT_DIR / "production.ini"), "server:main"))
+    settings.pop("use")
+    return Adjustments(**settings)
+
+
+def behind_production_waitress(app) -> webtest.TestApp:
+    """``app`` wrapped in the proxy-header handling production's waitress adds, and a client
+    that connects from the proxy's address."""
+    server = production_server()
+    wrapped = proxy_headers_middleware(
+        app,
+        trusted_proxy=server.trusted_proxy,
+        trusted_proxy_count=server.trusted_proxy_count,
+        trusted_proxy_headers=server.trusted_proxy_headers,
+        clear_untrusted=server.clear_untrusted_proxy_headers,
+    )
+    return webtest.TestApp(wrapped, extra_environ={"REMOTE_ADDR": PROXY_ADDRESS})
+
+
+@pytest.mark.parametrize("visit", POISONABLE.values(), ids=POISONABLE)
+def test_production_waitress_passes_no_forged_host_or_port(app, visit: Visit) -> None:
+    environs: list[dict] = []
+
+    def app_that_notes_its_environ(environ: dict, start_response: Callable):
+        environs.append(dict(environ))
+        return app(environ, start_response)
+
+    response = visit(behind_production_waitress(app_that_notes_its_environ), POISONED_HEADERS)
+    assert poison_in(response) == []
+    # Host passes (the proxy sets it, from the client); nothing else forged reaches the app.
+    forged = [
+        f"{name}={value}"
+        for environ in environs
+        for name, value in environ.items()
+        if name != "HTTP_HOST" and value in ("evil.example", "666", "evil.example:666")
+    ]
+    assert forged == []
+
+
+NGINX_SNIPPET = re.compile(r"```nginx\n(.*?)```", re.DOTALL)
+PROXY_SET_HEADER = re.compile(r"^\s*proxy_set_header\s+(\S+)\s", re.MULTILINE)
+
+
+def headers_the_documented_proxy_sets() -> set[str]:
+    """The request headers the README's nginx configuration sets, lowercase."""
+    readme = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
+    match = NGINX_SNIPPET.search(readme)
+    assert match, "README.md has no nginx configuration"
+    return {name.lower() for name in PROXY_SET_HEADER.findall(match.group(1))}
+
+
+def test_production_trusts_only_headers_the_documented_proxy_sets() -> None:
+    set_by_proxy = headers_the_documented_proxy_sets()
+    assert production_server().trusted_proxy_headers <= set_by_proxy
+    assert {"host", "x-forwarded-for", "x-forwarded-proto"} <= set_by_proxy
+
+
+def test_production_listens_on_loopback_only() -> None:
+    """Only the proxy on this machine, the one peer trusted with X-Forwarded-*, can connect."""
+    server = production_server()
+    assert {sockaddr[0] for *_, sockaddr in server.listen} == {PROXY_ADDRESS}
+    assert server.trusted_proxy == PROXY_ADDRESS
+
+
+# Requests whose path is not UTF-8: WebOb cannot decode it, and Pyramid raises URLDecodeError.
+UNDECODABLE_PATH_HEADERS = {
+    "path-not-utf8": {},
+    "path-and-a-cookie-not-utf8": {"Cookie": "junk=\xff; theme=dark"},
+}
+
+
+@pytest.mark.parametrize(
+    "headers", UNDECODABLE_PATH_HEADERS.values(), ids=UNDECODABLE_PATH_HEADERS
+)
+def test_a_path_that_is_not_utf8_is_a_400_page(testapp, caplog, headers: dict) -> None:
+    with caplog.at_level(logging.INFO):
+        response = testapp.get("/%FF", headers=headers, status=400)
+    assert "This address is not valid." in text(response)
+    assert 'class="site-header"' in response.text
+    assert ("dropped cookies that are not UTF-8 from /%FF" in caplog.text) == bool(headers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import webtest
 from helpers import counter, csrf_token
+from pyramid.csrf import get_csrf_token, new_csrf_token
 from pyramid.interfaces import ISession, ISessionFactory
 from pyramid.request import Request
 from zope.interface.verify import verifyObject
@@ -39,6 +40,33 @@ def test_the_csrf_token_is_kept_until_renewed(session: ISession) -> None:
     assert len(token) == 40
     assert session.get_csrf_token() == token
     assert session.new_csrf_token() != token
+
+
+def test_pyramids_csrf_api_keeps_the_token_in_the_session(app_settings: dict) -> None:
+    request = Request.blank("/")
+    request.registry = main({}, **app_settings).registry
+    token = get_csrf_token(request)
+    assert request.session["_csrft_"] == token
+    renewed = new_csrf_token(request)
+    assert renewed != token
+    assert request.session["_csrft_"] == renewed
+
+
+@pytest.mark.parametrize("stored", [5, "text", {"a": 1}, None], ids=repr)
+def test_a_flash_queue_of_another_type_reads_as_empty(session, stored) -> None:
+    """Data a server-side store holds may have been written by other code, or damaged."""
+    session["_f_"] = stored
+    assert (session.peek_flash(), session.pop_flash()) == ([], [])
+    session["_f_"] = stored
+    session.flash("kept")
+    assert session.peek_flash() == ["kept"]
+
+
+@pytest.mark.parametrize("stored", [5, ["a"], {"a": 1}, None, ""], ids=repr)
+def test_a_csrf_token_of_another_type_is_replaced(session, stored) -> None:
+    session["_csrft_"] = stored
+    token = session.get_csrf_token()
+    assert isinstance(token, str) and len(token) == 40
 
 
 @pytest.mark.parametrize(

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pyramid.config import Configurator
-from pyramid.csrf import SessionCSRFStoragePolicy
 from pyramid.router import Router
 from pyramid.tweens import INGRESS
 
+from .session_api import SessionCSRFPolicy
 from .settings import SettingsError
 
 
@@ -14,8 +14,9 @@ def includeme(config: Configurator) -> None:
     """Add the whole app to ``config`` (tests include it beside views of their own)."""
     config.include("pyramid_chameleon")
     config.add_tween(f"{__name__}.tweens.utf8_cookies_tween_factory", under=INGRESS)
+    config.include(".security")
     config.include(".sessions")
-    config.set_csrf_storage_policy(SessionCSRFStoragePolicy())
+    config.set_csrf_storage_policy(SessionCSRFPolicy())
     config.set_default_csrf_options(require_csrf=True)
     config.include(".routes")
     config.scan(".views")

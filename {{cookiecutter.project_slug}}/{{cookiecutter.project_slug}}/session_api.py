@@ -5,6 +5,9 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from pyramid.csrf import SessionCSRFStoragePolicy
+from pyramid.request import Request
+
 from .settings import SessionSettings
 
 COOKIE_NAME = "session"
@@ -57,18 +60,23 @@ class SessionAPI:
 
     def flash(self, msg: Any, queue: str = "", allow_duplicate: bool = True) -> None:
         """Add ``msg`` to the flash queue ``queue``."""
-        messages = self.setdefault(FLASH_KEY_PREFIX + queue, [])
+        messages = self.peek_flash(queue)
         if allow_duplicate or msg not in messages:
-            messages.append(msg)
-            self.changed()
+            self[FLASH_KEY_PREFIX + queue] = [*messages, msg]
 
     def pop_flash(self, queue: str = "") -> list:
         """Take every message of the flash queue ``queue``."""
-        return self.pop(FLASH_KEY_PREFIX + queue, [])
+        messages = self.pop(FLASH_KEY_PREFIX + queue, [])
+        return messages if isinstance(messages, list) else []
 
     def peek_flash(self, queue: str = "") -> list:
-        """The messages of the flash queue ``queue``, left in place."""
-        return self.get(FLASH_KEY_PREFIX + queue, [])
+        """The messages of the flash queue ``queue``, left in place.
+
+        Stored data of another shape (a server-side store can be written by others) reads
+        as an empty queue, never as an error.
+        """
+        messages = self.get(FLASH_KEY_PREFIX + queue, [])
+        return messages if isinstance(messages, list) else []
 
     def new_csrf_token(self) -> str:
         """A fresh CSRF token, stored in the session."""
@@ -76,5 +84,22 @@ class SessionAPI:
         return token
 
     def get_csrf_token(self) -> str:
-        """The session's CSRF token, made on first use."""
-        return self.get(CSRF_TOKEN_KEY) or self.new_csrf_token()
+        """The session's CSRF token, made on first use (or when the stored one is not text)."""
+        token = self.get(CSRF_TOKEN_KEY)
+        return token if isinstance(token, str) and token else self.new_csrf_token()
+
+
+class SessionCSRFPolicy(SessionCSRFStoragePolicy):
+    """Pyramid's session CSRF policy, with the token kept and checked by the session.
+
+    Pyramid's own policy reads the stored token as it is; the session's
+    ``get_csrf_token`` replaces one that is not text, so damaged data is a 400, not a 500.
+    """
+
+    def new_csrf_token(self, request: Request) -> str:
+        """A fresh token, stored in the session."""
+        return request.session.new_csrf_token()
+
+    def get_csrf_token(self, request: Request) -> str:
+        """The session's token, made on first use."""
+        return request.session.get_csrf_token()

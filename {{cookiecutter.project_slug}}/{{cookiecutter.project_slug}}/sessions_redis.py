@@ -31,51 +31,88 @@ from redis.commands.core import Script
 from zope.interface import implementer
 
 from .pages import ERROR_TEMPLATE, error_page
+from .security import secure_response
 from .serializers import JSONSerializer, RotatingSerializer, SignedSerializer
-from .session_api import COOKIE_NAME, SessionAPI, cookie_attributes, request_cookie
+from .session_api import SessionAPI, cookie_attributes, cookie_name, request_cookie
 from .settings import SessionSettings, session_settings
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "{{ cookiecutter.project_slug }}:session:"
-# A session's hash has the fields "data" (JSON), "created" (epoch seconds) and "counter".
 COUNTER_FIELD = "counter"
-# Each script is one atomic round trip. KEYS[1] is the session's hash, ARGV[1] its timeout.
-LOAD_SCRIPT = """
-local stored = redis.call("HMGET", KEYS[1], "data", "created")
-if stored[1] then redis.call("EXPIRE", KEYS[1], ARGV[1]) end
-return stored
-"""
-LOAD_AND_COUNT_SCRIPT = """
-local stored = redis.call("HMGET", KEYS[1], "data", "created")
-if not stored[1] then return stored end
-stored[3] = redis.call("HINCRBY", KEYS[1], "counter", 1)
-redis.call("EXPIRE", KEYS[1], ARGV[1])
-return stored
-"""
-COUNT_SCRIPT = """
-local count = redis.call("HINCRBY", KEYS[1], "counter", 1)
-redis.call("EXPIRE", KEYS[1], ARGV[1])
-return count
-"""
-# A session revoked (or expired) while a request used it stays revoked: only a new
-# session (ARGV[4] = "1") may create its hash.
-SAVE_SCRIPT = """
-if ARGV[4] ~= "1" and redis.call("EXISTS", KEYS[1]) == 0 then return 0 end
-redis.call("HSET", KEYS[1], "data", ARGV[2], "created", ARGV[3])
-redis.call("EXPIRE", KEYS[1], ARGV[1])
-return 1
-"""
-RENAME_SCRIPT = """
-if redis.call("EXISTS", KEYS[1]) == 1 then redis.call("RENAME", KEYS[1], KEYS[2]) end
+# The Lua every script starts with. A session is one hash: "data" (JSON), "created" (epoch
+# seconds, from Redis's clock, set once when the hash is made) and "counter" (HINCRBY).
+# KEYS[1] is the session's hash; ARGV[1] and ARGV[2] the idle and absolute timeouts.
+SCRIPT_PRELUDE = """
+local key, idle, lifetime = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+
+local function now()
+  return tonumber(redis.call("TIME")[1])
+end
+
+-- A whole number of at most 18 digits: HINCRBY never overflows it.
+local function whole(value)
+  return type(value) == "string" and #value <= 18 and string.find(value, "^%-?%d+$") ~= nil
+end
+
+-- {data, created} of the live session, its expiry renewed, or false when there is none.
+-- A hash of any other shape, or older than the absolute timeout, is deleted: it becomes
+-- a fresh session, never an error that repeats on every request.
+local function live()
+  local stored = redis.pcall("HMGET", key, "data", "created", "counter")
+  if stored.err then
+    redis.call("DEL", key)
+    return false
+  end
+  local data, created, counter = stored[1], stored[2], stored[3]
+  if not (data or created or counter) then
+    return false
+  end
+  local age = whole(created) and now() - tonumber(created)
+  if not (data and age and age >= -60 and age <= lifetime and (not counter or whole(counter))) then
+    redis.call("DEL", key)
+    return false
+  end
+  redis.call("EXPIRE", key, math.max(1, math.min(idle, lifetime - age)))
+  return {data, created}
+end
+
+-- Whether this request may write the session: a new one (ARGV[3] == "1", a random id
+-- made by this request, whose hash is created here) or one still live. A session
+-- revoked or expired while a request used it is never brought back.
+local function writable(new)
+  if new == "1" then
+    redis.call("HSETNX", key, "created", now())
+    redis.call("EXPIRE", key, idle)
+    return true
+  end
+  return live() ~= false
+end
 """
 SCRIPTS = {
-    "load": LOAD_SCRIPT,
-    "load_and_count": LOAD_AND_COUNT_SCRIPT,
-    "count": COUNT_SCRIPT,
-    "save": SAVE_SCRIPT,
-    "rename": RENAME_SCRIPT,
+    "load": "return live()",
+    "load_and_count": """
+local session = live()
+if session then session[3] = redis.call("HINCRBY", key, "counter", 1) end
+return session
+""",
+    "count": """
+if not writable(ARGV[3]) then return false end
+return redis.call("HINCRBY", key, "counter", 1)
+""",
+    "save": """
+if not writable(ARGV[4]) then return 0 end
+redis.call("HSET", key, "data", ARGV[3])
+return 1
+""",
+    # KEYS[2] is the new id's hash: data, counter, creation time and expiry move together.
+    "regenerate": """
+if not live() then return 0 end
+redis.call("RENAME", key, KEYS[2])
+return 1
+""",
 }
+NEW, EXISTING = "1", "0"  # ARGV[3] of count, ARGV[4] of save
 
 
 class SessionIdSerializer:
@@ -96,11 +133,12 @@ class RedisStore:
 
     client: redis.Redis
     timeout: int
+    absolute_timeout: int
     scripts: dict[str, Script]
 
     def run(self, script: str, keys: list[str], *args: Any) -> Any:
         """Run one of SCRIPTS (one round trip)."""
-        return self.scripts[script](keys=keys, args=[self.timeout, *args])
+        return self.scripts[script](keys=keys, args=[self.timeout, self.absolute_timeout, *args])
 
 
 def make_redis_client(settings: SessionSettings) -> redis.Redis:
@@ -116,8 +154,10 @@ def make_redis_client(settings: SessionSettings) -> redis.Redis:
 def make_redis_store(settings: SessionSettings) -> RedisStore:
     """The store for ``settings``, its scripts registered (sent by SHA after the first use)."""
     client = make_redis_client(settings)
-    scripts = {name: client.register_script(source) for name, source in SCRIPTS.items()}
-    return RedisStore(client, settings.timeout, scripts)
+    scripts = {
+        name: client.register_script(SCRIPT_PRELUDE + body) for name, body in SCRIPTS.items()
+    }
+    return RedisStore(client, settings.timeout, settings.absolute_timeout, scripts)
 
 
 def new_session_id() -> str:
@@ -162,6 +202,7 @@ class RedisSession(SessionAPI, MutableMapping):
 
     store: RedisStore
     signer: RotatingSerializer
+    cookie_name: str
     attributes: str
 
     def __init__(self, request: Request) -> None:
@@ -178,7 +219,7 @@ class RedisSession(SessionAPI, MutableMapping):
         An id signed with a previous secret is accepted and signed again with the current
         one, so the fallback secrets can be dropped after one session timeout.
         """
-        value = request_cookie(header, COOKIE_NAME)
+        value = request_cookie(header, self.cookie_name)
         if not value:
             return None
         try:
@@ -195,7 +236,7 @@ class RedisSession(SessionAPI, MutableMapping):
     def data(self) -> dict:
         """The session's data, loaded on first use."""
         if self._data is None:
-            self.loaded(self.store.run("load", [self.key]))
+            self.take(self.store.run("load", [self.key]))
         return self._data
 
     @property
@@ -203,15 +244,21 @@ class RedisSession(SessionAPI, MutableMapping):
         """The Redis key of this session."""
         return session_key(self.session_id)
 
-    def loaded(self, stored: list) -> None:
-        """Take the data ``stored`` in Redis, or start afresh if it is gone or corrupt."""
-        data = None if stored[0] is None else load_data(stored[0])
+    def take(self, stored: list | None) -> bool:
+        """Take ``[data, created, ...]`` from Redis; False (a fresh session) if it is gone.
+
+        Redis already deleted a session that is expired or of the wrong shape; data that
+        is not a JSON object is deleted here.
+        """
+        data = None if stored is None else load_data(stored[0])
         if data is None:
-            log.debug("fresh session: %s is gone or corrupt in Redis", self.key)
+            if stored is not None:
+                self.store.client.delete(self.key)
+            log.debug("fresh session: the stored one is gone, expired or corrupt")
             self.start_afresh()
-            return
-        self._data = data
-        self.created = int(stored[1] or self.created)
+            return False
+        self._data, self.created = data, int(stored[1])
+        return True
 
     def start_afresh(self) -> None:
         """Become a new, empty session under a new id."""
@@ -231,10 +278,15 @@ class RedisSession(SessionAPI, MutableMapping):
         """Count one visit atomically; loads the session in the same round trip."""
         if self._data is None:
             stored = self.store.run("load_and_count", [self.key])
-            self.loaded(stored)
-            if not self.new:
+            if self.take(stored):
                 return int(stored[2])
-        return int(self.store.run("count", [session_key(self.ensure_id())]))
+        elif not self.new:
+            count = self.store.run("count", [self.key], EXISTING)
+            if count is not None:
+                return int(count)
+            log.debug("fresh session: the stored one was revoked during this request")
+            self.start_afresh()
+        return int(self.store.run("count", [session_key(self.ensure_id())], NEW))
 
     def reset_counter(self) -> None:
         """Set the visit counter back to zero."""
@@ -242,14 +294,20 @@ class RedisSession(SessionAPI, MutableMapping):
             self.store.client.hdel(self.key, COUNTER_FIELD)
 
     def regenerate(self) -> None:
-        """Move the session, its counter included, to a new id; the old id is revoked."""
+        """Move the session, its counter included, to a new id with a new CSRF token.
+
+        The old id is revoked. A session revoked meanwhile is not moved: this request
+        goes on with a fresh one.
+        """
         data = self.data
-        if self.session_id is not None:
+        if not self.new:
             old_key, self.session_id = self.key, new_session_id()
-            self.store.run("rename", [old_key, self.key])
-            self.send_cookie = True
-        self._data = data
-        self.changed()
+            if self.store.run("regenerate", [old_key, self.key]):
+                self.send_cookie = True
+                self._data = data
+            else:
+                self.start_afresh()
+        self.new_csrf_token()
 
     # ISession
     def invalidate(self) -> None:
@@ -293,8 +351,8 @@ class RedisSession(SessionAPI, MutableMapping):
             return  # Redis just failed this request: the 503 page goes out as it is
         if self.has_data_to_store():
             self.ensure_id()
-            new = "1" if self.new else "0"
-            self.store.run("save", [self.key], JSON.dumps(self._data), self.created, new)
+            flag = NEW if self.new else EXISTING
+            self.store.run("save", [self.key], JSON.dumps(self._data), flag)
         if self.send_cookie:
             response.headerlist.append(("Set-Cookie", self.set_cookie_header()))
 
@@ -308,9 +366,9 @@ class RedisSession(SessionAPI, MutableMapping):
     def set_cookie_header(self) -> str:
         """The Set-Cookie header for the session id, or one that deletes the cookie."""
         if self.session_id is None:
-            return f"{COOKIE_NAME}=; Max-Age=0{self.attributes}"
+            return f"{self.cookie_name}=; Max-Age=0{self.attributes}"
         value = self.signer.dumps(self.session_id).decode("ascii")
-        return f"{COOKIE_NAME}={value}{self.attributes}"
+        return f"{self.cookie_name}={value}{self.attributes}"
 
 
 def make_session_factory(settings: SessionSettings, store: RedisStore) -> type[RedisSession]:
@@ -321,11 +379,13 @@ def make_session_factory(settings: SessionSettings, store: RedisStore) -> type[R
             for secret in settings.secret_bytes
         ]
     )
-    return type(
-        "ConfiguredRedisSession",
-        (RedisSession,),
-        {"store": store, "signer": signer, "attributes": cookie_attributes(settings)},
-    )
+    attributes = {
+        "store": store,
+        "signer": signer,
+        "cookie_name": cookie_name(settings),
+        "attributes": cookie_attributes(settings),
+    }
+    return type("ConfiguredRedisSession", (RedisSession,), attributes)
 
 
 def increment_counter(request: Request) -> int:
@@ -339,7 +399,8 @@ def reset_counter(request: Request) -> None:
 
 
 def regenerate_session(request: Request) -> None:
-    """Move the session and its counter to a new id; the old id is revoked (call at login)."""
+    """Move the session and its counter to a new id with a new CSRF token; the old id is
+    revoked (call it at login)."""
     request.session.regenerate()
 
 
@@ -362,13 +423,14 @@ def execution_policy(environ: dict, router: Router) -> Response:
     """Pyramid's policy, plus the 503 page when Redis fails after the view.
 
     The session is written to Redis in a response callback, after the view and outside
-    Pyramid's exception views; if Redis goes away just then, this still answers 503.
+    Pyramid's exception views and the tweens; if Redis goes away just then, this still
+    answers 503, with the security headers the tween gives every other page.
     """
     with router.request_context(environ) as request:
         try:
             return router.invoke_request(request)
         except redis.RedisError:
-            return request.invoke_exception_view(reraise=True)
+            return secure_response(request, request.invoke_exception_view(reraise=True))
 
 
 def session_store_unavailable(error: redis.RedisError, request: Request) -> dict:

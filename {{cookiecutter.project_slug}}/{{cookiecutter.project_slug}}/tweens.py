@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from urllib.parse import quote
 
 from pyramid.registry import Registry
 from pyramid.request import Request
@@ -33,6 +34,16 @@ def utf8_cookies_only(header: str) -> str:
     return ";".join(part for part in header.split(";") if is_utf8(part))
 
 
+def raw_path(environ: dict) -> str:
+    """The request's path as sent, %-escaped, for log lines.
+
+    ``request.path`` decodes the path as UTF-8 and raises on one that is not (``/%FF``):
+    a log line must not turn that request's 400 page into a 500.
+    """
+    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    return quote(path.encode("latin-1", "replace"))
+
+
 def utf8_cookies_tween_factory(handler: Handler, registry: Registry) -> Handler:
     """A tween that cleans the Cookie header before any other code sees it."""
 
@@ -40,7 +51,7 @@ def utf8_cookies_tween_factory(handler: Handler, registry: Registry) -> Handler:
         header = request.environ.get("HTTP_COOKIE", "")
         if not is_utf8(header):
             request.environ["HTTP_COOKIE"] = utf8_cookies_only(header)
-            log.info("dropped cookies that are not UTF-8 from %s", request.path)
+            log.info("dropped cookies that are not UTF-8 from %s", raw_path(request.environ))
         return handler(request)
 
     return utf8_cookies_tween

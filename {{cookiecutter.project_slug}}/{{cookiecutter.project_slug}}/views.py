@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pyramid.csrf import get_csrf_token
+from pyramid.exceptions import URLDecodeError
 from pyramid.httpexceptions import HTTPBadRequest, HTTPNotFound, HTTPSeeOther
 from pyramid.request import Request
 from pyramid.view import exception_view_config, notfound_view_config, view_config, view_defaults
@@ -45,9 +46,23 @@ class CounterViews:
         )
 
 
+class SeeOtherPath(HTTPSeeOther):
+    """A 303 whose Location header goes out as the path it was given.
+
+    WebOb makes a relative Location absolute as it sends the response, with the host the
+    client named in its Host header (WebOb issue #414): a forged Host would land in the
+    redirect, and in any cache that keeps it. A path is a valid Location (RFC 9110) and
+    names no host at all.
+    """
+
+    def _abs_headerlist(self, environ: dict) -> list[tuple[str, str]]:
+        """WebOb's hook that makes the Location absolute: send the headers unchanged."""
+        return list(self.headerlist)
+
+
 def redirect_home(request: Request) -> HTTPSeeOther:
     """POST-redirect-GET: the browser's reload button never posts the form twice."""
-    return HTTPSeeOther(location=request.route_url("home"))
+    return SeeOtherPath(location=request.route_path("home"))
 
 
 @view_config(route_name="reset", request_method="POST")
@@ -89,6 +104,12 @@ def bad_request(error: HTTPBadRequest, request: Request) -> dict:
         "Bad request",
         "This form was stale or did not come from this site. Reload the page and try again.",
     )
+
+
+@exception_view_config(URLDecodeError, renderer=ERROR_TEMPLATE)
+def undecodable_url(error: URLDecodeError, request: Request) -> dict:
+    """A path that is not UTF-8 (``/%FF``) cannot name a page: 400, not a 500."""
+    return error_page(request, 400, "Bad request", "This address is not valid.")
 
 
 @notfound_view_config(renderer=ERROR_TEMPLATE)

@@ -1,0 +1,208 @@
+"""Security headers on every response, error pages included, and the settings that change them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import webtest
+{%- if cookiecutter.session_factory == "redis" %}
+from conftest import RedisServer
+from helpers import csrf_token, post_form
+from test_redis_sessions import outage_redis, watch_round_trips  # noqa: F401 (a fixture)
+{%- else %}
+from helpers import post_form
+{%- endif %}
+
+import {{ cookiecutter.project_slug }}
+from {{ cookiecutter.project_slug }} import main
+
+CSP_DIRECTIVES = {
+    "default-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+}
+FIXED_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+TEMPLATES = Path({{ cookiecutter.project_slug }}.__file__).parent / "templates"
+# What a Content-Security-Policy without 'unsafe-inline' blocks: style elements and
+# attributes, event-handler attributes, and scripts written into the page.
+INLINE_SCRIPT_OR_STYLE = re.compile(r"<style|\sstyle=|\son[a-z]+=|<script(?![^>]*\ssrc=)", re.I)
+
+
+def csp_directives(response: webtest.TestResponse) -> set[str]:
+    """The directives of the response's Content-Security-Policy, white space folded."""
+    policy = response.headers["Content-Security-Policy"]
+    return {" ".join(part.split()) for part in policy.split(";") if part.strip()}
+
+
+def assert_security_headers(response: webtest.TestResponse, *, cacheable: bool = False) -> None:
+    """The headers every response carries; no-store unless it is ``cacheable``."""
+    assert csp_directives(response) >= CSP_DIRECTIVES
+    assert "unsafe-inline" not in response.headers["Content-Security-Policy"]
+    assert {name: response.headers.get(name) for name in FIXED_HEADERS} == FIXED_HEADERS
+    assert ("no-store" in response.headers.get("Cache-Control", "")) is not cacheable
+
+
+def counter_page(testapp: webtest.TestApp) -> webtest.TestResponse:
+    """A page with the session's count and a CSRF token."""
+    return testapp.get("/")
+
+
+def redirect_after_a_form(testapp: webtest.TestApp) -> webtest.TestResponse:
+    """The 303 after a form, which sets the session cookie."""
+    return post_form(testapp, "/reset")
+
+
+def static_file(testapp: webtest.TestApp) -> webtest.TestResponse:
+    """The stylesheet, which keeps its own Cache-Control."""
+    response = testapp.get("/static/app.css")
+    assert response.headers["Cache-Control"] == "max-age=3600"
+    return response
+
+
+def not_found_page(testapp: webtest.TestApp) -> webtest.TestResponse:
+    """The 404 page, made by an exception view."""
+    return testapp.get("/nowhere", status=404)
+
+
+def form_without_csrf_token(testapp: webtest.TestApp) -> webtest.TestResponse:
+    """The 400 page of a rejected form."""
+    testapp.get("/")
+    return testapp.post("/reset", status=400)
+
+
+def path_not_utf8(testapp: webtest.TestApp) -> webtest.TestResponse:
+    """The 400 page of an address that is not UTF-8."""
+    return testapp.get("/%FF", status=400)
+
+
+Visit = Callable[[webtest.TestApp], webtest.TestResponse]
+# How each kind of response is got, and whether browsers and caches may keep it.
+RESPONSES: dict[str, tuple[Visit, bool]] = {
+    "counter-page": (counter_page, False),
+    "redirect-after-a-form": (redirect_after_a_form, False),
+    "static-file": (static_file, True),
+    "404-page": (not_found_page, False),
+    "400-page-form-without-csrf-token": (form_without_csrf_token, False),
+    "400-page-path-not-utf8": (path_not_utf8, False),
+}
+
+
+@pytest.mark.parametrize(("visit", "cacheable"), RESPONSES.values(), ids=RESPONSES)
+def test_every_response_carries_the_security_headers(testapp, visit: Visit, cacheable: bool):
+    assert_security_headers(visit(testapp), cacheable=cacheable)
+{%- if cookiecutter.session_factory == "redis" %}
+
+
+def redis_fails_in_the_view(
+    testapp: webtest.TestApp, monkeypatch: pytest.MonkeyPatch, token: str
+) -> webtest.TestResponse:
+    """Redis fails loading the session for a counter page: Pyramid's exception view."""
+    watch_round_trips(monkeypatch, failing="load_and_count")
+    return testapp.get("/howdy", status=503)
+
+
+def redis_fails_after_the_view(
+    testapp: webtest.TestApp, monkeypatch: pytest.MonkeyPatch, token: str
+) -> webtest.TestResponse:
+    """Redis fails writing the session after the view: the execution policy's 503 page."""
+    watch_round_trips(monkeypatch, failing="save")
+    form = {"csrf_token": token, "category": "info", "message": "hello"}
+    return testapp.post("/flash", form, status=503)
+
+
+RedisFailure = Callable[[webtest.TestApp, pytest.MonkeyPatch, str], webtest.TestResponse]
+REDIS_FAILURES: dict[str, RedisFailure] = {
+    "503-page-redis-fails-in-the-view": redis_fails_in_the_view,
+    "503-page-redis-fails-after-the-view": redis_fails_after_the_view,
+}
+
+
+@pytest.mark.parametrize("fail", REDIS_FAILURES.values(), ids=REDIS_FAILURES)
+def test_503_pages_carry_the_security_headers(testapp, monkeypatch, fail: RedisFailure):
+    token = csrf_token(testapp.get("/"))
+    assert_security_headers(fail(testapp, monkeypatch, token))
+
+
+def test_the_503_page_of_a_stopped_redis_carries_the_security_headers(
+    app_settings: dict,
+    outage_redis: RedisServer,  # noqa: F811 (the fixture imported above)
+) -> None:
+    testapp = webtest.TestApp(main({}, **{**app_settings, "session.redis_url": outage_redis.url}))
+    testapp.get("/")
+    outage_redis.stop()
+    assert_security_headers(testapp.get("/howdy", status=503))
+{%- endif %}
+
+
+HSTS = "Strict-Transport-Security"
+# session.secure says the site is served over HTTPS only: then browsers are told so too.
+HSTS_BY_SESSION_SECURE = {
+    "secure-sessions-send-hsts": ({"session.secure": "true"}, "max-age=31536000"),
+    "secure-by-default-sends-hsts": ({"session.secure": None}, "max-age=31536000"),
+    "plain-http-sessions-send-no-hsts": ({"session.secure": "false"}, None),
+}
+
+
+def app_with(app_settings: dict, changes: dict[str, str | None]) -> webtest.TestApp:
+    """The app with ``changes`` to its settings (None removes a setting)."""
+    settings = {**app_settings, **changes}
+    return webtest.TestApp(main({}, **{k: v for k, v in settings.items() if v is not None}))
+
+
+@pytest.mark.parametrize(
+    ("changes", "hsts"), HSTS_BY_SESSION_SECURE.values(), ids=HSTS_BY_SESSION_SECURE
+)
+def test_hsts_follows_session_secure(app_settings, changes: dict, hsts: str | None) -> None:
+    page = app_with(app_settings, changes).get("/", extra_environ={"wsgi.url_scheme": "https"})
+    assert page.headers.get(HSTS) == hsts
+
+
+# A setting, the header it changes, and the value that header then has (None: not sent).
+HEADER_SETTINGS = {
+    "referrer-policy-overridden": (
+        {"security.referrer_policy": "no-referrer"},
+        "Referrer-Policy",
+        "no-referrer",
+    ),
+    "x-frame-options-dropped": ({"security.x_frame_options": ""}, "X-Frame-Options", None),
+    "no-store-dropped": ({"security.cache_control": ""}, "Cache-Control", None),
+    "multi-line-csp-folded": (
+        {"security.content_security_policy": "default-src 'self';\n  img-src 'self' data:"},
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:",
+    ),
+    "hsts-overridden": (
+        {"session.secure": "true", "security.strict_transport_security": "max-age=60"},
+        HSTS,
+        "max-age=60",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("changes", "header", "value"), HEADER_SETTINGS.values(), ids=HEADER_SETTINGS
+)
+def test_settings_change_or_drop_a_header(app_settings, changes: dict, header: str, value) -> None:
+    page = app_with(app_settings, changes).get("/", extra_environ={"wsgi.url_scheme": "https"})
+    assert page.headers.get(header) == value
+
+
+def test_a_misspelt_security_setting_refuses_to_start(app_settings: dict) -> None:
+    with pytest.raises(SystemExit, match=r"security\.referer_policy"):
+        main({}, **{**app_settings, "security.referer_policy": "no-referrer"})
+
+
+@pytest.mark.parametrize("template", sorted(TEMPLATES.glob("*.pt")), ids=lambda path: path.name)
+def test_templates_have_no_inline_script_or_style(template: Path) -> None:
+    """The Content-Security-Policy forbids them: the page would break in the browser."""
+    assert INLINE_SCRIPT_OR_STYLE.findall(template.read_text(encoding="utf-8")) == []
