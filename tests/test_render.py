@@ -212,3 +212,21 @@ def test_default_answers_render(bake) -> None:
     assert result.exit_code == 0, result.exception
     assert result.project_path.name == "pyramid_sessions"
     assert (result.project_path / "pyramid_sessions" / "sessions.py").exists()
+
+
+# "test_file.py::test_name", or "::test_name" for another test of the file named last.
+TEST_REFERENCE = re.compile(r"`(test_\w+\.py)?::(test_\w+)`")
+
+
+def test_the_security_table_names_tests_that_exist(rendered) -> None:
+    _, project = rendered
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Security", 1)[1].split("\n## ", 1)[0]
+    missing, test_file = [], None
+    for file_name, test_name in TEST_REFERENCE.findall(table):
+        test_file = file_name or test_file
+        source = (project / "tests" / test_file).read_text(encoding="utf-8")
+        if f"def {test_name}(" not in source:
+            missing.append(f"{test_file}::{test_name}")
+    assert len(TEST_REFERENCE.findall(table)) >= 15
+    assert missing == []

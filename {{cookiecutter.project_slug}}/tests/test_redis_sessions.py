@@ -246,6 +246,20 @@ def test_stored_values_of_the_wrong_type_do_no_harm(testapp, redis_client, data)
     assert flash_groups(testapp.get("/")) == {"info": ["still works"]}
 
 
+def test_no_log_line_names_a_session_id(testapp, redis_client, caplog) -> None:
+    """A session id is a bearer credential (with the secret, a cookie): never logged."""
+    with caplog.at_level(logging.DEBUG):
+        testapp.get("/")
+        [session_id] = session_ids(redis_client)
+        redis_client.hset(KEY_PREFIX + session_id, "data", "not json")
+        testapp.get("/")
+        [fresh_id] = session_ids(redis_client)
+        post_form(testapp, "/forget")
+    assert "fresh session" in caplog.text
+    assert session_id not in caplog.text
+    assert fresh_id not in caplog.text
+
+
 def test_garbage_in_the_cookie_starts_a_fresh_session(testapp, redis_client) -> None:
     testapp.set_cookie("session", "garbage")
     assert counter(testapp.get("/")) == 1
