@@ -1,6 +1,6 @@
 """Runs inside a generated project's virtual environment (only its packages are imported).
 
-    python bench_app.py inprocess PACKAGE INI SECONDS   print in-process rates as JSON
+    python bench_app.py inprocess PACKAGE INI SECONDS FACTORY   print in-process rates as JSON
     python bench_app.py serve PACKAGE INI PORT THREADS   serve the bench app with waitress
 
 The bench app is the generated app plus /limit: the counter page's template rendered with
@@ -8,12 +8,16 @@ the same layout, but without touching the session (a fixed CSRF token, no flash,
 counter). Its rate is the limit the session pages are measured against. With Redis
 sessions it also has /ping: /limit plus one PING through the app's Redis client, the
 cost of one round trip to Redis with no session work at all.
+
+In-process, the same counter page is also measured on the stock library a user would pick
+instead of the project's sessions, in an app of its own: /stock.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -80,6 +84,80 @@ def make_app(package: str, ini: str) -> Router:
     return config.make_wsgi_app()
 
 
+def stock_session_factory(package: str, settings: dict, factory: str) -> object:
+    """The stock library's session factory for ``factory``, configured as the project's
+    own from the same settings: JSON, the same timeouts, secret and cookie flags."""
+    checked = importlib.import_module(f"{package}.settings").session_settings(settings)
+    timeout, secure = checked.timeout, checked.secure
+    if factory == "redis":
+        from pyramid_session_redis import RedisSessionFactory
+
+        return RedisSessionFactory(
+            checked.secrets[0],
+            timeout=timeout,
+            redis_url=checked.redis_url,
+            redis_socket_timeout=checked.redis_socket_timeout,
+            cookie_secure=secure,
+            cookie_httponly=True,
+            cookie_samesite="Lax",
+            serialize=lambda data: json.dumps(data).encode(),
+            deserialize=json.loads,
+        )
+    from pyramid.session import JSONSerializer
+
+    options = {
+        "timeout": timeout,
+        "reissue_time": checked.reissue_time,
+        "secure": secure,
+        "httponly": True,
+        "serializer": JSONSerializer(),
+    }
+    if factory == "encrypted_cookie":
+        from pyramid_nacl_session import EncryptedCookieSessionFactory
+
+        return EncryptedCookieSessionFactory(checked.secret_bytes[0], **options)
+    from pyramid.session import SignedCookieSessionFactory
+
+    return SignedCookieSessionFactory(checked.secret_bytes[0], **options)
+
+
+def make_stock_app(package: str, ini: str, factory: str) -> Router:
+    """The generated app on the stock session factory, its counter page at /stock.
+
+    The page is the same view class; it counts as a user of the stock library would, in
+    the session dict (the stock factories have no atomic counter).
+    """
+    pages = importlib.import_module(f"{package}.pages")
+    views = importlib.import_module(f"{package}.views")
+    template = getattr(pages, "COUNTER_TEMPLATE", f"{package}:templates/counter.pt")
+
+    class StockViews(views.CounterViews):
+        """The counter pages, counting in the stock session."""
+
+        @property
+        def counter(self) -> int:
+            session = self.request.session
+            session["counter"] = count = session.get("counter", 0) + 1
+            return count
+
+    settings = get_appsettings(ini)
+    environ_settings = {**settings, **stock_settings_from_environment(package)}
+    with Configurator(settings=settings) as config:
+        config.include(package)
+        config.set_session_factory(stock_session_factory(package, environ_settings, factory))
+        config.add_route("stock", "/stock")
+        config.add_view(
+            StockViews, attr="home", route_name="stock", renderer=template, request_method="GET"
+        )
+    return config.make_wsgi_app()
+
+
+def stock_settings_from_environment(package: str) -> dict:
+    """The Redis URL the project reads from its environment variable, as a setting."""
+    url = os.environ.get(f"{package.upper()}_REDIS_URL")
+    return {"session.redis_url": url} if url else {}
+
+
 def redis_store(holder: Request | Configurator | Router) -> object | None:
     """The Redis store of the app's session factory; None for the cookie factories."""
     factory = holder.registry.queryUtility(ISessionFactory)
@@ -112,7 +190,7 @@ def request_cookie(response: webtest.TestResponse, previous: str) -> str:
     return set_cookie.split(";", 1)[0] if set_cookie else previous
 
 
-def in_process(package: str, ini: str, seconds: float) -> dict:
+def in_process(package: str, ini: str, seconds: float, factory: str) -> dict:
     """ROUNDS rounds of the limit page, the counter page and the flash round, taking turns.
 
     Every request carries its Cookie header explicitly and the client keeps no cookie
@@ -143,6 +221,11 @@ def in_process(package: str, ini: str, seconds: float) -> dict:
     }
     if redis_store(client.app):
         loads["ping"] = lambda: send("get", "/ping", cookie)
+    stock = webtest.TestApp(make_stock_app(package, ini, factory), lint=False)
+    stock.get("/stock")
+    stock_cookie = "; ".join(f"{name}={value}" for name, value in stock.cookies.items())
+    stock.cookiejar = NoCookieJar()
+    loads["stock"] = lambda: stock.get("/stock", headers={"Cookie": stock_cookie})
     return {
         "rounds": [
             {name: rate(load, seconds) for name, load in loads.items()} for _ in range(ROUNDS)
@@ -157,7 +240,7 @@ def main(argv: list[str]) -> None:
     """Dispatch ``inprocess`` or ``serve``."""
     command, package, ini = argv[:3]
     if command == "inprocess":
-        print(json.dumps(in_process(package, ini, float(argv[3]))))
+        print(json.dumps(in_process(package, ini, float(argv[3]), argv[4])))
     elif command == "serve":
         app = make_app(package, ini)
         waitress.serve(app, listen=f"127.0.0.1:{argv[3]}", threads=int(argv[4]), _quiet=True)

@@ -56,7 +56,15 @@ CORES = sorted(os.sched_getaffinity(0))
 APP_CORES = set(CORES[:1])
 CLIENT_CORES = set(CORES[1:]) or APP_CORES
 # Requests per page load: a flash round is the POST and the GET it redirects to.
-REQUESTS = {"counter": 1, "flash_round": 2, "ping": 1}
+REQUESTS = {"counter": 1, "flash_round": 2, "ping": 1, "stock": 1}
+# The stock library a user would pick instead of each choice (bench_app.py configures it),
+# and what must be installed for it beside the project.
+STOCK_PACKAGES = {
+    "signed_cookie": "Pyramid's SignedCookieSessionFactory",
+    "encrypted_cookie": "pyramid_nacl_session's EncryptedCookieSessionFactory",
+    "redis": "pyramid_session_redis's RedisSessionFactory",
+}
+STOCK_REQUIREMENTS = {"redis": ["pyramid_session_redis"]}
 
 
 def pin_to(cores: set[int]):
@@ -70,10 +78,10 @@ def bench_app(project: Path, command: str, *extra: str) -> list[str]:
     return [str(project_python(project)), script, command, SLUG, "production.ini", *extra]
 
 
-def in_process(project: Path, env: dict[str, str], seconds: float) -> dict:
+def in_process(project: Path, env: dict[str, str], seconds: float, factory: str) -> dict:
     """In-process rates, measured by bench_app.py inside the project's environment."""
     result = subprocess.run(
-        bench_app(project, "inprocess", str(seconds)),
+        bench_app(project, "inprocess", str(seconds), factory),
         cwd=project,
         env=clean_environment(**env),
         capture_output=True,
@@ -149,11 +157,14 @@ def summary(rounds: list[dict[str, float]]) -> dict[str, float]:
 def measure_factory(factory: str, workdir: Path, seconds: float, template: Path) -> dict:
     """Everything measured for one factory of ``template``."""
     project = render(workdir / factory, template, session_factory=factory, project_slug=SLUG)
-    install(project)
+    python = install(project)
+    if STOCK_REQUIREMENTS.get(factory):
+        pip = [str(python), "-m", "pip", "install", "--quiet", *STOCK_REQUIREMENTS[factory]]
+        subprocess.run(pip, check=True)
     with redis_server() as redis:
         os.sched_setaffinity(redis.process.pid, CLIENT_CORES)
         env = production_env(project, factory, redis.url if factory == "redis" else "")
-        inside = in_process(project, env, seconds)
+        inside = in_process(project, env, seconds, factory)
         outside = served(project, env, seconds, inside)
     return {
         "set_cookie_bytes": inside["set_cookie_bytes"],
@@ -227,6 +238,17 @@ def report(results: dict) -> str:
         for factory, figures in results["factories"].items()
         if "ping_ratio" in figures["served"]
     ]
+    lines += [
+        "",
+        "| factory | stock library | counter ratio, ours | counter ratio, stock | ours ÷ stock |",
+        "|---|---|---|---|---|",
+    ]
+    for factory, figures in results["factories"].items():
+        rates = figures["in_process"]
+        lines.append(
+            f"| {factory} | {STOCK_PACKAGES[factory]} | {rates['counter_ratio']:.2f} "
+            f"| {rates['stock_ratio']:.2f} | **{rates['counter'] / rates['stock']:.2f}** |"
+        )
     lines += ["", "| factory | Set-Cookie bytes (counter + 3 flash messages) |", "|---|---|"]
     lines += [
         f"| {factory} | {figures['set_cookie_bytes']} |"
