@@ -92,11 +92,12 @@ def stock_session_factory(package: str, settings: dict, factory: str) -> object:
     if factory == "redis":
         from pyramid_session_redis import RedisSessionFactory
 
+        url, socket_timeout = redis_location(package, settings, checked)
         return RedisSessionFactory(
             checked.secrets[0],
             timeout=timeout,
-            redis_url=checked.redis_url,
-            redis_socket_timeout=checked.redis_socket_timeout,
+            redis_url=url,
+            redis_socket_timeout=socket_timeout,
             cookie_secure=secure,
             cookie_httponly=True,
             cookie_samesite="Lax",
@@ -141,10 +142,9 @@ def make_stock_app(package: str, ini: str, factory: str) -> Router:
             return count
 
     settings = get_appsettings(ini)
-    environ_settings = {**settings, **stock_settings_from_environment(package)}
     with Configurator(settings=settings) as config:
         config.include(package)
-        config.set_session_factory(stock_session_factory(package, environ_settings, factory))
+        config.set_session_factory(stock_session_factory(package, settings, factory))
         config.add_route("stock", "/stock")
         config.add_view(
             StockViews, attr="home", route_name="stock", renderer=template, request_method="GET"
@@ -152,10 +152,15 @@ def make_stock_app(package: str, ini: str, factory: str) -> Router:
     return config.make_wsgi_app()
 
 
-def stock_settings_from_environment(package: str) -> dict:
-    """The Redis URL the project reads from its environment variable, as a setting."""
-    url = os.environ.get(f"{package.upper()}_REDIS_URL")
-    return {"session.redis_url": url} if url else {}
+def redis_location(package: str, settings: dict, checked: object) -> tuple[str, float]:
+    """The Redis URL and socket timeout of the project's own settings (the environment
+    included); older templates kept them in the session settings."""
+    try:
+        module = importlib.import_module(f"{package}.redis_settings")
+    except ImportError:
+        return checked.redis_url, checked.redis_socket_timeout
+    redis = module.read_redis_settings(settings, os.environ)
+    return redis.url, redis.socket_timeout
 
 
 def redis_store(holder: Request | Configurator | Router) -> object | None:

@@ -22,7 +22,12 @@ DEVELOPMENT_SECRET_FILE = ".session_secret"  # noqa: S105 - a file name
 # The one place that says which files belong to which session storage.
 VARIANT_FILES = {
     "cookie": ("{package}/sessions_cookie.py", "tests/test_cookie_sessions.py"),
-    "redis": ("{package}/sessions_redis.py", "tests/test_redis_sessions.py"),
+    "redis": (
+        "{package}/sessions_redis.py",
+        "{package}/redis_settings.py",
+        "{package}/redis_store.py",
+        "tests/test_redis_sessions.py",
+    ),
 }
 GITHUB_ACTIONS_FILES = (".github",)
 # The answers, kept in the project in cookiecutter's replay format (they hold no secret).

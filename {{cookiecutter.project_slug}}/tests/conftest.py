@@ -26,6 +26,9 @@ from pyramid.request import Request
 
 from {{ cookiecutter.project_slug }} import main
 from {{ cookiecutter.project_slug }} import settings as settings_module
+{%- if cookiecutter.session_factory == "redis" %}
+from {{ cookiecutter.project_slug }}.redis_settings import ENVIRONMENT as REDIS_ENVIRONMENT
+{%- endif %}
 from {{ cookiecutter.project_slug }}.sessions import regenerate_session
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -34,7 +37,7 @@ SETTINGS_ENV = [
     settings_module.SECRET_ENV,
     settings_module.SECRET_FALLBACKS_ENV,
 {%- if cookiecutter.session_factory == "redis" %}
-    settings_module.REDIS_URL_ENV,
+    *REDIS_ENVIRONMENT,
 {%- endif %}
 ]
 {%- if cookiecutter.session_factory == "redis" %}

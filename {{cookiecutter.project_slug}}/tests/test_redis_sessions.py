@@ -22,12 +22,11 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from {{ cookiecutter.project_slug }} import main
+from {{ cookiecutter.project_slug }}.redis_settings import read_redis_settings
+from {{ cookiecutter.project_slug }}.redis_store import KEY_PREFIX, RedisStore, make_redis_store
 from {{ cookiecutter.project_slug }}.sessions import (
-    KEY_PREFIX,
     RedisSession,
-    RedisStore,
     increment_counter,
-    make_redis_store,
     make_session_factory,
     regenerate_session,
 )
@@ -352,6 +351,23 @@ def test_hung_redis_is_a_503_within_the_socket_timeout(app_settings, outage_redi
     assert counter(testapp.get("/")) in (3, 4)
 
 
+def test_the_client_is_made_once_for_all_threads(redis_url: str) -> None:
+    """The first requests race to make the client; one makes it, the others use it."""
+    made = []
+
+    def connect() -> redis.Redis:
+        time.sleep(0.05)  # let the other threads arrive while this one connects
+        made.append(redis.Redis.from_url(redis_url))
+        return made[-1]
+
+    store = RedisStore(connect, 60, 60)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        clients = list(pool.map(lambda _: store.client, range(4)))
+    assert len(made) == 1
+    assert clients == made * 4
+    assert store.run("load", [KEY_PREFIX + "nobody"]) is None
+
+
 def test_a_counter_page_costs_one_round_trip(testapp, monkeypatch) -> None:
     testapp.get("/")
     names = watch_round_trips(monkeypatch)
@@ -368,8 +384,11 @@ def test_a_new_visitor_costs_a_count_and_a_save(testapp, monkeypatch) -> None:
 def redis_session(app_settings: dict, cookie: str = "") -> RedisSession:
     """A session of the app's factory for a request that sends ``cookie``."""
     settings = session_settings(app_settings)
+    store = make_redis_store(
+        read_redis_settings(app_settings, {}), settings.timeout, settings.absolute_timeout
+    )
     request = Request.blank("/", headers={"Cookie": f"session={cookie}"} if cookie else {})
-    return make_session_factory(settings, make_redis_store(settings))(request)
+    return make_session_factory(settings, store)(request)
 
 
 def test_a_revoked_session_is_not_written_back(app_settings, testapp, redis_client) -> None:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from {{ cookiecutter.project_slug }} import main
 {%- if cookiecutter.session_factory == "redis" %}
-from {{ cookiecutter.project_slug }}.sessions import KEY_PREFIX
+from {{ cookiecutter.project_slug }}.redis_store import KEY_PREFIX
 {%- endif %}
 from {{ cookiecutter.project_slug }}.settings import SECRET_BYTES, session_settings
 

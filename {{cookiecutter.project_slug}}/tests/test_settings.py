@@ -112,8 +112,8 @@ def test_bad_timeout_is_refused(app_settings: dict, timeout: str) -> None:
 
 @pytest.mark.parametrize("value", ["0", "-1", "31", "soon", "nan"], ids=repr)
 def test_bad_redis_socket_timeout_is_refused(app_settings: dict, value: str) -> None:
-    with pytest.raises(SettingsError, match=r"session\.redis_socket_timeout must be"):
-        session_settings({**app_settings, "session.redis_socket_timeout": value})
+    with pytest.raises(SystemExit, match=r"session\.redis_socket_timeout must be"):
+        main({}, **{**app_settings, "session.redis_socket_timeout": value})
 {%- endif %}
 
 

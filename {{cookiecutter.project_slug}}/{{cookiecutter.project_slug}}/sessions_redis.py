@@ -1,7 +1,8 @@
 """Server-side sessions in Redis: the cookie carries only a signed session id.
 
-Every process that shares the Redis server and the secret shares the sessions, so this is
-the factory for several processes or machines. A session is one Redis hash: its data as
+Every process that shares Redis (one server, Sentinel or a Cluster: see ``redis_store``)
+and the secret shares the sessions, so this is the factory for several processes or
+machines. A session is one Redis hash: its data as
 JSON (never pickle) and the visit counter, an integer changed with HINCRBY, so concurrent
 requests from one browser never lose a count. Deleting the hash revokes the session.
 
@@ -15,105 +16,36 @@ seconds, and the app recovers by itself as soon as Redis answers again.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import time
 from collections.abc import Iterator, MutableMapping
-from dataclasses import dataclass
 from typing import Any
 
-import redis
 from pyramid.config import Configurator
 from pyramid.interfaces import ISession
 from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.router import Router
-from redis.commands.core import Script
 from zope.interface import implementer
 
 from .pages import ERROR_TEMPLATE, error_page
+from .redis_settings import read_redis_settings
+from .redis_store import (
+    COUNTER_FIELD,
+    EXISTING,
+    NEW,
+    STORE_ERRORS,
+    RedisStore,
+    make_redis_store,
+    session_key,
+)
 from .security import secure_response
 from .serializers import JSONSerializer, RotatingSerializer, SignedSerializer
 from .session_api import SessionAPI, cookie_attributes, cookie_name, request_cookie
 from .settings import SessionSettings, session_settings
 
 log = logging.getLogger(__name__)
-
-KEY_PREFIX = "{{ cookiecutter.project_slug }}:session:"
-COUNTER_FIELD = "counter"
-# The Lua every script starts with. A session is one hash: "data" (JSON), "created" (epoch
-# seconds, from Redis's clock, set once when the hash is made) and "counter" (HINCRBY).
-# KEYS[1] is the session's hash; ARGV[1] and ARGV[2] the idle and absolute timeouts.
-SCRIPT_PRELUDE = """
-local key, idle, lifetime = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
-
-local function now()
-  return tonumber(redis.call("TIME")[1])
-end
-
--- A whole number of at most 18 digits: HINCRBY never overflows it.
-local function whole(value)
-  return type(value) == "string" and #value <= 18 and string.find(value, "^%-?%d+$") ~= nil
-end
-
--- {data, created} of the live session, its expiry renewed, or false when there is none.
--- A hash of any other shape, or older than the absolute timeout, is deleted: it becomes
--- a fresh session, never an error that repeats on every request.
-local function live()
-  local stored = redis.pcall("HMGET", key, "data", "created", "counter")
-  if stored.err then
-    redis.call("DEL", key)
-    return false
-  end
-  local data, created, counter = stored[1], stored[2], stored[3]
-  if not (data or created or counter) then
-    return false
-  end
-  local age = whole(created) and now() - tonumber(created)
-  if not (data and age and age >= -60 and age <= lifetime and (not counter or whole(counter))) then
-    redis.call("DEL", key)
-    return false
-  end
-  redis.call("EXPIRE", key, math.max(1, math.min(idle, lifetime - age)))
-  return {data, created}
-end
-
--- Whether this request may write the session: a new one (ARGV[3] == "1", a random id
--- made by this request, whose hash is created here) or one still live. A session
--- revoked or expired while a request used it is never brought back.
-local function writable(new)
-  if new == "1" then
-    redis.call("HSETNX", key, "created", now())
-    redis.call("EXPIRE", key, idle)
-    return true
-  end
-  return live() ~= false
-end
-"""
-SCRIPTS = {
-    "load": "return live()",
-    "load_and_count": """
-local session = live()
-if session then session[3] = redis.call("HINCRBY", key, "counter", 1) end
-return session
-""",
-    "count": """
-if not writable(ARGV[3]) then return false end
-return redis.call("HINCRBY", key, "counter", 1)
-""",
-    "save": """
-if not writable(ARGV[4]) then return 0 end
-redis.call("HSET", key, "data", ARGV[3])
-return 1
-""",
-    # KEYS[2] is the new id's hash: data, counter, creation time and expiry move together.
-    "regenerate": """
-if not live() then return 0 end
-redis.call("RENAME", key, KEYS[2])
-return 1
-""",
-}
-NEW, EXISTING = "1", "0"  # ARGV[3] of count, ARGV[4] of save
-
 
 class SessionIdSerializer:
     """Session ids are ASCII text: cheaper than JSON inside the signed cookie."""
@@ -125,39 +57,6 @@ class SessionIdSerializer:
     def loads(self, bstruct: bytes) -> str:
         """Decode a session id; non-ASCII input raises ValueError."""
         return bstruct.decode("ascii")
-
-
-@dataclass(frozen=True)
-class RedisStore:
-    """The Redis client every request shares, how long sessions live, and the scripts."""
-
-    client: redis.Redis
-    timeout: int
-    absolute_timeout: int
-    scripts: dict[str, Script]
-
-    def run(self, script: str, keys: list[str], *args: Any) -> Any:
-        """Run one of SCRIPTS (one round trip)."""
-        return self.scripts[script](keys=keys, args=[self.timeout, self.absolute_timeout, *args])
-
-
-def make_redis_client(settings: SessionSettings) -> redis.Redis:
-    """A pooled client that gives up after the socket timeout instead of hanging."""
-    return redis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=settings.redis_socket_timeout,
-        socket_connect_timeout=settings.redis_socket_timeout,
-        health_check_interval=30,
-    )
-
-
-def make_redis_store(settings: SessionSettings) -> RedisStore:
-    """The store for ``settings``, its scripts registered (sent by SHA after the first use)."""
-    client = make_redis_client(settings)
-    scripts = {
-        name: client.register_script(SCRIPT_PRELUDE + body) for name, body in SCRIPTS.items()
-    }
-    return RedisStore(client, settings.timeout, settings.absolute_timeout, scripts)
 
 
 def new_session_id() -> str:
@@ -172,11 +71,6 @@ def signed_by_fallback(signer: RotatingSerializer, cookie: str) -> bool:
     except ValueError:
         return True
     return False
-
-
-def session_key(session_id: str) -> str:
-    """The Redis key of a session's hash."""
-    return KEY_PREFIX + session_id
 
 
 JSON = JSONSerializer()
@@ -302,7 +196,9 @@ class RedisSession(SessionAPI, MutableMapping):
         data = self.data
         if not self.new:
             old_key, self.session_id = self.key, new_session_id()
-            if self.store.run("regenerate", [old_key, self.key]):
+            moved = self.store.run("detach", [old_key])
+            if moved:
+                self.store.run("adopt", [self.key], *moved)
                 self.send_cookie = True
                 self._data = data
             else:
@@ -347,7 +243,7 @@ class RedisSession(SessionAPI, MutableMapping):
     def write_back(self, request: Request, response: Response) -> None:
         """The response callback that writes the session to Redis and sends its cookie."""
         self.request = None  # the request holds the session: break the cycle for the GC
-        if isinstance(request.exception, redis.RedisError):
+        if isinstance(request.exception, STORE_ERRORS):
             return  # Redis just failed this request: the 503 page goes out as it is
         if self.has_data_to_store():
             self.ensure_id()
@@ -412,10 +308,13 @@ def forget_session(request: Request) -> None:
 def includeme(config: Configurator) -> None:
     """Install the Redis session factory configured by the ``session.*`` settings."""
     settings = session_settings(config.get_settings())
-    config.set_session_factory(make_session_factory(settings, make_redis_store(settings)))
-    config.add_exception_view(
-        session_store_unavailable, context=redis.RedisError, renderer=ERROR_TEMPLATE
-    )
+    redis_settings = read_redis_settings(config.get_settings(), os.environ)
+    store = make_redis_store(redis_settings, settings.timeout, settings.absolute_timeout)
+    config.set_session_factory(make_session_factory(settings, store))
+    for error in STORE_ERRORS:
+        config.add_exception_view(
+            session_store_unavailable, context=error, renderer=ERROR_TEMPLATE
+        )
     config.set_execution_policy(execution_policy)
 
 
@@ -429,11 +328,11 @@ def execution_policy(environ: dict, router: Router) -> Response:
     with router.request_context(environ) as request:
         try:
             return router.invoke_request(request)
-        except redis.RedisError:
+        except STORE_ERRORS:
             return secure_response(request, request.invoke_exception_view(reraise=True))
 
 
-def session_store_unavailable(error: redis.RedisError, request: Request) -> dict:
+def session_store_unavailable(error: Exception, request: Request) -> dict:
     """Redis is down or too slow: a 503 page and a log line, never a traceback."""
     log.error(
         "session store unavailable for %s %s: %s: %s",

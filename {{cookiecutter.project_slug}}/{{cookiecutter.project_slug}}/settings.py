@@ -12,9 +12,6 @@ from pyramid.settings import asbool
 # The names of environment variables, not secrets:
 SECRET_ENV = "{{ cookiecutter.project_slug | upper }}_SESSION_SECRET"  # noqa: S105
 SECRET_FALLBACKS_ENV = "{{ cookiecutter.project_slug | upper }}_SESSION_SECRET_FALLBACKS"  # noqa: S105
-{%- if cookiecutter.session_factory == "redis" %}
-REDIS_URL_ENV = "{{ cookiecutter.project_slug | upper }}_REDIS_URL"
-{%- endif %}
 SECRET_BYTES = {{ 32 if cookiecutter.session_factory == "encrypted_cookie" else 64 }}
 MIN_TIMEOUT = 60
 MAX_TIMEOUT = 30 * 24 * 3600
@@ -42,10 +39,6 @@ class SessionSettings:
     cookie can be replayed at most."""
     reissue_time: int
     secure: bool
-{%- if cookiecutter.session_factory == "redis" %}
-    redis_url: str
-    redis_socket_timeout: float
-{%- endif %}
 
     @property
     def secret_bytes(self) -> tuple[bytes, ...]:
@@ -116,22 +109,6 @@ def read_timeouts(settings: Mapping[str, str]) -> tuple[int, int]:
         settings, "session.absolute_timeout", default_absolute, timeout, MAX_ABSOLUTE_TIMEOUT
     )
     return timeout, absolute
-{%- if cookiecutter.session_factory == "redis" %}
-
-
-def read_socket_timeout(settings: Mapping[str, str]) -> float:
-    """Seconds to wait for Redis before answering 503."""
-    raw = str(settings.get("session.redis_socket_timeout", "1.0")).strip()
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not 0 < value <= 30:
-        raise SettingsError(
-            f"session.redis_socket_timeout must be seconds above 0 and at most 30, got {raw!r}"
-        )
-    return value
-{%- endif %}
 
 
 def session_settings(
@@ -146,8 +123,4 @@ def session_settings(
         absolute_timeout=absolute_timeout,
         reissue_time=timeout // 10,
         secure=asbool(settings.get("session.secure", True)),
-{%- if cookiecutter.session_factory == "redis" %}
-        redis_url=environ.get(REDIS_URL_ENV) or settings.get("session.redis_url", ""),
-        redis_socket_timeout=read_socket_timeout(settings),
-{%- endif %}
     )

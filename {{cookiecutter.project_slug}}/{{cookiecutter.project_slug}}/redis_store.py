@@ -1,0 +1,190 @@
+"""The Redis side of the sessions: the client, the Lua scripts, one round trip each.
+
+The client follows the deployment that ``redis_settings`` describes: one server (TLS with
+``rediss://``), a primary watched by Sentinel (failover followed without a restart), or a
+Cluster. Every script touches one key, so it runs in a Cluster too; regenerate moves a
+session between slots in two scripts. The client is made on first use, so the app starts
+(and answers 503) while Redis is down.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from redis.cluster import RedisCluster
+from redis.commands.core import Script
+from redis.exceptions import RedisClusterException
+from redis.sentinel import Sentinel
+
+from .redis_settings import RedisSettings
+
+# What a failing or unreachable Redis raises: the 503 page answers them all. A Cluster
+# client that cannot reach any node raises the one that is no RedisError.
+STORE_ERRORS = (redis.RedisError, RedisClusterException)
+HEALTH_CHECK_SECONDS = 30
+
+KEY_PREFIX = "{{ cookiecutter.project_slug }}:session:"
+COUNTER_FIELD = "counter"
+# The Lua every script starts with. A session is one hash: "data" (JSON), "created" (epoch
+# seconds, from Redis's clock, set once when the hash is made) and "counter" (HINCRBY).
+# KEYS[1] is the session's hash; ARGV[1] and ARGV[2] the idle and absolute timeouts.
+SCRIPT_PRELUDE = """
+local key, idle, lifetime = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+
+local function now()
+  return tonumber(redis.call("TIME")[1])
+end
+
+-- A whole number of at most 18 digits: HINCRBY never overflows it.
+local function whole(value)
+  return type(value) == "string" and #value <= 18 and string.find(value, "^%-?%d+$") ~= nil
+end
+
+-- {data, created} of the live session, its expiry renewed, or false when there is none.
+-- A hash of any other shape, or older than the absolute timeout, is deleted: it becomes
+-- a fresh session, never an error that repeats on every request.
+local function live()
+  local stored = redis.pcall("HMGET", key, "data", "created", "counter")
+  if stored.err then
+    redis.call("DEL", key)
+    return false
+  end
+  local data, created, counter = stored[1], stored[2], stored[3]
+  if not (data or created or counter) then
+    return false
+  end
+  local age = whole(created) and now() - tonumber(created)
+  if not (data and age and age >= -60 and age <= lifetime and (not counter or whole(counter))) then
+    redis.call("DEL", key)
+    return false
+  end
+  redis.call("EXPIRE", key, math.max(1, math.min(idle, lifetime - age)))
+  return {data, created}
+end
+
+-- Whether this request may write the session: a new one (ARGV[3] == "1", a random id
+-- made by this request, whose hash is created here) or one still live. A session
+-- revoked or expired while a request used it is never brought back.
+local function writable(new)
+  if new == "1" then
+    redis.call("HSETNX", key, "created", now())
+    redis.call("EXPIRE", key, idle)
+    return true
+  end
+  return live() ~= false
+end
+"""
+SCRIPTS = {
+    "load": "return live()",
+    "load_and_count": """
+local session = live()
+if session then session[3] = redis.call("HINCRBY", key, "counter", 1) end
+return session
+""",
+    "count": """
+if not writable(ARGV[3]) then return false end
+return redis.call("HINCRBY", key, "counter", 1)
+""",
+    "save": """
+if not writable(ARGV[4]) then return 0 end
+redis.call("HSET", key, "data", ARGV[3])
+return 1
+""",
+    # regenerate, in two steps, since in a Cluster the old and the new id live in other
+    # slots (RENAME across slots fails): take the live session out (it is revoked at once,
+    # so no request can bring it back), then put it in under the new, random id. Data,
+    # counter, creation time and remaining lifetime move together.
+    "detach": """
+if not live() then return false end
+local fields = redis.call("HGETALL", key)
+table.insert(fields, 1, redis.call("PTTL", key))
+redis.call("DEL", key)
+return fields
+""",
+    "adopt": """
+redis.call("HSET", key, unpack(ARGV, 4))
+redis.call("PEXPIRE", key, ARGV[3])
+return 1
+""",
+}
+NEW, EXISTING = "1", "0"  # ARGV[3] of count, ARGV[4] of save
+
+
+
+
+def session_key(session_id: str) -> str:
+    """The Redis key of a session's hash."""
+    return KEY_PREFIX + session_id
+
+
+def make_redis_client(settings: RedisSettings) -> redis.Redis | RedisCluster:
+    """A pooled client for the deployment that gives up after the socket timeout."""
+    timeouts = {
+        "socket_timeout": settings.socket_timeout,
+        "socket_connect_timeout": settings.socket_timeout,
+    }
+    if settings.topology == "sentinel":
+        sentinel = Sentinel(
+            list(settings.sentinels),
+            sentinel_kwargs={**timeouts, "password": settings.sentinel_password},
+            **timeouts,
+        )
+        return sentinel.master_for(
+            settings.sentinel_service,
+            password=settings.password,
+            health_check_interval=HEALTH_CHECK_SECONDS,
+            **timeouts,
+        )
+    if settings.topology == "cluster":
+        return RedisCluster.from_url(settings.url, **timeouts)
+    return redis.Redis.from_url(
+        settings.url, health_check_interval=HEALTH_CHECK_SECONDS, **timeouts
+    )
+
+
+class RedisStore:
+    """The Redis client every request shares, how long sessions live, and the scripts."""
+
+    def __init__(
+        self,
+        connect: Callable[[], redis.Redis | RedisCluster],
+        timeout: int,
+        absolute_timeout: int,
+    ) -> None:
+        self.connect = connect
+        self.timeout = timeout
+        self.absolute_timeout = absolute_timeout
+        self.scripts: dict[str, Script] = {}
+        self._client: redis.Redis | RedisCluster | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> redis.Redis | RedisCluster:
+        """The client, made (with its scripts) by the first request that needs it."""
+        return self.connect_once() if self._client is None else self._client
+
+    def connect_once(self) -> redis.Redis | RedisCluster:
+        """Make the client and register the scripts, once for every thread."""
+        with self._lock:
+            if self._client is None:
+                client = self.connect()
+                self.scripts = {
+                    name: client.register_script(SCRIPT_PRELUDE + body)
+                    for name, body in SCRIPTS.items()
+                }
+                self._client = client
+        return self._client
+
+    def run(self, script: str, keys: list[str], *args: Any) -> Any:
+        """Run one of SCRIPTS (one round trip; sent by SHA after the first time)."""
+        if self._client is None:
+            self.connect_once()
+        return self.scripts[script](keys=keys, args=[self.timeout, self.absolute_timeout, *args])
+
+
+def make_redis_store(settings: RedisSettings, timeout: int, absolute_timeout: int) -> RedisStore:
+    """The store for ``settings``; it connects on first use."""
+    return RedisStore(lambda: make_redis_client(settings), timeout, absolute_timeout)
