@@ -21,8 +21,8 @@ ENV_PREFIX = "{{ cookiecutter.project_slug | upper }}_REDIS_"
 URL_ENV = ENV_PREFIX + "URL"
 SENTINELS_ENV = ENV_PREFIX + "SENTINELS"
 SENTINEL_SERVICE_ENV = ENV_PREFIX + "SENTINEL_SERVICE"
-PASSWORD_ENV = ENV_PREFIX + "PASSWORD"  # noqa: S105
-SENTINEL_PASSWORD_ENV = ENV_PREFIX + "SENTINEL_PASSWORD"  # noqa: S105
+PASSWORD_ENV = ENV_PREFIX + "PASSWORD"
+SENTINEL_PASSWORD_ENV = ENV_PREFIX + "SENTINEL_PASSWORD"
 ENVIRONMENT = (URL_ENV, SENTINELS_ENV, SENTINEL_SERVICE_ENV, PASSWORD_ENV, SENTINEL_PASSWORD_ENV)
 URL_SCHEMES = ("redis", "rediss", "unix")
 HOST_PORT = re.compile(r"(?P<host>\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):(?P<port>\d{1,5})")
@@ -114,9 +114,7 @@ def chosen(
     return str(settings.get(setting, "")).strip(), setting, False
 
 
-def read_redis_settings(
-    settings: Mapping[str, str], environ: Mapping[str, str]
-) -> RedisSettings:
+def read_redis_settings(settings: Mapping[str, str], environ: Mapping[str, str]) -> RedisSettings:
     """Check and collect the ``session.redis_*`` settings; SettingsError names the one
     to fix. An address given in the environment (URL or sentinels) overrides the other
     kind of address in the ini file; both kinds in the same place conflict."""

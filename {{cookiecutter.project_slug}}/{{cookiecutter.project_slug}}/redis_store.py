@@ -113,8 +113,6 @@ return 1
 NEW, EXISTING = "1", "0"  # ARGV[3] of count, ARGV[4] of save
 
 
-
-
 def session_key(session_id: str) -> str:
     """The Redis key of a session's hash."""
     return KEY_PREFIX + session_id

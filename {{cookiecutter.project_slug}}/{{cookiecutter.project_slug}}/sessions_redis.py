@@ -47,6 +47,7 @@ from .settings import SessionSettings, session_settings
 
 log = logging.getLogger(__name__)
 
+
 class SessionIdSerializer:
     """Session ids are ASCII text: cheaper than JSON inside the signed cookie."""
 
