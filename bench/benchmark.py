@@ -31,13 +31,14 @@ if __package__ in (None, ""):
 
 from bench.harness import (
     FACTORIES,
+    REDIS_TOPOLOGIES,
     ROOT,
     clean_environment,
     free_port,
     install,
     production_env,
     project_python,
-    redis_server,
+    redis_deployment,
     render,
     start,
     stop,
@@ -154,17 +155,23 @@ def summary(rounds: list[dict[str, float]]) -> dict[str, float]:
     return figures
 
 
-def measure_factory(factory: str, workdir: Path, seconds: float, template: Path) -> dict:
-    """Everything measured for one factory of ``template``."""
-    project = render(workdir / factory, template, session_factory=factory, project_slug=SLUG)
+def measure_factory(
+    factory: str, workdir: Path, seconds: float, template: Path, topology: str = "server"
+) -> dict:
+    """Everything measured for one factory of ``template`` (Redis: over ``topology``)."""
+    project = render(
+        workdir / f"{factory}-{topology}", template, session_factory=factory, project_slug=SLUG
+    )
     python = install(project)
-    if STOCK_REQUIREMENTS.get(factory):
+    stock = topology == "server"  # the stock libraries know one Redis server only
+    if stock and STOCK_REQUIREMENTS.get(factory):
         pip = [str(python), "-m", "pip", "install", "--quiet", *STOCK_REQUIREMENTS[factory]]
         subprocess.run(pip, check=True)
-    with redis_server() as redis:
-        os.sched_setaffinity(redis.process.pid, CLIENT_CORES)
-        env = production_env(project, factory, redis.url if factory == "redis" else "")
-        inside = in_process(project, env, seconds, factory)
+    with redis_deployment(topology) as redis:
+        for server in [*redis.nodes, *redis.sentinels]:
+            os.sched_setaffinity(server.process.pid, CLIENT_CORES)
+        env = production_env(project, factory, redis)
+        inside = in_process(project, env, seconds, factory if stock else "")
         outside = served(project, env, seconds, inside)
     return {
         "set_cookie_bytes": inside["set_cookie_bytes"],
@@ -172,6 +179,20 @@ def measure_factory(factory: str, workdir: Path, seconds: float, template: Path)
         "served": summary(outside),
         "rounds": {"in_process": inside["rounds"], "served": outside},
     }
+
+
+def cases(factories: list[str], topologies: list[str]) -> list[tuple[str, str]]:
+    """(factory, Redis topology) pairs to measure: Redis once per topology."""
+    return [
+        (factory, topology)
+        for factory in factories
+        for topology in (topologies if factory == "redis" else ["server"])
+    ]
+
+
+def case_name(factory: str, topology: str) -> str:
+    """'redis over sentinel' for Redis past one server, else the factory."""
+    return factory if topology == "server" else f"{factory} over {topology}"
 
 
 def render_seconds(workdir: Path, template: Path, rounds: int = 5) -> float:
@@ -210,6 +231,11 @@ def machine() -> dict:
     }
 
 
+def ceiling_share(rates: dict[str, float]) -> float:
+    """The counter page's rate as a share of the one-round-trip page's."""
+    return rates["counter_ratio"] / rates["ping_ratio"]
+
+
 def report(results: dict) -> str:
     """The results as Markdown tables."""
     host = results["machine"]
@@ -232,9 +258,15 @@ def report(results: dict) -> str:
                 f"| {rates['flash_round']:.0f} | {rates['flash_round_ratio']:.2f} |"
             )
     lines += [
-        f"\n{factory}: /limit plus one Redis PING and no session work: "
-        f"{figures['in_process']['ping_ratio']:.2f} in-process, "
-        f"{figures['served']['ping_ratio']:.2f} served"
+        "",
+        "| Redis | one round trip and no session work (ping), in-process / served "
+        "| counter page as a share of it, in-process / served |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {factory} | {figures['in_process']['ping_ratio']:.2f} / "
+        f"{figures['served']['ping_ratio']:.2f} "
+        f"| {ceiling_share(figures['in_process']):.0%} / {ceiling_share(figures['served']):.0%} |"
         for factory, figures in results["factories"].items()
         if "ping_ratio" in figures["served"]
     ]
@@ -245,6 +277,8 @@ def report(results: dict) -> str:
     ]
     for factory, figures in results["factories"].items():
         rates = figures["in_process"]
+        if "stock" not in rates:
+            continue
         lines.append(
             f"| {factory} | {STOCK_PACKAGES[factory]} | {rates['counter_ratio']:.2f} "
             f"| {rates['stock_ratio']:.2f} | **{rates['counter'] / rates['stock']:.2f}** |"
@@ -269,19 +303,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--factory", action="append", choices=FACTORIES)
     parser.add_argument("--suite", action="store_true", help="also time the test suite")
     parser.add_argument(
+        "--redis-topology",
+        action="append",
+        choices=REDIS_TOPOLOGIES,
+        help="Redis deployments to measure the Redis factory on (default: all)",
+    )
+    parser.add_argument(
         "--template",
         type=Path,
         default=ROOT,
         help="measure another checkout of this template (an older commit, say)",
     )
     args = parser.parse_args(argv)
+    args.redis_topology = args.redis_topology or list(REDIS_TOPOLOGIES)
     if not 0.2 <= args.seconds <= 60:
         parser.error("--seconds must be 0.2 to 60")
     results: dict = {"machine": machine(), "factories": {}}
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
-        for factory in args.factory or FACTORIES:
-            results["factories"][factory] = measure_factory(
-                factory, Path(workdir), args.seconds, args.template
+        for factory, topology in cases(args.factory or FACTORIES, args.redis_topology):
+            results["factories"][case_name(factory, topology)] = measure_factory(
+                factory, Path(workdir), args.seconds, args.template, topology
             )
         results["render_seconds"] = render_seconds(Path(workdir), args.template)
     if args.suite:

@@ -16,8 +16,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,7 @@ class RedisServer:
     """A private redis-server on a loopback port: nothing on disk, stopped by PID."""
 
     port: int = field(default_factory=free_port)
+    options: tuple[str, ...] = ()
     process: subprocess.Popen | None = None
 
     @property
@@ -95,10 +97,18 @@ class RedisServer:
         """The redis:// URL of this server."""
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def command(self) -> list[str]:
+        """The redis-server command line."""
+        return [
+            "redis-server",
+            *("--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
+            *("--appendonly", "no", "--loglevel", "warning", *self.options),
+        ]
+
     def start(self) -> RedisServer:
         """Start (or restart) the server on its port."""
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        self.process = start(command, self.port)
+        self.process = start(self.command, self.port)
         return self
 
     def stop(self) -> None:
@@ -107,15 +117,149 @@ class RedisServer:
             stop(self.process)
             self.process = None
 
+    def kill(self) -> None:
+        """SIGKILL the server: a crash, with no chance to say goodbye."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@dataclass
+class SentinelServer(RedisServer):
+    """A Redis Sentinel watching ``primary`` under SENTINEL_SERVICE; its conf in ``workdir``."""
+
+    primary: RedisServer | None = None
+    workdir: Path = Path()
+
+    @property
+    def command(self) -> list[str]:
+        """redis-server in Sentinel mode, with a conf file of its own (Sentinel rewrites it)."""
+        assert self.primary is not None
+        conf = self.workdir / f"sentinel-{self.port}.conf"
+        name = SENTINEL_SERVICE
+        conf.write_text(
+            f"port {self.port}\nbind 127.0.0.1\nloglevel warning\n"
+            f"sentinel monitor {name} 127.0.0.1 {self.primary.port} 2\n"
+            f"sentinel down-after-milliseconds {name} 1000\n"
+            f"sentinel failover-timeout {name} 5000\n"
+        )
+        return ["redis-server", str(conf), "--sentinel"]
+
+
+SENTINEL_SERVICE = "sessions"
+REDIS_TOPOLOGIES = ("server", "sentinel", "cluster")
+
+
+@dataclass
+class RedisDeployment:
+    """Private Redis processes of one topology, and the settings that reach them."""
+
+    topology: str
+    nodes: list[RedisServer]
+    """Data nodes; the first is the primary (Sentinel) or the node the app is given."""
+    sentinels: list[SentinelServer] = field(default_factory=list)
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The app's environment variables, without the <SLUG>_ prefix."""
+        if self.topology == "sentinel":
+            addresses = " ".join(f"127.0.0.1:{sentinel.port}" for sentinel in self.sentinels)
+            return {"REDIS_SENTINELS": addresses, "REDIS_SENTINEL_SERVICE": SENTINEL_SERVICE}
+        cluster = {"REDIS_CLUSTER": "true"} if self.topology == "cluster" else {}
+        return {"REDIS_URL": self.nodes[0].url, **cluster}
+
+    def stop(self) -> None:
+        """Stop every process."""
+        for server in [*self.sentinels, *self.nodes]:
+            server.stop()
+
+
+def redis_cli(*args: str) -> str:
+    """Run redis-cli; its output."""
+    return subprocess.run(
+        ["redis-cli", *args], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+
+
+def wait_until(check: Callable[[], bool], what: str, seconds: float = 20) -> None:
+    """Poll ``check`` until it holds; TimeoutError naming ``what`` if it never does."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} within {seconds} s")
+        time.sleep(0.1)
+
+
+def start_sentinel_group(workdir: Path) -> RedisDeployment:
+    """A primary, a replica and three sentinels that agree on both."""
+    # The first full sync waits repl-diskless-sync-delay (5 s by default) for more replicas.
+    primary = RedisServer(options=("--repl-diskless-sync-delay", "0")).start()
+    replica = RedisServer(options=("--replicaof", "127.0.0.1", str(primary.port))).start()
+    wait_until(
+        lambda: (
+            "master_link_status:up" in redis_cli("-p", str(replica.port), "info", "replication")
+        ),
+        "the replica to sync with the primary",
+    )
+    sentinels = [SentinelServer(primary=primary, workdir=workdir) for _ in range(3)]
+    deployment = RedisDeployment("sentinel", [primary, replica], sentinels)
+    for sentinel in sentinels:
+        sentinel.start()
+    wait_until(
+        lambda: all(
+            str(replica.port)
+            in redis_cli("-p", str(s.port), "sentinel", "replicas", SENTINEL_SERVICE)
+            for s in sentinels
+        ),
+        "the sentinels to see the replica",
+    )
+    return deployment
+
+
+def start_cluster(workdir: Path, size: int = 3) -> RedisDeployment:
+    """``size`` primaries that share the 16384 slots; a node down costs only its slots."""
+    nodes = [RedisServer() for _ in range(size)]
+    for node in nodes:
+        node.options = (
+            *("--cluster-enabled", "yes", "--cluster-node-timeout", "1000"),
+            *("--cluster-config-file", str(workdir / f"nodes-{node.port}.conf")),
+            *("--cluster-require-full-coverage", "no", "--dir", str(workdir)),
+        )
+        node.start()
+    addresses = [f"127.0.0.1:{node.port}" for node in nodes]
+    redis_cli("--cluster", "create", *addresses, "--cluster-yes")
+    wait_until(
+        lambda: all(
+            "cluster_state:ok" in redis_cli("-p", str(node.port), "cluster", "info")
+            for node in nodes
+        ),
+        "the cluster to be ok",
+    )
+    return RedisDeployment("cluster", nodes)
+
+
+@contextmanager
+def redis_deployment(topology: str = "server") -> Iterator[RedisDeployment]:
+    """A private Redis deployment of ``topology`` for the duration of the block."""
+    with tempfile.TemporaryDirectory(prefix=f"redis-{topology}-") as workdir:
+        starters = {
+            "server": lambda: RedisDeployment("server", [RedisServer().start()]),
+            "sentinel": lambda: start_sentinel_group(Path(workdir)),
+            "cluster": lambda: start_cluster(Path(workdir)),
+        }
+        deployment = starters[topology]()
+        try:
+            yield deployment
+        finally:
+            deployment.stop()
+
 
 @contextmanager
 def redis_server() -> Iterator[RedisServer]:
     """A private Redis server for the duration of the block."""
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    with redis_deployment("server") as deployment:
+        yield deployment.nodes[0]
 
 
 def render(output_dir: Path, template: Path = ROOT, **answers: str) -> Path:
@@ -193,12 +337,15 @@ def load_hook(name: str) -> ModuleType:
     return module
 
 
-def production_env(project: Path, factory: str, redis_url: str = "") -> dict[str, str]:
-    """What production.ini needs from the environment: a fresh secret (and the Redis URL)."""
+def production_env(
+    project: Path, factory: str, redis: RedisDeployment | None = None
+) -> dict[str, str]:
+    """What production.ini needs from the environment: a fresh secret (and, for the Redis
+    factory, where Redis is)."""
     slug = project.name.upper()
     env = {f"{slug}_SESSION_SECRET": load_hook("post_gen_project").new_secret(factory)}
-    if redis_url:
-        env[f"{slug}_REDIS_URL"] = redis_url
+    if factory == "redis" and redis is not None:
+        env.update({f"{slug}_{name}": value for name, value in redis.environment.items()})
     return env
 
 

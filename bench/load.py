@@ -4,10 +4,12 @@
 
 Each client is one browser on a keep-alive loopback connection with its own session
 cookie: it loads counter pages, posts the flash form with its CSRF token and follows the
-redirect. Every request is bounded (10 s timeout) and so is the run. For Redis, the
-server is stopped a quarter of the way in and started again two seconds later: requests in
-between must get 503, and every request after it must succeed again. Any other failure,
-or a 500, counts as an error; the run fails unless there are none.
+redirect. Every request is bounded (10 s timeout) and so is the run. For Redis, a fault a
+quarter of the way in: one server is stopped and started again two seconds later; with
+Sentinel, the primary is killed (SIGKILL) and a replica takes over. Requests in between
+must get 503, every request after the last 503 must succeed again, and with Sentinel
+every browser keeps its session (its counter never starts again from 1). Any other
+failure, or a 500, counts as an error; the run fails unless there are none.
 """
 
 from __future__ import annotations
@@ -29,16 +31,19 @@ if __package__ in (None, ""):
 
 from bench.harness import (
     FACTORIES,
-    RedisServer,
+    RedisDeployment,
     install,
     production_env,
-    redis_server,
+    redis_deployment,
     render,
     rss_kib,
     waitress_server,
 )
 
 CSRF_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+COUNTER = re.compile(r'<strong id="counter">(\d+)</strong>')
+# The Redis deployments the load test runs on, and the fault it injects into each.
+FAULTS = {"server": "stopped for 2 s", "sentinel": "primary killed, replica promoted"}
 OUTAGE_SECONDS = 2.0
 RECOVERY_GRACE_SECONDS = 1.0
 # Enough for load before the outage, the outage, and load after the grace period.
@@ -81,9 +86,10 @@ class Browser:
 
 @dataclass
 class Tally:
-    """Every request's outcome, with the time it finished."""
+    """Every request's outcome, with the time it finished, and the sessions lost."""
 
     outcomes: list[tuple[float, str]] = field(default_factory=list)
+    sessions_lost: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, outcome: str) -> None:
@@ -91,9 +97,18 @@ class Tally:
         with self.lock:
             self.outcomes.append((time.monotonic(), outcome))
 
+    def lose_session(self) -> None:
+        """Record a browser whose counter started again from 1."""
+        with self.lock:
+            self.sessions_lost += 1
+
     def counts(self, start: float = 0.0, end: float = float("inf")) -> Counter:
         """Outcomes finished between ``start`` and ``end``."""
         return Counter(outcome for when, outcome in self.outcomes if start <= when < end)
+
+    def times_of(self, outcome: str) -> list[float]:
+        """When requests with ``outcome`` finished."""
+        return [when for when, seen in self.outcomes if seen == outcome]
 
 
 def outcome_of(status: int) -> str:
@@ -106,12 +121,16 @@ def outcome_of(status: int) -> str:
 def browse(base_url: str, tally: Tally, deadline: float) -> None:
     """Be one browser until ``deadline``: counter pages, and now and then a flash form."""
     browser = Browser(base_url)
-    visit = 0
+    visit, last_count, lost = 0, 0, False
     while time.monotonic() < deadline:
         visit += 1
         try:
             status, page = browser.request("GET", "/" if visit % 2 else "/howdy")
             tally.add(outcome_of(status))
+            count = COUNTER.search(page)
+            if count:
+                lost = lost or (int(count.group(1)) == 1 and last_count > 1)
+                last_count = int(count.group(1))
             token = CSRF_TOKEN.search(page)
             if visit % 5 == 0 and token:
                 form = {"csrf_token": token.group(1), "category": "info", "message": f"#{visit}"}
@@ -120,6 +139,8 @@ def browse(base_url: str, tally: Tally, deadline: float) -> None:
         except (OSError, http.client.HTTPException) as error:
             tally.add(f"{type(error).__name__}")
             time.sleep(0.05)
+    if lost:
+        tally.lose_session()
 
 
 def run_load(base_url: str, clients: int, seconds: float) -> Tally:
@@ -137,101 +158,139 @@ def run_load(base_url: str, clients: int, seconds: float) -> Tally:
     return tally
 
 
-def interrupt(redis: RedisServer, after: float, record: dict[str, float]) -> threading.Thread:
-    """Stop Redis ``after`` seconds from now and start it again OUTAGE_SECONDS later."""
+def inject_fault(
+    redis: RedisDeployment, after: float, record: dict[str, float]
+) -> threading.Thread:
+    """``after`` seconds from now: stop the one server and start it again OUTAGE_SECONDS
+    later, or kill Sentinel's primary (the sentinels promote the replica)."""
 
-    def outage() -> None:
+    def fault() -> None:
         time.sleep(after)
-        record["stopped"] = time.monotonic()
-        redis.stop()
+        record["fault"] = time.monotonic()
+        if redis.topology == "sentinel":
+            redis.nodes[0].kill()
+            return
+        redis.nodes[0].stop()
         time.sleep(OUTAGE_SECONDS)
-        redis.start()
-        record["restarted"] = time.monotonic()
+        redis.nodes[0].start()
 
-    thread = threading.Thread(target=outage, daemon=True)
+    thread = threading.Thread(target=fault, daemon=True)
     thread.start()
     return thread
 
 
 @dataclass
 class Report:
-    """What one factory's load run showed."""
+    """What one load run showed."""
 
-    factory: str
+    case: str
     requests: int
     seconds: float
     unavailable: int
     errors: Counter
     rss_start_kib: int
     rss_end_kib: int
+    clients: int
     recovered: bool | None = None
+    outage_seconds: float | None = None
+    sessions_lost: int = 0
+    must_keep_sessions: bool = False
 
     @property
     def passed(self) -> bool:
-        """No errors, and recovered after the Redis outage when there was one."""
-        return not self.errors and self.recovered is not False
+        """No errors, recovered after a fault, and no session lost where none may be."""
+        kept = not (self.must_keep_sessions and self.sessions_lost)
+        return not self.errors and self.recovered is not False and kept
 
     def line(self) -> str:
         """One line of the result table."""
         recovery = {None: "-", True: "yes", False: "NO"}[self.recovered]
         errors = sum(self.errors.values())
         detail = f" {dict(self.errors)}" if errors else ""
+        window = "-" if self.outage_seconds is None else f"{self.outage_seconds:.1f}"
+        kept = f"{self.clients - self.sessions_lost}/{self.clients}"
         return (
-            f"{self.factory:<17} {self.requests:>8} {self.requests / self.seconds:>8.0f} "
-            f"{self.unavailable:>6} {errors:>6} {self.rss_start_kib / 1024:>8.1f} "
+            f"{self.case:<26} {self.requests:>8} {self.requests / self.seconds:>8.0f} "
+            f"{self.unavailable:>6} {window:>7} {errors:>6} {kept:>7} "
+            f"{self.rss_start_kib / 1024:>8.1f} "
             f"{(self.rss_end_kib - self.rss_start_kib) / 1024:>+8.1f} {recovery:>9}{detail}"
         )
 
 
 HEADER = (
-    f"{'factory':<17} {'requests':>8} {'req/s':>8} {'503s':>6} {'errors':>6} "
-    f"{'RSS MiB':>8} {'growth':>8} {'recovered':>9}"
+    f"{'case':<26} {'requests':>8} {'req/s':>8} {'503s':>6} {'503 s':>7} {'errors':>6} "
+    f"{'kept':>7} {'RSS MiB':>8} {'growth':>8} {'recovered':>9}"
 )
 
 
-def load_factory(factory: str, workdir: Path, clients: int, seconds: float) -> Report:
+def load_factory(
+    factory: str, workdir: Path, clients: int, seconds: float, topology: str = "server"
+) -> Report:
     """Render and install ``factory``'s project, then put it under load."""
-    project = render(workdir / factory, session_factory=factory, project_slug="loadapp")
+    project = render(
+        workdir / f"{factory}-{topology}", session_factory=factory, project_slug="loadapp"
+    )
     install(project)
-    return load_project(project, factory, clients, seconds)
+    return load_project(project, factory, clients, seconds, topology)
 
 
-def load_project(project: Path, factory: str, clients: int, seconds: float) -> Report:
-    """Serve an installed project with production.ini and put it under load."""
-    with redis_server() as redis:
-        redis_url = redis.url if factory == "redis" else ""
-        env = production_env(project, factory, redis_url)
+def load_project(
+    project: Path, factory: str, clients: int, seconds: float, topology: str = "server"
+) -> Report:
+    """Serve an installed project with production.ini and put it under load; with Redis,
+    inject the fault of ``topology`` a quarter of the way in."""
+    uses_redis = factory == "redis"
+    with redis_deployment(topology if uses_redis else "server") as redis:
+        env = production_env(project, factory, redis)
         with waitress_server(project, "production.ini", env, threads=8) as (url, server):
             run_load(url, clients, 1.0)  # warm up: imports, template compilation, pools
             rss_start = rss_kib(server.pid)
             record: dict[str, float] = {}
-            outage = interrupt(redis, seconds / 4, record) if redis_url else None
+            fault = inject_fault(redis, seconds / 4, record) if uses_redis else None
             started = time.monotonic()
             tally = run_load(url, clients, seconds)
             elapsed = time.monotonic() - started
             rss_end = rss_kib(server.pid)
-            if outage is not None:
-                outage.join()
+            if fault is not None:
+                fault.join()
+    case = factory if topology == "server" else f"{factory} over {topology}"
+    return report(case, tally, record, elapsed, (rss_start, rss_end), clients, topology)
+
+
+def report(
+    case: str,
+    tally: Tally,
+    record: dict[str, float],
+    elapsed: float,
+    rss: tuple[int, int],
+    clients: int,
+    topology: str,
+) -> Report:
+    """Judge a run: 503s only from the fault on, and only ok after the last of them."""
     counts = tally.counts()
     errors = Counter({k: v for k, v in counts.items() if k not in ("ok", "503")})
-    recovered = None
-    # A 503 is an error unless Redis was down: none without Redis, none before the outage.
+    recovered = outage = None
     unexpected_503s = counts["503"]
-    if redis_url:
-        settled = record["restarted"] + RECOVERY_GRACE_SECONDS
-        after = tally.counts(start=settled)
+    if "fault" in record:
+        unexpected_503s = tally.counts(end=record["fault"])["503"]
+        last_503 = max(tally.times_of("503"), default=record["fault"])
+        after = tally.counts(start=last_503 + RECOVERY_GRACE_SECONDS)
         recovered = after["ok"] > 0 and set(after) == {"ok"}
-        unexpected_503s = tally.counts(end=record["stopped"])["503"]
+        outage = last_503 - record["fault"]
     errors += Counter({"503": unexpected_503s})  # adding drops a zero count
     return Report(
-        factory,
+        case,
         requests=sum(counts.values()),
         seconds=elapsed,
         unavailable=counts["503"],
         errors=errors,
-        rss_start_kib=rss_start,
-        rss_end_kib=rss_end,
+        rss_start_kib=rss[0],
+        rss_end_kib=rss[1],
+        clients=clients,
         recovered=recovered,
+        outage_seconds=outage,
+        sessions_lost=tally.sessions_lost,
+        must_keep_sessions=topology == "sentinel",
     )
 
 
@@ -241,6 +300,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--factory", action="append", choices=FACTORIES)
+    parser.add_argument(
+        "--redis-topology",
+        action="append",
+        choices=list(FAULTS),
+        help="Redis deployments (and their faults) for the Redis factory (default: all)",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.clients <= 256 or not MIN_SECONDS <= args.seconds <= 600:
         parser.error(f"--clients must be 1 to 256 and --seconds {MIN_SECONDS} to 600")
@@ -248,10 +313,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="load-") as workdir:
         print(HEADER, flush=True)
         for factory in args.factory or FACTORIES:
-            report = load_factory(factory, Path(workdir), args.clients, args.seconds)
-            print(report.line(), flush=True)
-            reports.append(report)
-    failed = [report.factory for report in reports if not report.passed]
+            topologies = (
+                (args.redis_topology or list(FAULTS)) if factory == "redis" else ["server"]
+            )
+            for topology in topologies:
+                result = load_factory(factory, Path(workdir), args.clients, args.seconds, topology)
+                print(result.line(), flush=True)
+                reports.append(result)
+    failed = [result.case for result in reports if not result.passed]
     if failed:
         print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

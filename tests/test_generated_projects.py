@@ -17,12 +17,12 @@ from playwright.sync_api import expect, sync_playwright
 from bench.harness import (
     FACTORIES,
     ROOT,
-    RedisServer,
+    RedisDeployment,
     clean_environment,
     free_port,
     production_env,
     readme_commands,
-    redis_server,
+    redis_deployment,
     run_readme_command,
     start,
     stop,
@@ -59,9 +59,9 @@ CHROMIUM_ARGS = [
 
 
 @contextmanager
-def serving(command: str, project: Path, port: int, redis: RedisServer) -> Iterator[str]:
+def serving(command: str, project: Path, port: int, redis: RedisDeployment) -> Iterator[str]:
     """Run the README's serve command until the block ends; yield the site's URL."""
-    env = clean_environment(SHOP_REDIS_URL=redis.url)
+    env = clean_environment(SHOP_REDIS_URL=redis.nodes[0].url)
     server = start(shlex.split(command), port, cwd=project, env=env)
     try:
         yield f"http://localhost:{port}"
@@ -139,9 +139,11 @@ def assert_forged_host_goes_nowhere(site: str) -> None:
         assert response.getheader("Cache-Control") == "no-store"
 
 
-def alternate_between_two_processes(project: Path, factory: str, redis: RedisServer) -> None:
+def alternate_between_two_processes(
+    project: Path, factory: str, redis: RedisDeployment
+) -> None:
     """Two waitress processes, one secret and one Redis: one counter that never goes back."""
-    env = production_env(project, factory, redis.url if factory == "redis" else "")
+    env = production_env(project, factory, redis)
     with (
         waitress_server(project, "production.ini", env) as (first, _),
         waitress_server(project, "production.ini", env) as (second, _),
@@ -169,7 +171,7 @@ def test_readme_install_test_serve_browse_scale_out_and_load(cookies, factory: s
     for command in commands[:-1]:  # create the venv, install, run the project's own tests
         run_readme_command(command, project)
 
-    with redis_server() as redis:
+    with redis_deployment() as redis:
         with serving(commands[-1], project, port, redis) as site:
             tab = Browser(site)
             assert [count_on(tab, "/"), count_on(tab, "/howdy")] == [1, 2]

@@ -23,7 +23,15 @@ SENTINELS_ENV = ENV_PREFIX + "SENTINELS"
 SENTINEL_SERVICE_ENV = ENV_PREFIX + "SENTINEL_SERVICE"
 PASSWORD_ENV = ENV_PREFIX + "PASSWORD"
 SENTINEL_PASSWORD_ENV = ENV_PREFIX + "SENTINEL_PASSWORD"
-ENVIRONMENT = (URL_ENV, SENTINELS_ENV, SENTINEL_SERVICE_ENV, PASSWORD_ENV, SENTINEL_PASSWORD_ENV)
+CLUSTER_ENV = ENV_PREFIX + "CLUSTER"
+ENVIRONMENT = (
+    URL_ENV,
+    SENTINELS_ENV,
+    SENTINEL_SERVICE_ENV,
+    PASSWORD_ENV,
+    SENTINEL_PASSWORD_ENV,
+    CLUSTER_ENV,
+)
 URL_SCHEMES = ("redis", "rediss", "unix")
 HOST_PORT = re.compile(r"(?P<host>\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):(?P<port>\d{1,5})")
 MAX_SOCKET_TIMEOUT = 30
@@ -127,7 +135,7 @@ def read_redis_settings(settings: Mapping[str, str], environ: Mapping[str, str])
     service, service_name, _ = chosen(
         settings, environ, "session.redis_sentinel_service", SENTINEL_SERVICE_ENV
     )
-    cluster = asbool(settings.get("session.redis_cluster", False))
+    cluster = asbool(chosen(settings, environ, "session.redis_cluster", CLUSTER_ENV)[0])
     common = {"socket_timeout": read_socket_timeout(settings), "cluster": cluster}
     if raw_sentinels:
         check_sentinel_choice(url, url_name, service, sentinels_name, cluster)
