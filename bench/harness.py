@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import random
 import re
 import shlex
 import signal
@@ -217,9 +218,22 @@ def start_sentinel_group(workdir: Path) -> RedisDeployment:
     return deployment
 
 
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    while True:
+        port = random.randrange(20000, 30000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+
+
 def start_cluster(workdir: Path, size: int = 3) -> RedisDeployment:
     """``size`` primaries that share the 16384 slots; a node down costs only its slots."""
-    nodes = [RedisServer() for _ in range(size)]
+    nodes = [RedisServer(port=free_cluster_port()) for _ in range(size)]
     for node in nodes:
         node.options = (
             *("--cluster-enabled", "yes", "--cluster-node-timeout", "1000"),

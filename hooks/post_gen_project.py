@@ -27,6 +27,7 @@ VARIANT_FILES = {
         "{package}/redis_settings.py",
         "{package}/redis_store.py",
         "tests/test_redis_sessions.py",
+        "tests/test_redis_topologies.py",
     ),
 }
 GITHUB_ACTIONS_FILES = (".github",)

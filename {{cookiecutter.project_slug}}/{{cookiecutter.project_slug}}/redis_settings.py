@@ -130,11 +130,18 @@ def read_redis_settings(settings: Mapping[str, str], environ: Mapping[str, str])
     raw_sentinels, sentinels_name, sentinels_from_env = chosen(
         settings, environ, "session.redis_sentinels", SENTINELS_ENV
     )
-    if url and raw_sentinels and url_from_env != sentinels_from_env:
-        url, raw_sentinels = (url, "") if url_from_env else ("", raw_sentinels)
-    service, service_name, _ = chosen(
+    service, service_name, service_from_env = chosen(
         settings, environ, "session.redis_sentinel_service", SENTINEL_SERVICE_ENV
     )
+    if url and raw_sentinels and url_from_env != sentinels_from_env:
+        url, raw_sentinels = (url, "") if url_from_env else ("", raw_sentinels)
+        if url_from_env and not service_from_env:
+            service = ""  # it went with the ini's sentinels
+    if service and not raw_sentinels:
+        raise SettingsError(
+            f"{service_name} is set, but no sentinels: set session.redis_sentinels "
+            f"(or {SENTINELS_ENV})"
+        )
     cluster = asbool(chosen(settings, environ, "session.redis_cluster", CLUSTER_ENV)[0])
     common = {"socket_timeout": read_socket_timeout(settings), "cluster": cluster}
     if raw_sentinels:
@@ -147,8 +154,6 @@ def read_redis_settings(settings: Mapping[str, str], environ: Mapping[str, str])
             sentinel_password=environ.get(SENTINEL_PASSWORD_ENV) or None,
             **common,
         )
-    if service:
-        raise SettingsError(f"{service_name} is set, but no sentinels: set {SENTINELS_ENV}")
     for variable in (PASSWORD_ENV, SENTINEL_PASSWORD_ENV):
         if environ.get(variable):
             raise SettingsError(

@@ -9,14 +9,17 @@ session between slots in two scripts. The client is made on first use, so the ap
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
-from redis.commands.core import Script
-from redis.exceptions import RedisClusterException
+from redis.exceptions import NoScriptError, RedisClusterException
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from .redis_settings import RedisSettings
@@ -137,10 +140,28 @@ def make_redis_client(settings: RedisSettings) -> redis.Redis | RedisCluster:
             **timeouts,
         )
     if settings.topology == "cluster":
-        return RedisCluster.from_url(settings.url, **timeouts)
+        # No retries: a hung node must cost its sessions one socket timeout, not eleven.
+        return RedisCluster.from_url(settings.url, retry=Retry(NoBackoff(), 0), **timeouts)
     return redis.Redis.from_url(
         settings.url, health_check_interval=HEALTH_CHECK_SECONDS, **timeouts
     )
+
+
+@dataclass(frozen=True)
+class LuaScript:
+    """One of SCRIPTS with its prelude, and its SHA1 for EVALSHA."""
+
+    source: str
+    sha: str
+
+    @classmethod
+    def of(cls, body: str) -> LuaScript:
+        """The script for ``body``."""
+        source = SCRIPT_PRELUDE + body
+        return cls(source, hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest())
+
+
+LUA_SCRIPTS = {name: LuaScript.of(body) for name, body in SCRIPTS.items()}
 
 
 class RedisStore:
@@ -155,32 +176,35 @@ class RedisStore:
         self.connect = connect
         self.timeout = timeout
         self.absolute_timeout = absolute_timeout
-        self.scripts: dict[str, Script] = {}
         self._client: redis.Redis | RedisCluster | None = None
         self._lock = threading.Lock()
 
     @property
     def client(self) -> redis.Redis | RedisCluster:
-        """The client, made (with its scripts) by the first request that needs it."""
+        """The client, made by the first request that needs it."""
         return self.connect_once() if self._client is None else self._client
 
     def connect_once(self) -> redis.Redis | RedisCluster:
-        """Make the client and register the scripts, once for every thread."""
+        """Make the client, once for every thread."""
         with self._lock:
             if self._client is None:
-                client = self.connect()
-                self.scripts = {
-                    name: client.register_script(SCRIPT_PRELUDE + body)
-                    for name, body in SCRIPTS.items()
-                }
-                self._client = client
+                self._client = self.connect()
         return self._client
 
     def run(self, script: str, keys: list[str], *args: Any) -> Any:
-        """Run one of SCRIPTS (one round trip; sent by SHA after the first time)."""
-        if self._client is None:
-            self.connect_once()
-        return self.scripts[script](keys=keys, args=[self.timeout, self.absolute_timeout, *args])
+        """Run one of SCRIPTS: one round trip, to the node of its key.
+
+        By SHA; a node that does not know the script yet gets it with EVAL, which also
+        caches it there. (redis-py's Script would load it on every Cluster primary, and
+        fail while any one of them is down.)
+        """
+        client = self.client
+        lua = LUA_SCRIPTS[script]
+        arguments = (len(keys), *keys, self.timeout, self.absolute_timeout, *args)
+        try:
+            return client.evalsha(lua.sha, *arguments)
+        except NoScriptError:
+            return client.eval(lua.source, *arguments)
 
 
 def make_redis_store(settings: RedisSettings, timeout: int, absolute_timeout: int) -> RedisStore:
