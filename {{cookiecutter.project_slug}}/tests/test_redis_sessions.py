@@ -198,6 +198,9 @@ CORRUPTIONS: dict[str, Callable[[redis.Redis, str], object]] = {
     "data-nested-too-deeply": lambda client, key: client.hset(
         key, "data", "[" * 100_000 + "]" * 100_000
     ),
+    "data-with-a-lone-surrogate": lambda client, key: client.hset(
+        key, "data", '{"_f_messages": [["info", "\\udcff"]]}'
+    ),
     "data-missing": lambda client, key: client.hdel(key, "data"),
     "created-not-a-number": lambda client, key: client.hset(key, "created", "yesterday"),
     "created-a-float": lambda client, key: client.hset(key, "created", "1.7e9"),
@@ -231,6 +234,7 @@ def test_corrupt_stored_data_is_deleted_for_a_fresh_session(
 WRONG_TYPES = {
     "flash-queue-not-a-list": {"_f_messages": 5},
     "csrf-token-not-text": {"_csrft_": 5},
+    "csrf-token-not-ascii": {"_csrft_": "€"},
     "both": {"_f_messages": "many", "_csrft_": ["a"]},
 }
 

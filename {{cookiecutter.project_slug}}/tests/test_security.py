@@ -208,6 +208,14 @@ def test_production_trusts_only_headers_the_documented_proxy_sets() -> None:
     assert {"host", "x-forwarded-for", "x-forwarded-proto"} <= set_by_proxy
 
 
+def test_the_documented_proxy_overwrites_what_the_client_sent() -> None:
+    """Appending ($proxy_add_x_forwarded_for) would pass the client's own value on: a
+    forged address, or a malformed one that waitress answers with a bare 400 itself."""
+    snippet = NGINX_SNIPPET.search((PROJECT_DIR / "README.md").read_text(encoding="utf-8"))
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in snippet.group(1)
+    assert "$proxy_add_x_forwarded_for" not in snippet.group(1)
+
+
 def test_production_listens_on_loopback_only() -> None:
     """Only the proxy on this machine, the one peer trusted with X-Forwarded-*, can connect."""
     server = production_server()
@@ -231,3 +239,31 @@ def test_a_path_that_is_not_utf8_is_a_400_page(testapp, caplog, headers: dict) -
     assert "This address is not valid." in text(response)
     assert 'class="site-header"' in response.text
     assert ("dropped cookies that are not UTF-8 from /%FF" in caplog.text) == bool(headers)
+
+
+HTTPS_SITE = {"wsgi.url_scheme": "https", "HTTP_HOST": "shop.example"}
+# Requests that used to fail before the CSRF check, as a bare 500 without headers.
+MALFORMED_POSTS = {
+    "origin-no-url": ({"Origin": "https://["}, "application/x-www-form-urlencoded"),
+    "referer-no-url": ({"Referer": "https://[x/"}, "application/x-www-form-urlencoded"),
+    "form-in-latin-1": ({}, "application/x-www-form-urlencoded; charset=latin-1"),
+    "form-in-utf-7": ({}, "application/x-www-form-urlencoded; charset=utf-7"),
+    "form-in-no-charset": ({}, "application/x-www-form-urlencoded; charset=nonsense"),
+}
+
+
+@pytest.mark.parametrize(
+    ("headers", "content_type"), MALFORMED_POSTS.values(), ids=MALFORMED_POSTS
+)
+@pytest.mark.parametrize("path", FORMS)
+def test_a_malformed_post_is_the_400_page(testapp, headers, content_type, path) -> None:
+    token = csrf_token(testapp.get("/", extra_environ=HTTPS_SITE))
+    response = testapp.post(
+        path,
+        f"csrf_token={token}",
+        headers={**headers, "Content-Type": content_type},
+        extra_environ=HTTPS_SITE,
+        status=400,
+    )
+    assert "This form was stale or did not come from this site." in text(response)
+    assert response.headers["X-Frame-Options"] == "DENY"

@@ -62,7 +62,7 @@ def test_a_flash_queue_of_another_type_reads_as_empty(session, stored) -> None:
     assert session.peek_flash() == ["kept"]
 
 
-@pytest.mark.parametrize("stored", [5, ["a"], {"a": 1}, None, ""], ids=repr)
+@pytest.mark.parametrize("stored", [5, ["a"], {"a": 1}, None, "", "€uro"], ids=repr)
 def test_a_csrf_token_of_another_type_is_replaced(session, stored) -> None:
     session["_csrft_"] = stored
     token = session.get_csrf_token()

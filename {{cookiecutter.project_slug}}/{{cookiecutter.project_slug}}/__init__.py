@@ -6,6 +6,7 @@ from pyramid.config import Configurator
 from pyramid.router import Router
 from pyramid.tweens import INGRESS
 
+from .security import refuse_malformed_posts
 from .session_api import SessionCSRFPolicy
 from .settings import SettingsError
 
@@ -17,7 +18,7 @@ def includeme(config: Configurator) -> None:
     config.include(".security")
     config.include(".sessions")
     config.set_csrf_storage_policy(SessionCSRFPolicy())
-    config.set_default_csrf_options(require_csrf=True)
+    config.set_default_csrf_options(require_csrf=True, callback=refuse_malformed_posts)
     config.include(".routes")
     config.scan(".views")
 

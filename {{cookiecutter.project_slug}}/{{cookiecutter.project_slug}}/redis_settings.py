@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from pyramid.settings import asbool
+from redis.connection import parse_url
 
 from .settings import SettingsError
 
@@ -32,9 +33,9 @@ ENVIRONMENT = (
     SENTINEL_PASSWORD_ENV,
     CLUSTER_ENV,
 )
-URL_SCHEMES = ("redis", "rediss", "unix")
 HOST_PORT = re.compile(r"(?P<host>\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):(?P<port>\d{1,5})")
 MAX_SOCKET_TIMEOUT = 30
+CREDENTIAL_PARAMETER = re.compile(r"(?i)(\w*(?:pass|pwd|secret|token|user)\w*)=[^&#]*")
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,12 @@ class RedisSettings:
 
 
 def redacted(url: str) -> str:
-    """``url`` for a message: anything between // and @ (credentials) becomes ***."""
-    return re.sub(r"//[^/?#]*@", "//***@", url)
+    """``url`` for a message, its credentials as ***: all from // to the last @ (a
+    password may hold /, ? or #), and the values of password-like query parameters."""
+    scheme, slashes, rest = url.partition("//")
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    return scheme + slashes + CREDENTIAL_PARAMETER.sub(r"\1=***", rest)
 
 
 def read_socket_timeout(settings: Mapping[str, str]) -> float:
@@ -92,22 +97,27 @@ def read_sentinels(raw: str, name: str) -> tuple[tuple[str, int], ...]:
 
 
 def check_url(url: str, name: str, cluster: bool) -> str:
-    """``url`` if redis-py can use it for this deployment; else SettingsError."""
+    """``url`` if redis-py can use it for this deployment; else SettingsError.
+
+    Checked as redis-py will read it, so that a bad URL stops the app at start-up instead
+    of failing every request; a URL without a host would silently mean localhost.
+    """
+    shown = redacted(url)
     try:
         parts = urlsplit(url)
-        database = parts.path.lstrip("/") if parts.scheme != "unix" else "0"
-        parts.port  # noqa: B018 - raises ValueError when the port is out of range
-    except ValueError:
-        raise SettingsError(f"{name} is not a valid URL: {redacted(url)!r}") from None
-    if parts.scheme not in URL_SCHEMES:
-        raise SettingsError(
-            f"{name} must start with redis://, rediss:// (TLS) or unix://, got {redacted(url)!r}"
-        )
+        parse_url(url)
+    except ValueError as error:
+        reason = str(error).replace(url, shown)
+        message = f"{name} is not a Redis URL redis-py can use ({reason}): {shown!r}"
+        raise SettingsError(message) from None
+    if not (parts.path if parts.scheme == "unix" else parts.hostname):
+        raise SettingsError(f"{name} names no host (or socket path): {shown!r}")
     if cluster and parts.scheme == "unix":
         raise SettingsError(
             f"session.redis_cluster needs {name} to name one node as redis:// or rediss://, "
             "not a unix socket"
         )
+    database = parts.path.lstrip("/")
     if cluster and database not in ("", "0"):
         raise SettingsError(f"a Redis Cluster has only database 0; {name} names {database!r}")
     return url

@@ -9,8 +9,10 @@ view) gets them from ``secure_response``, the function the tween calls. Each hea
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from urllib.parse import urlparse
 
 from pyramid.config import Configurator
+from pyramid.httpexceptions import HTTPBadRequest
 from pyramid.registry import Registry
 from pyramid.request import Request
 from pyramid.response import Response
@@ -99,6 +101,22 @@ def security_headers_tween_factory(handler: Handler, registry: Registry) -> Hand
         return secure_response(request, handler(request))
 
     return security_headers_tween
+
+
+def refuse_malformed_posts(request: Request) -> bool:
+    """Pyramid's CSRF callback: check the token of every unsafe request (True), after
+    refusing, as the 400 page, what would otherwise fail before the check as a 500: an
+    Origin or Referer that is no URL (Pyramid parses them on HTTPS), or a form in another
+    charset than UTF-8 (WebOb refuses to read one)."""
+    if request.charset != "UTF-8":
+        raise HTTPBadRequest("the form is not UTF-8")
+    origin = request.headers.get("Origin", "").split(" ")[-1]
+    for value in (origin, request.referrer or ""):
+        try:
+            urlparse(value)
+        except ValueError:
+            raise HTTPBadRequest("an Origin or Referer that is no URL") from None
+    return True
 
 
 def includeme(config: Configurator) -> None:

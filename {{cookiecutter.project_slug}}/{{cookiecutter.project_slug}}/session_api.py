@@ -84,9 +84,11 @@ class SessionAPI:
         return token
 
     def get_csrf_token(self) -> str:
-        """The session's CSRF token, made on first use (or when the stored one is not text)."""
+        """The session's CSRF token, made on first use, or when the stored one is not
+        ASCII text (Pyramid compares tokens as Latin-1 bytes)."""
         token = self.get(CSRF_TOKEN_KEY)
-        return token if isinstance(token, str) and token else self.new_csrf_token()
+        valid = isinstance(token, str) and token.isascii() and token
+        return token if valid else self.new_csrf_token()
 
 
 class SessionCSRFPolicy(SessionCSRFStoragePolicy):

@@ -15,6 +15,7 @@ seconds, and the app recovers by itself as soon as Redis answers again.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -78,9 +79,15 @@ JSON = JSONSerializer()
 
 
 def load_data(stored: bytes) -> dict | None:
-    """Session data from its stored JSON, or None when it is corrupt."""
+    """Session data from its stored JSON, or None when it is corrupt.
+
+    Text that cannot be written as UTF-8 (a lone surrogate such as ``\\udcff``, which
+    only another writer can store) is corrupt too: it would fail every page it reached.
+    """
     try:
         data = JSON.loads(stored)
+        if b"\\u" in stored:
+            json.dumps(data, ensure_ascii=False).encode()
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
