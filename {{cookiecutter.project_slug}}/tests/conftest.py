@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 {% else -%}
 import secrets
+from collections.abc import Callable
 {% endif -%}
 from pathlib import Path
 {%- if cookiecutter.session_factory == "redis" %}
@@ -493,11 +494,17 @@ def login_view(request: Request) -> dict:
     return {"session": dict(request.session)}
 
 
+def app_with_test_views(settings: dict, **views: Callable[[Request], dict]) -> webtest.TestApp:
+    """The app plus test-only JSON views, each at /<its name>."""
+    with Configurator(settings=settings) as config:
+        config.include("{{ cookiecutter.project_slug }}")
+        for name, view in views.items():
+            config.add_route(name, f"/{name}")
+            config.add_view(view, route_name=name, renderer="json")
+    return webtest.TestApp(config.make_wsgi_app())
+
+
 @pytest.fixture
 def app_with_login(app_settings: dict) -> webtest.TestApp:
     """The app plus a test-only /login view that calls ``regenerate_session``."""
-    with Configurator(settings=app_settings) as config:
-        config.include("{{ cookiecutter.project_slug }}")
-        config.add_route("login", "/login")
-        config.add_view(login_view, route_name="login", renderer="json")
-    return webtest.TestApp(config.make_wsgi_app())
+    return app_with_test_views(app_settings, login=login_view)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import webtest
 
@@ -54,3 +55,19 @@ def post_form(
 def session_cookie(testapp: webtest.TestApp) -> str:
     """The session cookie the client holds."""
     return testapp.cookies["session"]
+
+
+def count_concurrently(testapp: webtest.TestApp, tabs: int = 8, visits: int = 25) -> int:
+    """``tabs`` threads, each a browser tab holding ``testapp``'s cookie, load ``visits``
+    counter pages at once; then the count ``testapp`` sees."""
+    cookie = session_cookie(testapp)
+
+    def visit_many(_: int) -> None:
+        browser_tab = webtest.TestApp(testapp.app)
+        browser_tab.set_cookie("session", cookie)
+        for _ in range(visits):
+            browser_tab.get("/howdy")
+
+    with ThreadPoolExecutor(max_workers=tabs) as pool:
+        list(pool.map(visit_many, range(tabs)))
+    return counter(testapp.get("/"))

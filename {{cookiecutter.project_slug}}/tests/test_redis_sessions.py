@@ -15,9 +15,16 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 import webtest
-from conftest import RedisServer, login_view
-from helpers import counter, csrf_token, flash_groups, post_form, session_cookie, text
-from pyramid.config import Configurator
+from conftest import RedisServer, app_with_test_views, login_view
+from helpers import (
+    count_concurrently,
+    counter,
+    csrf_token,
+    flash_groups,
+    post_form,
+    session_cookie,
+    text,
+)
 from pyramid.request import Request
 from pyramid.response import Response
 
@@ -66,19 +73,9 @@ def test_counter_is_a_redis_integer_that_expires(testapp: webtest.TestApp, redis
     assert 0 < redis_client.ttl(KEY_PREFIX + session_id) <= {{ cookiecutter.session_timeout }}
 
 
-def test_concurrent_requests_lose_no_increment(app, testapp: webtest.TestApp) -> None:
+def test_concurrent_requests_lose_no_increment(testapp: webtest.TestApp) -> None:
     testapp.get("/")
-    cookie = session_cookie(testapp)
-
-    def visit_many(_: int) -> None:
-        browser_tab = webtest.TestApp(app)
-        browser_tab.set_cookie("session", cookie)
-        for _ in range(25):
-            browser_tab.get("/howdy")
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(visit_many, range(8)))
-    assert counter(testapp.get("/")) == 1 + 8 * 25 + 1
+    assert count_concurrently(testapp, tabs=8, visits=25) == 1 + 8 * 25 + 1
 
 
 def test_forget_revokes_the_old_cookie(testapp: webtest.TestApp, redis_client) -> None:
@@ -128,13 +125,7 @@ def slow_view(request: Request) -> dict:
 @pytest.fixture
 def app_with_a_slow_view(app_settings: dict) -> webtest.TestApp:
     """The app, a /login view, and /slow, inside which another request runs."""
-    with Configurator(settings=app_settings) as config:
-        config.include("{{ cookiecutter.project_slug }}")
-        config.add_route("login", "/login")
-        config.add_view(login_view, route_name="login", renderer="json")
-        config.add_route("slow", "/slow")
-        config.add_view(slow_view, route_name="slow", renderer="json")
-    return webtest.TestApp(config.make_wsgi_app())
+    return app_with_test_views(app_settings, login=login_view, slow=slow_view)
 
 
 # What another tab of the same browser does while /slow runs: each revokes the old id.

@@ -23,12 +23,19 @@ from conftest import (
     RedisServer,
     SentinelDeployment,
     TLSDeployment,
+    app_with_test_views,
     development_settings,
     login_view,
     wait_until,
 )
-from helpers import counter, flash_groups, post_form, session_cookie, text
-from pyramid.config import Configurator
+from helpers import (
+    count_concurrently,
+    counter,
+    flash_groups,
+    post_form,
+    session_cookie,
+    text,
+)
 from redis.cluster import RedisCluster
 
 from {{ cookiecutter.project_slug }} import main
@@ -70,11 +77,7 @@ def make_app(deployment_settings: dict) -> webtest.TestApp:
 
 def make_app_with_login(deployment_settings: dict) -> webtest.TestApp:
     """The app plus a test-only /login view that calls ``regenerate_session``."""
-    with Configurator(settings=app_settings_for(deployment_settings)) as config:
-        config.include("{{ cookiecutter.project_slug }}")
-        config.add_route("login", "/login")
-        config.add_view(login_view, route_name="login", renderer="json")
-    return webtest.TestApp(config.make_wsgi_app())
+    return app_with_test_views(app_settings_for(deployment_settings), login=login_view)
 
 
 def session_id(browser: webtest.TestApp) -> str:
@@ -231,17 +234,7 @@ def test_cluster_regenerate_moves_sessions_between_nodes(cluster: ClusterDeploym
 def test_cluster_concurrent_requests_lose_no_increment(cluster: ClusterDeployment) -> None:
     testapp = make_app(cluster.settings())
     testapp.get("/")
-    cookie = session_cookie(testapp)
-
-    def visit_many(_: int) -> None:
-        browser_tab = webtest.TestApp(testapp.app)
-        browser_tab.set_cookie("session", cookie)
-        for _ in range(25):
-            browser_tab.get("/howdy")
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(visit_many, range(8)))
-    assert counter(testapp.get("/")) == 1 + 8 * 25 + 1
+    assert count_concurrently(testapp, tabs=8, visits=25) == 1 + 8 * 25 + 1
 
 
 def test_cluster_app_threads_share_one_client(cluster: ClusterDeployment) -> None:
