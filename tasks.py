@@ -3,7 +3,8 @@
 
     python3 tasks.py demo [answer=value ...]   generate a demo project and serve it on :6543
     python3 tasks.py test [pytest options ...]  lint and run every test (CI runs exactly this)
-    python3 tasks.py load [--clients N ...]     load and fault test of every factory
+    python3 tasks.py load [--clients N ...]     load and fault test of every factory (and of
+                                                Redis over Sentinel, with a failover)
     python3 tasks.py bench [--suite ...]        measure every factory (BENCHMARKS.md)
 
 Both create .dev-venv/ with requirements-dev.txt on first use and keep it in step.
@@ -26,7 +27,13 @@ REQUIREMENTS = ROOT / "requirements-dev.txt"
 DEMO_DIR = ROOT / "demo"
 LINTED = ["hooks", "tests", "bench", "tasks.py"]
 # Programs driven for real, and the Debian packages that provide them.
-TEST_PROGRAMS = {"redis-server": "redis-server", "chromium": "chromium"}
+# Redis tests start Sentinel groups and Clusters (redis-cli) and TLS servers (openssl).
+TEST_PROGRAMS = {
+    "redis-server": "redis-server",
+    "redis-cli": "redis-tools",
+    "openssl": "openssl",
+    "chromium": "chromium",
+}
 BENCH_PROGRAMS = {**TEST_PROGRAMS, "wrk": "wrk"}
 
 
