@@ -139,9 +139,7 @@ def assert_forged_host_goes_nowhere(site: str) -> None:
         assert response.getheader("Cache-Control") == "no-store"
 
 
-def alternate_between_two_processes(
-    project: Path, factory: str, redis: RedisDeployment
-) -> None:
+def alternate_between_two_processes(project: Path, factory: str, redis: RedisDeployment) -> None:
     """Two waitress processes, one secret and one Redis: one counter that never goes back."""
     env = production_env(project, factory, redis)
     with (
