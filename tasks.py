@@ -6,6 +6,7 @@
     python3 tasks.py load [--clients N ...]     load and fault test of every factory (and of
                                                 Redis over Sentinel, with a failover)
     python3 tasks.py bench [--suite ...]        measure every factory (BENCHMARKS.md)
+    python3 tasks.py pythons [--python PATH ...] every store's tests on every supported Python
 
 Both create .dev-venv/ with requirements-dev.txt on first use and keep it in step.
 """
@@ -110,9 +111,15 @@ def bench(bench_args: list[str]) -> None:
     run([dev_python(), "-m", "bench.benchmark", *bench_args])
 
 
+def pythons(pythons_args: list[str]) -> None:
+    """Run every store's generated tests on every supported Python found on this machine."""
+    ensure_system_packages(TEST_PROGRAMS)
+    run([dev_python(), "-m", "bench.pythons", *pythons_args])
+
+
 def main(argv: list[str]) -> None:
-    """Dispatch ``demo``, ``test``, ``load`` or ``bench``."""
-    commands = {"demo": demo, "test": test, "load": load, "bench": bench}
+    """Dispatch ``demo``, ``test``, ``load``, ``bench`` or ``pythons``."""
+    commands = {"demo": demo, "test": test, "load": load, "bench": bench, "pythons": pythons}
     if not argv or argv[0] not in commands:
         sys.exit(__doc__)
     commands[argv[0]](argv[1:])

@@ -25,8 +25,9 @@ from bench.harness import load_hook
 
 pre_gen = load_hook("pre_gen_project")
 
-# Jinja openers, or a template variable left as text (".cookiecutter.json" is a file name).
-UNRENDERED = re.compile(r"{{|{%|{#|\bcookiecutter\.(?!json\b)\w")
+# Jinja openers, or a template variable left as text (".cookiecutter.json" is a file name;
+# "${{ ... }}" is a GitHub Actions expression, written through {% raw %}).
+UNRENDERED = re.compile(r"(?<!\$){{|{%|{#|\bcookiecutter\.(?!json\b)\w")
 FACTORY_PACKAGES = {
     "signed_cookie": set(),
     "encrypted_cookie": {"pyramid_nacl_session", "pynacl"},
@@ -165,10 +166,21 @@ def test_github_actions_workflow_only_when_asked(rendered) -> None:
     workflow = project / ".github" / "workflows" / "tests.yml"
     assert workflow.exists() == answers["github_actions"]
     if workflow.exists():
-        steps = yaml.safe_load(workflow.read_text())["jobs"]["test"]["steps"]
-        runs = " ".join(step.get("run", "") for step in steps)
+        job = yaml.safe_load(workflow.read_text())["jobs"]["test"]
+        runs = " ".join(step.get("run", "") for step in job["steps"])
         assert "pytest" in runs
         assert ("redis-server" in runs) == (answers["session_factory"] == "redis")
+        pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+        assert pyproject["project"]["requires-python"] == ">=3.10"
+        assert job["strategy"]["matrix"]["python-version"] == [
+            "3.10",
+            "3.11",
+            "3.12",
+            "3.13",
+            "3.14",
+        ]
+        setup = next(step for step in job["steps"] if "setup-python" in step.get("uses", ""))
+        assert setup["with"]["python-version"] == "${{ matrix.python-version }}"
 
 
 def test_pre_commit_config_runs_ruff(rendered) -> None:
