@@ -1,6 +1,8 @@
 """Validate every answer before anything is generated.
 
-Each failure is one line naming the field, the bad value and what is expected; all
+First the running cookiecutter must be new enough (MINIMUM_COOKIECUTTER): an older one hands
+the hook answers in the wrong form, and the field errors it would cause blame the user. Then
+each failure is one line naming the field, the bad value and what is expected; all
 failures are reported together and the hook exits non-zero, so cookiecutter removes
 the half-made project directory. Jinja appears only inside the string literal below,
 so this file stays valid Python and its functions can be imported by unit tests.
@@ -16,10 +18,20 @@ import re
 import sys
 import unicodedata
 from collections.abc import Callable, Mapping
+from importlib import metadata
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
+
+# The oldest cookiecutter that renders the same project as the newest for the same answers.
+# Older ones hand yes/no answers to the hook as text: before 2.2.0 even the default arrives
+# as 'True'; before 2.7.0 one given on the command line (github_actions=no) stays 'no'.
+# 2.2.0 to 2.2.2 also show the session factory prompt as a raw dict instead of its labels.
+MINIMUM_COOKIECUTTER = (2, 7, 0)
+VERSION_PATTERN = re.compile(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?")
+# Text that cookiecutter 2.7.0 and newer turn into True or False for a yes/no variable.
+YES_NO_TEXT = frozenset("1 true t yes y on 0 false f no n off".split())
 
 SESSION_FACTORIES = ("signed_cookie", "encrypted_cookie", "redis")
 REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
@@ -231,9 +243,86 @@ def validate(answers: Mapping[str, Any]) -> list[str]:
     return errors
 
 
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    """``text``'s leading major.minor.patch numbers (missing ones are 0); None if it has none.
+
+    Pre-release and local suffixes are ignored: '2.7.0rc1' and '2.7.0.dev0' give (2, 7, 0).
+    """
+    match = VERSION_PATTERN.match(text.strip())
+    if match is None:
+        return None
+    major, minor, patch = (int(number or 0) for number in match.groups())
+    return major, minor, patch
+
+
+def version_text(version: tuple[int, ...]) -> str:
+    """A version tuple as people write it, such as '2.7.0'."""
+    return ".".join(str(number) for number in version)
+
+
+def running_cookiecutter_version() -> str | None:
+    """The version of the cookiecutter running this hook; None when it cannot be told.
+
+    Cookiecutter runs its Python hooks with its own interpreter, so the cookiecutter
+    installed for this interpreter is the one running.
+    """
+    try:
+        version = metadata.version("cookiecutter")
+    except metadata.PackageNotFoundError:  # installed without metadata: ask the package
+        try:
+            import cookiecutter
+        except ImportError:
+            return None
+        version = getattr(cookiecutter, "__version__", None)
+    return version if isinstance(version, str) else None
+
+
+def yes_no_answers_as_text(answers: Mapping[str, Any]) -> list[str]:
+    """The yes/no fields whose answer arrived as text such as 'True' or 'no', not a bool.
+
+    Only a cookiecutter older than MINIMUM_COOKIECUTTER passes them on that way.
+    """
+    return [
+        field
+        for field, check in CHECKS.items()
+        if check is check_boolean
+        and isinstance(answers.get(field), str)
+        and answers[field].strip().lower() in YES_NO_TEXT
+    ]
+
+
+def cookiecutter_is_too_old(version: str | None, answers: Mapping[str, Any]) -> bool:
+    """Whether cookiecutter ``version`` is older than the template needs.
+
+    When the version cannot be read, a yes/no answer arriving as text gives an old one away.
+    """
+    parsed = parse_version(version) if version is not None else None
+    if parsed is None:
+        return bool(yes_no_answers_as_text(answers))
+    return parsed < MINIMUM_COOKIECUTTER
+
+
+def upgrade_message(version: str | None) -> str:
+    """The one line that says which cookiecutter is needed and how to get it."""
+    you_have = version if version is not None else "an unknown version"
+    return (
+        f"this template needs cookiecutter {version_text(MINIMUM_COOKIECUTTER)} or newer,"
+        f" you have {you_have}: pip install -U cookiecutter"
+    )
+
+
 def main() -> int:
-    """Print every problem with the answers and return the exit status."""
-    errors = validate(json.loads(ANSWERS_JSON))
+    """Print every problem with the answers and return the exit status.
+
+    A cookiecutter too old for the template is the only problem reported: the answers it
+    passes on are not in the form the field checks expect, so their errors would mislead.
+    """
+    answers = json.loads(ANSWERS_JSON)
+    version = running_cookiecutter_version()
+    if cookiecutter_is_too_old(version, answers):
+        print(f"ERROR: {upgrade_message(version)}", file=sys.stderr)
+        return 1
+    errors = validate(answers)
     for error in errors:
         print(f"ERROR: {error}", file=sys.stderr)
     if errors:

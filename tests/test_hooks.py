@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cookiecutter as cookiecutter_package
 import cruft
 import pytest
 from conftest import TEMPLATE_DIR
@@ -301,6 +303,146 @@ def test_cookie_factory_labels_say_the_session_class_is_the_projects_own(factory
     label = variables["__prompts__"]["session_factory"][factory]
     assert "the project's own session class" in label
     assert "built-in" not in label
+
+
+# ---- pre_gen_project: the cookiecutter running it ------------------------------------
+
+# (id, version text, what parse_version makes of it)
+VERSION_TEXTS = [
+    ("release", "2.7.1", (2, 7, 1)),
+    ("debian-1.7.3", "1.7.3", (1, 7, 3)),
+    ("two-digit-minor", "2.10.0", (2, 10, 0)),
+    ("no-patch", "2.7", (2, 7, 0)),
+    ("major-only", "3", (3, 0, 0)),
+    ("release-candidate", "2.7.0rc1", (2, 7, 0)),
+    ("dev-build", "2.8.0.dev0", (2, 8, 0)),
+    ("surrounding-space", " 2.7.1\n", (2, 7, 1)),
+    ("empty", "", None),
+    ("words", "unknown", None),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [case[1:] for case in VERSION_TEXTS],
+    ids=[case[0] for case in VERSION_TEXTS],
+)
+def test_parse_version(text: str, parsed: tuple[int, int, int] | None) -> None:
+    assert pre_gen.parse_version(text) == parsed
+
+
+def test_the_minimum_is_the_release_the_readme_names() -> None:
+    minimum = pre_gen.version_text(pre_gen.MINIMUM_COOKIECUTTER)
+    assert minimum == "2.7.0"
+    assert f"cookiecutter {minimum} or newer" in (TEMPLATE_DIR / "README.md").read_text()
+
+
+# (version, whether it is older than the template needs), with good answers
+RELEASES = [
+    ("1.7.3", True),
+    ("2.1.1", True),
+    ("2.2.0", True),
+    ("2.6.0", True),
+    ("2.7.0", False),
+    ("2.7.1", False),
+    ("2.10.0", False),  # compared as numbers: as text, "2.10.0" < "2.7.0"
+    ("3.0.0", False),
+]
+
+
+@pytest.mark.parametrize(("version", "too_old"), RELEASES, ids=[case[0] for case in RELEASES])
+def test_cookiecutter_is_too_old_compares_release_numbers(version: str, too_old: bool) -> None:
+    assert pre_gen.cookiecutter_is_too_old(version, GOOD_ANSWERS) is too_old
+
+
+UPGRADE = (
+    "ERROR: this template needs cookiecutter 2.7.0 or newer, you have {}:"
+    " pip install -U cookiecutter"
+)
+FIELD_ERROR = (
+    "ERROR: project_slug: got 'class'; expected a lowercase Python package name such as"
+    " my_app, not a Python keyword"
+)
+ONE_TO_CHANGE = "ERROR: 1 answer(s) must change; nothing was generated."
+# (id, cookiecutter version or None when unreadable, answers changed from GOOD_ANSWERS,
+#  the exit status, the lines on stderr)
+MAIN_CASES = [
+    ("1.7.3-default-answers", "1.7.3", {"github_actions": "True"}, 1, [UPGRADE.format("1.7.3")]),
+    ("2.1.1-default-answers", "2.1.1", {"github_actions": "True"}, 1, [UPGRADE.format("2.1.1")]),
+    ("2.1.1-answered-False", "2.1.1", {"github_actions": "False"}, 1, [UPGRADE.format("2.1.1")]),
+    ("2.6.0-github_actions=no", "2.6.0", {"github_actions": "no"}, 1, [UPGRADE.format("2.6.0")]),
+    ("2.6.0-good-answers", "2.6.0", {}, 1, [UPGRADE.format("2.6.0")]),
+    (
+        "2.6.0-bad-answer-too",
+        "2.6.0",
+        {"project_slug": "class", "github_actions": "True"},
+        1,
+        [UPGRADE.format("2.6.0")],
+    ),
+    ("2.7.0-good-answers", "2.7.0", {}, 0, []),
+    ("2.7.1-good-answers", "2.7.1", {"github_actions": False}, 0, []),
+    ("2.7.1-bad-answer", "2.7.1", {"project_slug": "class"}, 1, [FIELD_ERROR, ONE_TO_CHANGE]),
+    ("unreadable-version-good-answers", None, {}, 0, []),
+    (
+        "unreadable-version-answered-True-as-text",
+        None,
+        {"github_actions": "True"},
+        1,
+        [UPGRADE.format("an unknown version")],
+    ),
+    (
+        "unparsable-version-answered-no-as-text",
+        "unknown",
+        {"github_actions": "no"},
+        1,
+        [UPGRADE.format("unknown")],
+    ),
+    (
+        "unreadable-version-bad-answer",
+        None,
+        {"project_slug": "class"},
+        1,
+        [FIELD_ERROR, ONE_TO_CHANGE],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("version", "changes", "status", "stderr"),
+    [case[1:] for case in MAIN_CASES],
+    ids=[case[0] for case in MAIN_CASES],
+)
+def test_main_names_the_cookiecutter_needed_before_any_field_error(
+    monkeypatch, capsys, version: str | None, changes: dict, status: int, stderr: list[str]
+) -> None:
+    monkeypatch.setattr(pre_gen, "ANSWERS_JSON", json.dumps({**GOOD_ANSWERS, **changes}))
+    monkeypatch.setattr(pre_gen, "running_cookiecutter_version", lambda: version)
+    assert pre_gen.main() == status
+    out, err = capsys.readouterr()
+    assert err.splitlines() == stderr
+    assert out == ""
+
+
+def test_the_running_cookiecutter_version_is_read() -> None:
+    assert pre_gen.running_cookiecutter_version() == cookiecutter_package.__version__
+
+
+def test_the_version_comes_from_the_package_when_its_metadata_is_missing(monkeypatch) -> None:
+    def no_metadata(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(pre_gen.metadata, "version", no_metadata)
+    monkeypatch.setattr(cookiecutter_package, "__version__", "2.1.1")
+    assert pre_gen.running_cookiecutter_version() == "2.1.1"
+
+
+def test_the_version_is_none_when_cookiecutter_cannot_be_found(monkeypatch) -> None:
+    def no_metadata(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(pre_gen.metadata, "version", no_metadata)
+    monkeypatch.setitem(sys.modules, "cookiecutter", None)  # import cookiecutter now fails
+    assert pre_gen.running_cookiecutter_version() is None
 
 
 # ---- pre_gen_project, run by cookiecutter --------------------------------------------
