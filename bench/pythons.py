@@ -28,7 +28,7 @@ if __package__ in (None, ""):
 from bench.harness import FACTORIES, clean_environment, render
 
 SUPPORTED = ("3.10", "3.11", "3.12", "3.13", "3.14")
-PYTEST_SUMMARY = re.compile(r"=+ (.*?) in [\d.]+s")
+PYTEST_SUMMARY = re.compile(r"^\d+ (?:passed|failed|error).*? in [\d.]+s", re.MULTILINE)
 PARALLEL_RUNS = 2
 
 
@@ -95,6 +95,8 @@ def run_tests(project: Path, factory: str, minor: str, python: Path) -> Outcome:
             break
     summary = PYTEST_SUMMARY.findall(result.stdout)
     detail = summary[-1] if summary else (result.stderr or result.stdout).strip()[-200:]
+    if "FAIL Required test coverage" in result.stdout:
+        detail += "; branch coverage below 100 %"
     return Outcome(
         factory,
         str(python),

@@ -43,6 +43,12 @@ def test_json_rejects_garbage_with_value_error(garbage: bytes) -> None:
         JSONSerializer().loads(garbage)
 
 
+def test_json_nested_too_deeply_is_a_value_error() -> None:
+    """Not RecursionError: a caller that handles bad input catches ValueError."""
+    with pytest.raises(ValueError, match="nested too deeply"):
+        JSONSerializer().loads(b"[" * 1_000_000 + b"]" * 1_000_000)
+
+
 def test_rotation_writes_with_the_first_and_reads_with_any() -> None:
     rotating = RotatingSerializer([Prefixed(b"new:"), Prefixed(b"old:")])
     assert rotating.dumps(1) == b"new:1"
