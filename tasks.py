@@ -84,7 +84,7 @@ def test(pytest_args: list[str]) -> None:
     python = dev_python()
     run([python, "-m", "ruff", "check", *LINTED])
     run([python, "-m", "ruff", "format", "--check", *LINTED])
-    run([python, "-m", "pytest", "-n", "2", "--durations=5", *pytest_args])
+    run([python, "-m", "pytest", "-n", "2", "--dist", "worksteal", "--durations=5", *pytest_args])
 
 
 def demo(answers: list[str]) -> None:
