@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import random
 import re
 import shlex
 import signal
@@ -149,7 +148,7 @@ class SentinelServer(RedisServer):
 
 
 SENTINEL_SERVICE = "sessions"
-REDIS_TOPOLOGIES = ("server", "sentinel", "cluster")
+CLUSTER_BUS_OFFSET = 10000  # a Cluster node also listens on its port + 10000
 
 
 @dataclass
@@ -192,78 +191,105 @@ def wait_until(check: Callable[[], bool], what: str, seconds: float = 20) -> Non
         time.sleep(0.1)
 
 
-def start_sentinel_group(workdir: Path) -> RedisDeployment:
-    """A primary, a replica and three sentinels that agree on both."""
+def sentinel_group(workdir: Path) -> RedisDeployment:
+    """A primary, a replica and three sentinels, not started; files in ``workdir`` (a
+    replica writes the copy it receives to disk)."""
     # The first full sync waits repl-diskless-sync-delay (5 s by default) for more replicas.
-    primary = RedisServer(options=("--repl-diskless-sync-delay", "0")).start()
-    replica = RedisServer(options=("--replicaof", "127.0.0.1", str(primary.port))).start()
-    wait_until(
-        lambda: (
-            "master_link_status:up" in redis_cli("-p", str(replica.port), "info", "replication")
-        ),
-        "the replica to sync with the primary",
-    )
+    primary = RedisServer(options=("--repl-diskless-sync-delay", "0", "--dir", str(workdir)))
+    replica_options = ("--replicaof", "127.0.0.1", str(primary.port), "--dir", str(workdir))
+    replica = RedisServer(options=replica_options)
     sentinels = [SentinelServer(primary=primary, workdir=workdir) for _ in range(3)]
-    deployment = RedisDeployment("sentinel", [primary, replica], sentinels)
-    for sentinel in sentinels:
-        sentinel.start()
-    wait_until(
-        lambda: all(
-            str(replica.port)
-            in redis_cli("-p", str(s.port), "sentinel", "replicas", SENTINEL_SERVICE)
-            for s in sentinels
-        ),
-        "the sentinels to see the replica",
-    )
-    return deployment
+    return RedisDeployment("sentinel", [primary, replica], sentinels)
+
+
+def settle_sentinel_group(deployment: RedisDeployment) -> None:
+    """Wait until the replica is in sync and every sentinel sees it."""
+    replica = deployment.nodes[1]
+
+    def replica_in_sync() -> bool:
+        state = redis_cli("-p", str(replica.port), "info", "replication")
+        return "master_link_status:up" in state
+
+    def replica_seen(sentinel: SentinelServer) -> bool:
+        replicas = redis_cli("-p", str(sentinel.port), "sentinel", "replicas", SENTINEL_SERVICE)
+        return str(replica.port) in replicas
+
+    wait_until(replica_in_sync, "the replica to sync with the primary")
+    wait_until(lambda: all(map(replica_seen, deployment.sentinels)), "the sentinels to agree")
+
+
+def port_is_free(port: int) -> bool:
+    """Whether nothing holds ``port`` of the loopback interface."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is free and valid too."""
-    while True:
-        port = random.randrange(20000, 30000)
-        try:
-            for candidate in (port, port + 10000):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", candidate))
-        except OSError:
-            continue
-        return port
+    """A free loopback port whose Cluster bus port (port + 10000) is valid and free too."""
+    for _ in range(100):
+        port = free_port()
+        bus = port + CLUSTER_BUS_OFFSET
+        if bus <= 65535 and port_is_free(bus):
+            return port
+    raise RuntimeError("no free port pair for a Cluster node")
 
 
-def start_cluster(workdir: Path, size: int = 3) -> RedisDeployment:
-    """``size`` primaries that share the 16384 slots; a node down costs only its slots."""
-    nodes = [RedisServer(port=free_cluster_port()) for _ in range(size)]
-    for node in nodes:
-        node.options = (
+def cluster_node(workdir: Path) -> RedisServer:
+    """A Cluster node, not started, that keeps its nodes file in ``workdir``."""
+    port = free_cluster_port()
+    return RedisServer(
+        port=port,
+        options=(
             *("--cluster-enabled", "yes", "--cluster-node-timeout", "1000"),
-            *("--cluster-config-file", str(workdir / f"nodes-{node.port}.conf")),
+            *("--cluster-config-file", str(workdir / f"nodes-{port}.conf")),
             *("--cluster-require-full-coverage", "no", "--dir", str(workdir)),
-        )
-        node.start()
-    addresses = [f"127.0.0.1:{node.port}" for node in nodes]
-    redis_cli("--cluster", "create", *addresses, "--cluster-yes")
-    wait_until(
-        lambda: all(
-            "cluster_state:ok" in redis_cli("-p", str(node.port), "cluster", "info")
-            for node in nodes
         ),
-        "the cluster to be ok",
     )
-    return RedisDeployment("cluster", nodes)
+
+
+def cluster(workdir: Path, size: int = 3) -> RedisDeployment:
+    """``size`` primaries, not started: a node down will cost only its own slots."""
+    return RedisDeployment("cluster", [cluster_node(workdir) for _ in range(size)])
+
+
+def settle_cluster(deployment: RedisDeployment) -> None:
+    """Share the 16384 slots among the nodes and wait until every node says ok."""
+    addresses = [f"127.0.0.1:{node.port}" for node in deployment.nodes]
+    redis_cli("--cluster", "create", *addresses, "--cluster-yes")
+
+    def healthy() -> bool:
+        return all(
+            "cluster_state:ok" in redis_cli("-p", str(node.port), "cluster", "info")
+            for node in deployment.nodes
+        )
+
+    wait_until(healthy, "the cluster to be ok")
+
+
+# Each topology: its processes (not started yet), then what makes them one deployment.
+TOPOLOGIES: dict[str, tuple[Callable[[Path], RedisDeployment], Callable[..., None]]] = {
+    "server": (lambda workdir: RedisDeployment("server", [RedisServer()]), lambda _: None),
+    "sentinel": (sentinel_group, settle_sentinel_group),
+    "cluster": (cluster, settle_cluster),
+}
+REDIS_TOPOLOGIES = tuple(TOPOLOGIES)
 
 
 @contextmanager
 def redis_deployment(topology: str = "server") -> Iterator[RedisDeployment]:
-    """A private Redis deployment of ``topology`` for the duration of the block."""
+    """A private Redis deployment of ``topology`` for the duration of the block; every
+    process it started is stopped afterwards, also when starting it failed."""
+    plan, settle = TOPOLOGIES[topology]
     with tempfile.TemporaryDirectory(prefix=f"redis-{topology}-") as workdir:
-        starters = {
-            "server": lambda: RedisDeployment("server", [RedisServer().start()]),
-            "sentinel": lambda: start_sentinel_group(Path(workdir)),
-            "cluster": lambda: start_cluster(Path(workdir)),
-        }
-        deployment = starters[topology]()
+        deployment = plan(Path(workdir))
         try:
+            for server in [*deployment.nodes, *deployment.sentinels]:
+                server.start()
+            settle(deployment)
             yield deployment
         finally:
             deployment.stop()
