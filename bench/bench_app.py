@@ -22,6 +22,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from types import ModuleType
 
 import waitress
 import webtest
@@ -44,10 +45,7 @@ def make_app(package: str, ini: str) -> Router:
     view machinery (class view, GET predicate, renderer), so that the only difference
     from / is that it never touches the session.
     """
-    pages = importlib.import_module(f"{package}.pages")
-    views = importlib.import_module(f"{package}.views")
-    # What the counter views render (older commits of the template have no such constant).
-    template = getattr(pages, "COUNTER_TEMPLATE", f"{package}:templates/counter.pt")
+    pages, views = app_modules(package)
 
     class LimitViews(views.CounterViews):
         """The counter pages with every session access replaced by a constant."""
@@ -76,15 +74,27 @@ def make_app(package: str, ini: str) -> Router:
         if redis_store(config):
             pages_without_session["ping"] = PingViews
         for name, view_class in pages_without_session.items():
-            config.add_route(name, f"/{name}")
-            config.add_view(
-                view_class,
-                attr="home",
-                route_name=name,
-                renderer=template,
-                request_method="GET",
-            )
+            add_counter_page(config, package, name, view_class)
     return config.make_wsgi_app()
+
+
+def app_modules(package: str) -> tuple[ModuleType, ModuleType]:
+    """The generated app's ``pages`` and ``views`` modules."""
+    return (
+        importlib.import_module(f"{package}.pages"),
+        importlib.import_module(f"{package}.views"),
+    )
+
+
+def add_counter_page(config: Configurator, package: str, name: str, view_class: type) -> None:
+    """Serve ``view_class`` at /``name`` as the app serves its counter page."""
+    pages, _ = app_modules(package)
+    # What the counter views render (older commits of the template have no such constant).
+    template = getattr(pages, "COUNTER_TEMPLATE", f"{package}:templates/counter.pt")
+    config.add_route(name, f"/{name}")
+    config.add_view(
+        view_class, attr="home", route_name=name, renderer=template, request_method="GET"
+    )
 
 
 def stock_session_factory(package: str, settings: dict, factory: str) -> object:
@@ -131,9 +141,7 @@ def make_stock_app(package: str, ini: str, factory: str) -> Router:
     The page is the same view class; it counts as a user of the stock library would, in
     the session dict (the stock factories have no atomic counter).
     """
-    pages = importlib.import_module(f"{package}.pages")
-    views = importlib.import_module(f"{package}.views")
-    template = getattr(pages, "COUNTER_TEMPLATE", f"{package}:templates/counter.pt")
+    _, views = app_modules(package)
 
     class StockViews(views.CounterViews):
         """The counter pages, counting in the stock session."""
@@ -148,10 +156,7 @@ def make_stock_app(package: str, ini: str, factory: str) -> Router:
     with Configurator(settings=settings) as config:
         config.include(package)
         config.set_session_factory(stock_session_factory(package, settings, factory))
-        config.add_route("stock", "/stock")
-        config.add_view(
-            StockViews, attr="home", route_name="stock", renderer=template, request_method="GET"
-        )
+        add_counter_page(config, package, "stock", StockViews)
     return config.make_wsgi_app()
 
 
