@@ -28,7 +28,7 @@ from bench.harness import (
     stop,
     waitress_server,
 )
-from bench.load import Browser, load_project
+from bench.load import COUNTER, CSRF_TOKEN, Browser, load_project
 
 EXPECTED_COMMANDS = [
     "python3 -m venv .venv",
@@ -36,8 +36,6 @@ EXPECTED_COMMANDS = [
     ".venv/bin/pytest",
     ".venv/bin/pserve development.ini --reload",
 ]
-COUNTER = re.compile(r'<strong id="counter">(\d+)</strong>')
-CSRF_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 # A client's own Host and X-Forwarded-* headers, which no page or redirect may repeat.
 FORGED_HOST_HEADERS = {
     "Host": "evil.example",
