@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from pyramid.settings import asbool
 from redis.connection import parse_url
@@ -104,21 +103,20 @@ def check_url(url: str, name: str, cluster: bool) -> str:
     """
     shown = redacted(url)
     try:
-        parts = urlsplit(url)
-        parse_url(url)
+        parsed = parse_url(url)
     except ValueError as error:
         reason = str(error).replace(url, shown)
         message = f"{name} is not a Redis URL redis-py can use ({reason}): {shown!r}"
         raise SettingsError(message) from None
-    if not (parts.path if parts.scheme == "unix" else parts.hostname):
+    if not (parsed.get("host") or parsed.get("path")):
         raise SettingsError(f"{name} names no host (or socket path): {shown!r}")
-    if cluster and parts.scheme == "unix":
+    if cluster and "path" in parsed:
         raise SettingsError(
             f"session.redis_cluster needs {name} to name one node as redis:// or rediss://, "
             "not a unix socket"
         )
-    database = parts.path.lstrip("/")
-    if cluster and database not in ("", "0"):
+    database = str(parsed.get("db", 0))
+    if cluster and database != "0":
         raise SettingsError(f"a Redis Cluster has only database 0; {name} names {database!r}")
     return url
 
