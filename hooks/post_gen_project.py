@@ -16,28 +16,39 @@ from typing import Any
 ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
 
 # Bytes of randomness per factory: HMAC-SHA512 keys as long as the hash; NaCl keys are 32 bytes.
-SECRET_BYTES = {"signed_cookie": 64, "encrypted_cookie": 32, "redis": 64}
+SECRET_BYTES = {"signed_cookie": 64, "encrypted_cookie": 32, "redis": 64, "database": 64}
 # The development secret's file: never committed, and kept when the project is re-rendered.
 DEVELOPMENT_SECRET_FILE = ".session_secret"  # noqa: S105 - a file name
-# The one place that says which files belong to which session storage.
-VARIANT_FILES = {
+# The one place that says which files belong to which session storage: groups of files,
+# and the groups each session factory keeps. The first group's sessions_<group>.py
+# becomes sessions.py.
+FILE_GROUPS = {
     "cookie": ("{package}/sessions_cookie.py", "tests/test_cookie_sessions.py"),
+    "server": ("{package}/sessions_server.py",),
     "redis": (
-        "{package}/sessions_redis.py",
         "{package}/redis_settings.py",
         "{package}/redis_store.py",
         "tests/test_redis_sessions.py",
         "tests/test_redis_topologies.py",
     ),
+    "database": (
+        "{package}/database_settings.py",
+        "{package}/database_store.py",
+        "{package}/clear_sessions.py",
+        "tests/database_servers.py",
+        "tests/test_database_sessions.py",
+        "tests/test_clear_sessions.py",
+    ),
+}
+FACTORY_GROUPS = {
+    "signed_cookie": ("cookie",),
+    "encrypted_cookie": ("cookie",),
+    "redis": ("server", "redis"),
+    "database": ("server", "database"),
 }
 GITHUB_ACTIONS_FILES = (".github",)
 # The answers, kept in the project in cookiecutter's replay format (they hold no secret).
 ANSWERS_FILE = ".cookiecutter.json"
-
-
-def storage_variant(session_factory: str) -> str:
-    """'redis' for server-side sessions, 'cookie' for both cookie factories."""
-    return "redis" if session_factory == "redis" else "cookie"
 
 
 def remove(path: Path) -> None:
@@ -51,12 +62,12 @@ def remove(path: Path) -> None:
 def keep_chosen_files(project: Path, answers: dict[str, Any]) -> None:
     """Delete what the options do not use; the chosen sessions module becomes sessions.py."""
     package = answers["project_slug"]
-    chosen = storage_variant(answers["session_factory"])
-    for variant, files in VARIANT_FILES.items():
-        if variant != chosen:
-            for name in files:
-                remove(project / name.format(package=package))
-    (project / package / f"sessions_{chosen}.py").rename(project / package / "sessions.py")
+    chosen = FACTORY_GROUPS[answers["session_factory"]]
+    kept = {name for group in chosen for name in FILE_GROUPS[group]}
+    for files in FILE_GROUPS.values():
+        for name in set(files) - kept:
+            remove(project / name.format(package=package))
+    (project / package / f"sessions_{chosen[0]}.py").rename(project / package / "sessions.py")
     if not answers["github_actions"]:
         for name in GITHUB_ACTIONS_FILES:
             remove(project / name)

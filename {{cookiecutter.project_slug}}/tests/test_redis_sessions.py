@@ -32,7 +32,7 @@ from {{ cookiecutter.project_slug }} import main
 from {{ cookiecutter.project_slug }}.redis_settings import read_redis_settings
 from {{ cookiecutter.project_slug }}.redis_store import KEY_PREFIX, RedisStore, make_redis_store
 from {{ cookiecutter.project_slug }}.sessions import (
-    RedisSession,
+    ServerSession,
     increment_counter,
     make_session_factory,
     regenerate_session,
@@ -376,7 +376,7 @@ def test_a_new_visitor_costs_a_count_and_a_save(testapp, monkeypatch) -> None:
     assert names == ["count", "save"]
 
 
-def redis_session(app_settings: dict, cookie: str = "") -> RedisSession:
+def redis_session(app_settings: dict, cookie: str = "") -> ServerSession:
     """A session of the app's factory for a request that sends ``cookie``."""
     settings = session_settings(app_settings)
     store = make_redis_store(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,8 @@ from redis.exceptions import NoScriptError, RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from .redis_settings import RedisSettings
+from .redis_settings import RedisSettings, read_redis_settings
+from .settings import SessionSettings
 
 # What a failing or unreachable Redis raises: the 503 page answers them all. A Cluster
 # client that cannot reach any node raises the one that is no RedisError.
@@ -207,6 +208,48 @@ class RedisStore:
             return client.eval(lua.source, *arguments)
 
 
+    # The session store: one script, one round trip, for each.
+    def load(self, session_id: str) -> list | None:
+        """``[data, created]`` of the live session, its expiry renewed, or None."""
+        return self.run("load", [session_key(session_id)])
+
+    def load_and_count(self, session_id: str) -> list | None:
+        """``[data, created, counter]`` after counting one visit, or None."""
+        return self.run("load_and_count", [session_key(session_id)])
+
+    def count(self, session_id: str, new: bool) -> int | None:
+        """The counter after one more visit; None when the session is gone."""
+        return self.run("count", [session_key(session_id)], NEW if new else EXISTING)
+
+    def save(self, session_id: str, data: bytes, new: bool) -> None:
+        """Store the session's JSON data, unless it was revoked meanwhile."""
+        self.run("save", [session_key(session_id)], data, NEW if new else EXISTING)
+
+    def delete(self, session_id: str) -> None:
+        """Revoke the session."""
+        self.client.delete(session_key(session_id))
+
+    def reset_counter(self, session_id: str) -> None:
+        """Set the visit counter back to zero."""
+        self.client.hdel(session_key(session_id), COUNTER_FIELD)
+
+    def move(self, old_id: str, new_id: str) -> bool:
+        """Move the live session to ``new_id``: detach revokes the old id at once, adopt
+        puts it in under the new one (in a Cluster, the two live in other slots)."""
+        moved = self.run("detach", [session_key(old_id)])
+        if moved:
+            self.run("adopt", [session_key(new_id)], *moved)
+        return bool(moved)
+
+
 def make_redis_store(settings: RedisSettings, timeout: int, absolute_timeout: int) -> RedisStore:
     """The store for ``settings``; it connects on first use."""
     return RedisStore(lambda: make_redis_client(settings), timeout, absolute_timeout)
+
+
+def make_store(
+    settings: Mapping[str, str], environ: Mapping[str, str], session: SessionSettings
+) -> RedisStore:
+    """The store the ``session.redis_*`` settings and the environment describe."""
+    redis_settings = read_redis_settings(settings, environ)
+    return make_redis_store(redis_settings, session.timeout, session.absolute_timeout)

@@ -1,16 +1,26 @@
+{% if cookiecutter.session_factory == "redis" -%}
 """Server-side sessions in Redis: the cookie carries only a signed session id.
 
 Every process that shares Redis (one server, Sentinel or a Cluster: see ``redis_store``)
 and the secret shares the sessions, so this is the factory for several processes or
-machines. A session is one Redis hash: its data as
-JSON (never pickle) and the visit counter, an integer changed with HINCRBY, so concurrent
-requests from one browser never lose a count. Deleting the hash revokes the session.
+machines. A session is one Redis hash: its data as JSON (never pickle) and the visit
+counter, an integer changed with HINCRBY, so concurrent requests from one browser never
+lose a count. Deleting the hash revokes the session.
+{%- else -%}
+"""Server-side sessions in a SQL database: the cookie carries only a signed session id.
 
-Reading a session costs one round trip to Redis, which also renews its expiry; the
-counter page loads the session and counts the visit in that same Lua call. A changed
-session is written back in one more round trip, after the view. When Redis is down or
-slow, requests that need the session get a 503 page after ``session.redis_socket_timeout``
-seconds, and the app recovers by itself as soon as Redis answers again.
+Every process that shares the database (an SQLite file on one machine, PostgreSQL for
+several: see ``database_store``) and the secret shares the sessions. A session is one
+row: its data as JSON (never pickle) and the visit counter, an integer changed with one
+atomic UPDATE, so concurrent requests from one browser never lose a count. Deleting the
+row revokes the session.
+{%- endif %}
+
+Reading a session costs one round trip to the store, which also renews its expiry; the
+counter page loads the session and counts the visit in that same round trip. A changed
+session is written back in one more round trip, after the view. When the store is down
+or slow, requests that need the session get a 503 page within its timeout, and the app
+recovers by itself as soon as the store answers again.
 """
 
 from __future__ import annotations
@@ -20,8 +30,8 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Iterator, MutableMapping
-from typing import Any
+from collections.abc import Iterator, MutableMapping, Sequence
+from typing import Any, Protocol
 
 from pyramid.config import Configurator
 from pyramid.interfaces import ISession
@@ -31,16 +41,11 @@ from pyramid.router import Router
 from zope.interface import implementer
 
 from .pages import ERROR_TEMPLATE, error_page
-from .redis_settings import read_redis_settings
-from .redis_store import (
-    COUNTER_FIELD,
-    EXISTING,
-    NEW,
-    STORE_ERRORS,
-    RedisStore,
-    make_redis_store,
-    session_key,
-)
+{%- if cookiecutter.session_factory == "redis" %}
+from .redis_store import STORE_ERRORS, make_store
+{%- else %}
+from .database_store import STORE_ERRORS, make_store
+{%- endif %}
 from .security import secure_response
 from .serializers import JSONSerializer, RotatingSerializer, SignedSerializer
 from .session_api import SessionAPI, cookie_attributes, cookie_name, request_cookie
@@ -75,6 +80,33 @@ def signed_by_fallback(signer: RotatingSerializer, cookie: str) -> bool:
     return False
 
 
+class SessionStore(Protocol):
+    """Where sessions live, by id: every method is one round trip, and every write of an
+    existing session (``new`` False) happens only while it is live, so a session revoked
+    or expired during a request is never brought back."""
+
+    def load(self, session_id: str) -> Sequence | None:
+        """``(data, created)`` of the live session, its expiry renewed, or None."""
+
+    def load_and_count(self, session_id: str) -> Sequence | None:
+        """``(data, created, counter)`` after counting one visit, or None."""
+
+    def count(self, session_id: str, new: bool) -> int | None:
+        """The counter after one more visit; None when the session is gone."""
+
+    def save(self, session_id: str, data: bytes, new: bool) -> None:
+        """Store the session's JSON data."""
+
+    def delete(self, session_id: str) -> None:
+        """Revoke the session."""
+
+    def reset_counter(self, session_id: str) -> None:
+        """Set the visit counter back to zero."""
+
+    def move(self, old_id: str, new_id: str) -> bool:
+        """Give the live session a new id, revoking the old one; False when it is gone."""
+
+
 JSON = JSONSerializer()
 
 
@@ -94,15 +126,15 @@ def load_data(stored: bytes) -> dict | None:
 
 
 @implementer(ISession)
-class RedisSession(SessionAPI, MutableMapping):
-    """A session kept in Redis under a random id; the cookie holds the id, signed.
+class ServerSession(SessionAPI, MutableMapping):
+    """A session kept in the store under a random id; the cookie holds the id, signed.
 
-    The data is loaded from Redis when first used, in the same round trip as the visit
+    The data is loaded from the store when first used, in the same round trip as the visit
     count when that comes first. A subclass made by ``make_session_factory`` sets the
     class attributes.
     """
 
-    store: RedisStore
+    store: SessionStore
     signer: RotatingSerializer
     cookie_name: str
     attributes: str
@@ -138,24 +170,20 @@ class RedisSession(SessionAPI, MutableMapping):
     def data(self) -> dict:
         """The session's data, loaded on first use."""
         if self._data is None:
-            self.take(self.store.run("load", [self.key]))
+            self.take(self.store.load(self.session_id))
         return self._data
 
-    @property
-    def key(self) -> str:
-        """The Redis key of this session."""
-        return session_key(self.session_id)
-
     def take(self, stored: list | None) -> bool:
-        """Take ``[data, created, ...]`` from Redis; False (a fresh session) if it is gone.
+        """Take ``[data, created, ...]`` from the store; False (a fresh session) if it is
+        gone.
 
-        Redis already deleted a session that is expired or of the wrong shape; data that
-        is not a JSON object is deleted here.
+        The store already left out a session that is expired or of the wrong shape; data
+        that is not a JSON object is deleted here.
         """
         data = None if stored is None else load_data(stored[0])
         if data is None:
             if stored is not None:
-                self.store.client.delete(self.key)
+                self.store.delete(self.session_id)
             log.debug("fresh session: the stored one is gone, expired or corrupt")
             self.start_afresh()
             return False
@@ -175,25 +203,25 @@ class RedisSession(SessionAPI, MutableMapping):
             self.changed()
         return self.session_id
 
-    # the counter: one HINCRBY, never lost under concurrency
+    # the counter: one atomic increment in the store, never lost under concurrency
     def increment_counter(self) -> int:
         """Count one visit atomically; loads the session in the same round trip."""
         if self._data is None:
-            stored = self.store.run("load_and_count", [self.key])
+            stored = self.store.load_and_count(self.session_id)
             if self.take(stored):
                 return int(stored[2])
         elif not self.new:
-            count = self.store.run("count", [self.key], EXISTING)
+            count = self.store.count(self.session_id, new=False)
             if count is not None:
                 return int(count)
             log.debug("fresh session: the stored one was revoked during this request")
             self.start_afresh()
-        return int(self.store.run("count", [session_key(self.ensure_id())], NEW))
+        return int(self.store.count(self.ensure_id(), new=True))
 
     def reset_counter(self) -> None:
         """Set the visit counter back to zero."""
         if self.session_id is not None:
-            self.store.client.hdel(self.key, COUNTER_FIELD)
+            self.store.reset_counter(self.session_id)
 
     def regenerate(self) -> None:
         """Move the session, its counter included, to a new id with a new CSRF token.
@@ -203,10 +231,8 @@ class RedisSession(SessionAPI, MutableMapping):
         """
         data = self.data
         if not self.new:
-            old_key, self.session_id = self.key, new_session_id()
-            moved = self.store.run("detach", [old_key])
-            if moved:
-                self.store.run("adopt", [self.key], *moved)
+            old_id, self.session_id = self.session_id, new_session_id()
+            if self.store.move(old_id, self.session_id):
                 self.send_cookie = True
                 self._data = data
             else:
@@ -215,9 +241,9 @@ class RedisSession(SessionAPI, MutableMapping):
 
     # ISession
     def invalidate(self) -> None:
-        """Delete the session from Redis (its cookie is revoked) and start afresh."""
+        """Delete the session from the store (its cookie is revoked) and start afresh."""
         if self.session_id is not None:
-            self.store.client.delete(self.key)
+            self.store.delete(self.session_id)
             self.send_cookie = True
         self.start_afresh()
         self.changed()
@@ -249,19 +275,18 @@ class RedisSession(SessionAPI, MutableMapping):
 
     # saving
     def write_back(self, request: Request, response: Response) -> None:
-        """The response callback that writes the session to Redis and sends its cookie."""
+        """The response callback that writes the session to the store and sends its cookie."""
         self.request = None  # the request holds the session: break the cycle for the GC
         if isinstance(request.exception, STORE_ERRORS):
-            return  # Redis just failed this request: the 503 page goes out as it is
+            return  # the store just failed this request: the 503 page goes out as it is
         if self.has_data_to_store():
             self.ensure_id()
-            flag = NEW if self.new else EXISTING
-            self.store.run("save", [self.key], JSON.dumps(self._data), flag)
+            self.store.save(self.session_id, JSON.dumps(self._data), new=self.new)
         if self.send_cookie:
             response.headerlist.append(("Set-Cookie", self.set_cookie_header()))
 
     def has_data_to_store(self) -> bool:
-        """Whether the data was loaded and belongs in Redis: stored before, or not empty.
+        """Whether the data was loaded and belongs in the store: stored before, or not empty.
 
         Data never loaded is left as it is: a request may only re-sign the cookie.
         """
@@ -275,8 +300,10 @@ class RedisSession(SessionAPI, MutableMapping):
         return f"{self.cookie_name}={value}{self.attributes}"
 
 
-def make_session_factory(settings: SessionSettings, store: RedisStore) -> type[RedisSession]:
-    """A Redis session class that signs session ids with the first secret, reads with all."""
+def make_session_factory(
+    settings: SessionSettings, store: SessionStore
+) -> type[ServerSession]:
+    """A session class on ``store`` that signs session ids with the first secret, reads with all."""
     signer = RotatingSerializer(
         [
             SignedSerializer(secret, "session-id.", SessionIdSerializer())
@@ -289,7 +316,7 @@ def make_session_factory(settings: SessionSettings, store: RedisStore) -> type[R
         "cookie_name": cookie_name(settings),
         "attributes": cookie_attributes(settings),
     }
-    return type("ConfiguredRedisSession", (RedisSession,), attributes)
+    return type("ConfiguredServerSession", (ServerSession,), attributes)
 
 
 def increment_counter(request: Request) -> int:
@@ -309,15 +336,15 @@ def regenerate_session(request: Request) -> None:
 
 
 def forget_session(request: Request) -> None:
-    """Delete the session and its counter from Redis: the old cookie is revoked."""
+    """Delete the session and its counter from the store: the old cookie is revoked."""
     request.session.invalidate()
 
 
 def includeme(config: Configurator) -> None:
-    """Install the Redis session factory configured by the ``session.*`` settings."""
+    """Install the session factory and its store, configured by the ``session.*``
+    settings."""
     settings = session_settings(config.get_settings())
-    redis_settings = read_redis_settings(config.get_settings(), os.environ)
-    store = make_redis_store(redis_settings, settings.timeout, settings.absolute_timeout)
+    store = make_store(config.get_settings(), os.environ, settings)
     config.set_session_factory(make_session_factory(settings, store))
     for error in STORE_ERRORS:
         config.add_exception_view(
@@ -327,10 +354,10 @@ def includeme(config: Configurator) -> None:
 
 
 def execution_policy(environ: dict, router: Router) -> Response:
-    """Pyramid's policy, plus the 503 page when Redis fails after the view.
+    """Pyramid's policy, plus the 503 page when the store fails after the view.
 
-    The session is written to Redis in a response callback, after the view and outside
-    Pyramid's exception views and the tweens; if Redis goes away just then, this still
+    The session is written to the store in a response callback, after the view and outside
+    Pyramid's exception views and the tweens; if the store goes away just then, this still
     answers 503, with the security headers the tween gives every other page.
     """
     with router.request_context(environ) as request:
@@ -341,7 +368,7 @@ def execution_policy(environ: dict, router: Router) -> Response:
 
 
 def session_store_unavailable(error: Exception, request: Request) -> dict:
-    """Redis is down or too slow: a 503 page and a log line, never a traceback."""
+    """The store is down or too slow: a 503 page and a log line, never a traceback."""
     log.error(
         "session store unavailable for %s %s: %s: %s",
         request.method,
