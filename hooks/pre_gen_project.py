@@ -33,8 +33,11 @@ VERSION_PATTERN = re.compile(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?")
 # Text that cookiecutter 2.7.0 and newer turn into True or False for a yes/no variable.
 YES_NO_TEXT = frozenset("1 true t yes y on 0 false f no n off".split())
 
-SESSION_FACTORIES = ("signed_cookie", "encrypted_cookie", "redis")
+SESSION_FACTORIES = ("signed_cookie", "encrypted_cookie", "redis", "database")
 REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
+DATABASE_URL_SCHEMES = ("sqlite", "postgresql+psycopg")
+# Query parameters that libpq takes as a password.
+PASSWORD_PARAMETER = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)
 MIN_TIMEOUT, MAX_TIMEOUT = 60, 30 * 24 * 3600
 MAX_TEXT_LENGTH = {"project_name": 80, "description": 300, "author_name": 100}
 SLUG_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
@@ -48,7 +51,8 @@ TAKEN_NAMES = frozenset(
     """
     chameleon hupper hypothesis nacl paste pastedeploy pip plaster plaster_pastedeploy
     pyramid pyramid_chameleon pyramid_nacl_session pytest pytest_cov
-    redis ruff setuptools tests translationstring venusian waitress webob webtest zope
+    psycopg psycopg_binary redis ruff setuptools sqlalchemy tests translationstring venusian
+    waitress webob webtest zope
     """.split()
 )
 
@@ -125,12 +129,12 @@ def whole_number_in(low: int, high: int, unit: str) -> Check:
     return check
 
 
-def redis_url_variable(slug: Any) -> str:
-    """The environment variable the generated app reads the Redis URL from.
+def url_variable(slug: Any, store: str) -> str:
+    """The environment variable the generated app reads the store's URL from.
 
-    It overrides ``session.redis_url``, so credentials can live there instead of in files.
+    It overrides ``session.<store>_url``, so credentials can live there instead of in files.
     """
-    return f"{str(slug).upper()}_REDIS_URL"
+    return f"{str(slug).upper()}_{store.upper()}_URL"
 
 
 def has_credentials(url: SplitResult) -> bool:
@@ -139,7 +143,7 @@ def has_credentials(url: SplitResult) -> bool:
     return "@" in url.netloc or any(CREDENTIAL_PARAMETER.search(name) for name in names)
 
 
-def redacted_redis_url(value: str) -> str:
+def redacted_url(value: str) -> str:
     """``value`` with everything that may be a secret replaced by ***.
 
     Hidden: all from ``//`` to the last @ (user information, even when a stray /, ? or #
@@ -192,6 +196,38 @@ def check_redis_url(value: Any, variable: str = "<SLUG>_REDIS_URL") -> str | Non
     return None
 
 
+def check_database_url(value: Any, variable: str = "<SLUG>_DATABASE_URL") -> str | None:
+    """An sqlite:/// file or a postgresql+psycopg:// URL SQLAlchemy can use, without a
+    password (a user name is no secret): credentials belong in ``variable``."""
+    expected = "a URL such as sqlite:///sessions.sqlite or postgresql+psycopg://user@host/dbname"
+    if not isinstance(value, str) or any(char.isspace() for char in value):
+        return expected
+    if has_control_characters(value):
+        return f"{expected} (without control characters)"
+    try:
+        url = urlsplit(value)
+        port = url.port
+    except ValueError:
+        return f"{expected} (the port must be 1 to 65535)"
+    if url.scheme not in DATABASE_URL_SCHEMES:
+        return f"{expected} (it must start with sqlite:/// or postgresql+psycopg://)"
+    names = [match["name"] for match in QUERY_PARAMETER.finditer("?" + url.query)]
+    if url.password is not None or any(PASSWORD_PARAMETER.search(name) for name in names):
+        return (
+            "a URL without a password (the answer is written into files the project"
+            f" commits); put the URL with its password in the {variable} environment"
+            " variable instead, which overrides session.database_url"
+        )
+    if url.scheme == "sqlite":
+        path = value.removeprefix("sqlite:///")
+        if not value.startswith("sqlite:///") or path in ("", ":memory:") or "?" in path:
+            return f"{expected} (an SQLite URL is sqlite:/// and the path of a file)"
+        return None
+    if not url.hostname or port == 0:
+        return f"{expected} (a host, and a port from 1 to 65535 if any)"
+    return None
+
+
 def check_boolean(value: Any) -> str | None:
     """A yes/no answer."""
     return None if isinstance(value, bool) else "yes or no"
@@ -210,17 +246,28 @@ CHECKS: dict[str, Check] = {
 }
 
 
-def redis_url_check(answers: Mapping[str, Any]) -> Check:
-    """check_redis_url naming this project's variable, whose name comes from the slug."""
-    return functools.partial(
-        check_redis_url, variable=redis_url_variable(answers.get("project_slug"))
-    )
+def url_check(
+    check: Callable[..., str | None], store: str
+) -> Callable[[Mapping[str, Any]], Check]:
+    """``check`` naming this project's variable for ``store``, named after the slug."""
+
+    def make(answers: Mapping[str, Any]) -> Check:
+        return functools.partial(check, variable=url_variable(answers.get("project_slug"), store))
+
+    return make
 
 
-# The Redis answers' checks, each made for the answers (the messages name the project).
-REDIS_CHECKS: dict[str, Callable[[Mapping[str, Any]], Check]] = {"redis_url": redis_url_check}
+# The answers only a server-side store reads, by factory; each check is made for the
+# answers (the messages name the project's environment variable).
+STORE_CHECKS: dict[str, dict[str, Callable[[Mapping[str, Any]], Check]]] = {
+    "redis": {"redis_url": url_check(check_redis_url, "redis")},
+    "database": {"database_url": url_check(check_database_url, "database")},
+}
 # How an error line shows an answer that may hold a secret.
-REDACTED: dict[str, Callable[[str], str]] = {"redis_url": redacted_redis_url}
+REDACTED: dict[str, Callable[[str], str]] = {
+    "redis_url": redacted_url,
+    "database_url": redacted_url,
+}
 
 
 def shown(field: str, value: Any) -> str:
@@ -232,8 +279,8 @@ def shown(field: str, value: Any) -> str:
 def validate(answers: Mapping[str, Any]) -> list[str]:
     """One message per bad answer, in the order of the prompts; empty when all are good."""
     checks = dict(CHECKS)
-    if answers.get("session_factory") == "redis":
-        checks.update({field: make(answers) for field, make in REDIS_CHECKS.items()})
+    store_checks = STORE_CHECKS.get(str(answers.get("session_factory")), {})
+    checks.update({field: make(answers) for field, make in store_checks.items()})
     errors = []
     for field, check in checks.items():
         value = answers.get(field)

@@ -293,7 +293,7 @@ def test_every_failure_is_reported_at_once() -> None:
 def test_every_prompted_field_is_checked() -> None:
     variables = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text())
     prompted = {name for name in variables if not name.startswith("_")}
-    assert prompted == set(pre_gen.CHECKS) | set(pre_gen.REDIS_CHECKS)
+    assert prompted == set(pre_gen.CHECKS).union(*pre_gen.STORE_CHECKS.values())
     assert prompted == set(variables["__prompts__"])
 
 

@@ -1,4 +1,4 @@
-"""Fixtures: the app built from development.ini{% if cookiecutter.session_factory == "redis" %} against a private Redis server{% endif %}."""
+"""Fixtures: the app built from development.ini{% if cookiecutter.session_factory == "redis" %} against a private Redis server{% elif cookiecutter.session_factory == "database" %} on SQLite and on a private PostgreSQL server{% endif %}."""
 
 from __future__ import annotations
 
@@ -13,6 +13,12 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+{% elif cookiecutter.session_factory == "database" -%}
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 {% else -%}
 import os
 import secrets
@@ -28,8 +34,13 @@ from urllib.parse import quote
 import pytest
 {% if cookiecutter.session_factory == "redis" -%}
 import redis
+{% elif cookiecutter.session_factory == "database" -%}
+import psycopg
 {% endif -%}
 import webtest
+{%- if cookiecutter.session_factory == "database" %}
+from database_servers import PostgresServer
+{%- endif %}
 from pyramid.config import Configurator
 from pyramid.paster import get_appsettings
 from pyramid.request import Request
@@ -38,6 +49,9 @@ from {{ cookiecutter.project_slug }} import main
 from {{ cookiecutter.project_slug }} import settings as settings_module
 {%- if cookiecutter.session_factory == "redis" %}
 from {{ cookiecutter.project_slug }}.redis_settings import ENVIRONMENT as REDIS_ENVIRONMENT
+{%- elif cookiecutter.session_factory == "database" %}
+from {{ cookiecutter.project_slug }}.database_settings import ENVIRONMENT as DATABASE_ENVIRONMENT
+from {{ cookiecutter.project_slug }}.database_store import TABLE_NAME
 {%- endif %}
 from {{ cookiecutter.project_slug }}.sessions import regenerate_session
 
@@ -48,6 +62,8 @@ SETTINGS_ENV = [
     settings_module.SECRET_FALLBACKS_ENV,
 {%- if cookiecutter.session_factory == "redis" %}
     *REDIS_ENVIRONMENT,
+{%- elif cookiecutter.session_factory == "database" %}
+    *DATABASE_ENVIRONMENT,
 {%- endif %}
 ]
 
@@ -467,6 +483,51 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 def app_settings(redis_client: redis.Redis, redis_url: str) -> dict:
     """development.ini's settings with a secret of the test's own, on the test Redis."""
     return {**development_settings(), "session.redis_url": redis_url}
+{%- elif cookiecutter.session_factory == "database" %}
+
+
+DATABASE_URL_ENV = "TEST_DATABASE_URL"
+# Every test of the sessions runs on both: the default file, and the server for scale.
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """$TEST_DATABASE_URL when set (a PostgreSQL database the tests may empty), else the
+    URL of a private server started for this run."""
+    if os.environ.get(DATABASE_URL_ENV):
+        yield os.environ[DATABASE_URL_ENV]
+        return
+    server = PostgresServer().initialize()
+    yield server.url
+    server.destroy()
+
+
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy ``postgresql+psycopg://`` URL as libpq writes it."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def drop_sessions_table(url: str) -> None:
+    """Start the test from an empty database: the app makes the table again."""
+    with psycopg.connect(libpq_url(url), autocommit=True) as connection:
+        connection.execute(f"DROP TABLE IF EXISTS {TABLE_NAME}")
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty session database: an SQLite file of the test's own, or PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'sessions.sqlite'}"
+    url = request.getfixturevalue("postgres_url")
+    drop_sessions_table(url)
+    return url
+
+
+@pytest.fixture
+def app_settings(database_url: str) -> dict:
+    """development.ini's settings with a secret of the test's own, on the test database."""
+    return {**development_settings(), "session.database_url": database_url}
 {%- else %}
 
 

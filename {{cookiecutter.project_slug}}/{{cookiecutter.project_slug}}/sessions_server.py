@@ -374,7 +374,7 @@ def session_store_unavailable(error: Exception, request: Request) -> dict:
         request.method,
         request.path,
         type(error).__name__,
-        error,
+        getattr(error, "orig", None) or error,  # the driver's words, not the statement's
     )
     request.response.headers["Retry-After"] = "5"
     return error_page(

@@ -1,0 +1,122 @@
+"""A private PostgreSQL server for the tests: Debian's postgresql, started and stopped by PID.
+
+Written here rather than taken from pytest-postgresql: this is one class over initdb and
+pg_ctl that also stops the server in the middle of a test and starts it again on the same
+data (the outage tests), and runs initdb as the postgres user when the tests run as
+root, which PostgreSQL requires (README.md, "Tests").
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+
+# Where Debian and Ubuntu keep the server programs (not on PATH): the newest version wins.
+DEBIAN_BINARIES = "/usr/lib/postgresql/*/bin"
+INSTALL_HINT = "install PostgreSQL (apt-get install postgresql) or set TEST_DATABASE_URL"
+DATABASE = "sessions"
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_program(name: str) -> str:
+    """The path of initdb or pg_ctl: on PATH, else Debian's newest."""
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(
+        glob.glob(f"{DEBIAN_BINARIES}/{name}"),
+        key=lambda path: int(Path(path).parts[-3]) if Path(path).parts[-3].isdigit() else 0,
+    )
+    if not versions:
+        pytest.fail(f"PostgreSQL's {name} not found: {INSTALL_HINT}")
+    return versions[-1]
+
+
+def as_server_user(command: list[str]) -> list[str]:
+    """``command`` run as the postgres user when the tests run as root (PostgreSQL
+    refuses root)."""
+    if os.geteuid() != 0:
+        return command
+    return ["runuser", "-u", "postgres", "--", *command]
+
+
+class PostgresServer:
+    """A throw-away PostgreSQL cluster in a temporary directory, on a free loopback port.
+
+    Trust authentication on loopback only; the socket lives in the same directory.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="sessions-postgres-"))
+        self.data = self.directory / "data"
+        self.log = self.directory / "server.log"
+        self.running = False
+
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy URL of the test database."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{DATABASE}"
+
+    def run(self, *command: str) -> None:
+        """Run a server program, failing the test with its output if it fails."""
+        done = subprocess.run(as_server_user(list(command)), capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.fail(f"{' '.join(command)} failed:\n{done.stdout}{done.stderr}")
+
+    def initialize(self) -> PostgresServer:
+        """Make the cluster (initdb) and the test database."""
+        if os.geteuid() == 0:
+            self.directory.chmod(0o755)
+            shutil.chown(self.directory, "postgres", "postgres")
+        self.run(
+            server_program("initdb"),
+            *["-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"],
+        )
+        self.start()
+        with psycopg.connect(self.admin_url(), autocommit=True) as connection:
+            connection.execute(f"CREATE DATABASE {DATABASE}")
+        return self
+
+    def admin_url(self) -> str:
+        """A libpq URL of the maintenance database."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> PostgresServer:
+        """Start the server (again) and wait until it accepts connections."""
+        options = (
+            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c max_connections=200"
+        )
+        self.run(
+            server_program("pg_ctl"),
+            *["-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start"],
+        )
+        self.running = True
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server: 'fast' ends sessions cleanly, 'immediate' as a crash would."""
+        if self.running:
+            self.run(server_program("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+            self.running = False
+
+    def destroy(self) -> None:
+        """Stop the server and delete its files."""
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+

@@ -1,0 +1,636 @@
+"""SQL sessions: a signed id in the cookie, a row in the database, revocable, atomic,
+fault-tolerant; on SQLite and on PostgreSQL (every test runs on both)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import sqlalchemy
+import webtest
+from conftest import app_with_test_views, login_view
+from database_servers import PostgresServer
+from helpers import (
+    count_concurrently,
+    counter,
+    csrf_token,
+    flash_groups,
+    post_form,
+    session_cookie,
+    text,
+)
+from pyramid.interfaces import ISessionFactory
+from pyramid.request import Request
+from pyramid.response import Response
+from sqlalchemy.exc import OperationalError
+
+from {{ cookiecutter.project_slug }} import main
+from {{ cookiecutter.project_slug }}.database_store import (
+    TABLE_NAME,
+    DatabaseStore,
+    create_table,
+    make_database_store,
+)
+from {{ cookiecutter.project_slug }}.sessions import (
+    ServerSession,
+    increment_counter,
+    make_session_factory,
+    regenerate_session,
+)
+from {{ cookiecutter.project_slug }}.settings import SECRET_BYTES, session_settings
+
+
+class StoredSessions:
+    """The sessions table as another program sees it, through a connection of its own."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.NullPool)
+
+    def query(self, sql: str, **parameters: Any) -> list:
+        """The rows of ``sql`` (run in a transaction of its own)."""
+        with self.engine.begin() as connection:
+            result = connection.execute(sqlalchemy.text(sql), parameters)
+            return list(result) if result.returns_rows else []
+
+    def ids(self) -> list[str]:
+        """The ids of the stored sessions."""
+        return [row.id for row in self.query(f"SELECT id FROM {TABLE_NAME}")]
+
+    def row(self, session_id: str) -> Any:
+        """The stored row of ``session_id``."""
+        [row] = self.query(f"SELECT * FROM {TABLE_NAME} WHERE id = :id", id=session_id)
+        return row
+
+    def data(self, session_id: str) -> dict:
+        """The session data stored for ``session_id``."""
+        return json.loads(self.row(session_id).data)
+
+    def set(self, session_id: str, column: str, value: Any) -> None:
+        """Overwrite one column of a session's row, as a bug or another program might."""
+        sql = f"UPDATE {TABLE_NAME} SET {column} = :value WHERE id = :id"
+        self.query(sql, value=value, id=session_id)
+
+
+@pytest.fixture
+def stored(database_url: str) -> Iterator[StoredSessions]:
+    """The test database's sessions table, read and written from outside the app."""
+    sessions = StoredSessions(database_url)
+    with sessions.engine.begin() as connection:
+        create_table(connection)  # as the app would: a test may look before it starts
+    yield sessions
+    sessions.engine.dispose()
+
+
+def is_sqlite(url: str) -> bool:
+    """Whether ``url`` is an SQLite file (else PostgreSQL)."""
+    return url.startswith("sqlite")
+
+
+def test_cookie_carries_only_a_signed_id(testapp: webtest.TestApp, stored) -> None:
+    testapp.get("/")
+    cookie = session_cookie(testapp)
+    [session_id] = stored.ids()
+    signed = base64.urlsafe_b64decode(cookie + "=" * (-len(cookie) % 4))
+    assert signed.endswith(session_id.encode())
+    assert len(signed) == 64 + len(session_id)  # an HMAC-SHA512 signature, then the id
+    assert "_csrft_" in stored.data(session_id)
+
+
+def test_counter_is_a_column_and_the_row_expires(testapp, stored, app_settings) -> None:
+    testapp.get("/")
+    before = int(time.time())
+    testapp.get("/howdy")
+    [session_id] = stored.ids()
+    row = stored.row(session_id)
+    timeout = int(app_settings["session.timeout"])
+    assert row.counter == 2
+    assert before + timeout <= row.expiry <= int(time.time()) + timeout
+
+
+def test_concurrent_requests_lose_no_increment(testapp: webtest.TestApp) -> None:
+    testapp.get("/")
+    assert count_concurrently(testapp, tabs=8, visits=25) == 1 + 8 * 25 + 1
+
+
+def test_forget_revokes_the_old_cookie(testapp: webtest.TestApp, stored) -> None:
+    testapp.get("/")
+    testapp.get("/")
+    copied = session_cookie(testapp)
+    [old_id] = stored.ids()
+    post_form(testapp, "/forget")
+    assert old_id not in stored.ids()
+    thief = webtest.TestApp(testapp.app)
+    thief.set_cookie("session", copied)
+    assert counter(thief.get("/")) == 1
+
+
+def test_regenerate_moves_data_and_counter_to_a_new_id(app_with_login, stored) -> None:
+    app_with_login.get("/")
+    app_with_login.get("/")
+    [old_id] = stored.ids()
+    copied = session_cookie(app_with_login)
+    token = stored.data(old_id)["_csrft_"]
+    created = stored.row(old_id).created
+    assert app_with_login.get("/login").json["session"]["_csrft_"] != token
+    [new_id] = stored.ids()
+    assert new_id != old_id
+    assert (stored.row(new_id).counter, stored.row(new_id).created) == (2, created)
+    assert stored.data(new_id)["_csrft_"] != token
+    assert counter(app_with_login.get("/")) == 3
+    thief = webtest.TestApp(app_with_login.app)
+    thief.set_cookie("session", copied)
+    assert counter(thief.get("/")) == 1
+
+
+def count_and_write(request: Request) -> None:
+    """Count a visit and store something."""
+    increment_counter(request)
+    request.session["late"] = "written after the other tab finished"
+
+
+def slow_view(request: Request) -> dict:
+    """Read the session first (as a security policy would), let another tab's request run
+    to completion (``meanwhile``), then change the session (``afterwards``)."""
+    request.session.get("_csrft_")
+    request.registry["meanwhile"]()
+    request.registry["afterwards"](request)
+    return {"session": dict(request.session)}
+
+
+@pytest.fixture
+def app_with_a_slow_view(app_settings: dict) -> webtest.TestApp:
+    """The app, a /login view, and /slow, inside which another request runs."""
+    return app_with_test_views(app_settings, login=login_view, slow=slow_view)
+
+
+# What another tab of the same browser does while /slow runs: each revokes the old id.
+MEANWHILE: dict[str, Callable[[webtest.TestApp], object]] = {
+    "forget": lambda tab: post_form(tab, "/forget"),
+    "login": lambda tab: tab.get("/login"),
+}
+# What /slow does after that.
+AFTERWARDS: dict[str, Callable[[Request], object]] = {
+    "count-and-write": count_and_write,
+    "login": regenerate_session,
+}
+
+
+@pytest.mark.parametrize("afterwards", AFTERWARDS.values(), ids=AFTERWARDS)
+@pytest.mark.parametrize("meanwhile", MEANWHILE.values(), ids=MEANWHILE)
+def test_a_session_revoked_during_a_request_stays_revoked(
+    app_with_a_slow_view, stored, meanwhile, afterwards
+) -> None:
+    browser = app_with_a_slow_view
+    token = csrf_token(browser.get("/"))
+    old_cookie = session_cookie(browser)
+    [old_id] = stored.ids()
+    other_tab = webtest.TestApp(browser.app)
+    other_tab.set_cookie("session", old_cookie)
+    browser.app.registry.update(meanwhile=lambda: meanwhile(other_tab), afterwards=afterwards)
+
+    slow = browser.get("/slow").json["session"]  # it went on with a fresh session
+    assert slow.get("counter", 1) == 1
+    assert slow.get("_csrft_") != token
+    assert old_id not in stored.ids()
+    assert token not in [stored.data(session_id).get("_csrft_") for session_id in stored.ids()]
+    replayed = webtest.TestApp(browser.app)
+    replayed.set_cookie("session", old_cookie)
+    page = replayed.get("/")
+    assert (counter(page), csrf_token(page) == token) == (1, False)
+
+
+def test_a_session_read_before_counting_counts_on(app_with_a_slow_view, stored) -> None:
+    browser = app_with_a_slow_view
+    browser.get("/")
+    browser.app.registry.update(meanwhile=lambda: None, afterwards=count_and_write)
+    assert browser.get("/slow").json["session"]["late"]
+    [session_id] = stored.ids()
+    assert stored.row(session_id).counter == 2
+    assert stored.data(session_id)["late"]
+
+
+def test_regenerate_a_session_without_a_counter(app_with_login) -> None:
+    assert list(app_with_login.get("/login").json["session"]) == ["_csrft_"]
+    assert counter(app_with_login.get("/")) == 1
+
+
+# Ways a session's row can be damaged (by hand, a bug, another program, a bad restore):
+# the column and the value written there. Both databases take these.
+CORRUPTIONS: dict[str, tuple[str, object]] = {
+    "data-not-json": ("data", "not json"),
+    "data-not-an-object": ("data", "[1, 2]"),
+    "data-nested-too-deeply": ("data", "[" * 100_000 + "]" * 100_000),
+    "data-with-a-lone-surrogate": ("data", '{"_f_messages": [["info", "\\udcff"]]}'),
+    "created-in-the-future": ("created", 4_000_000_000),
+    "created-past-the-absolute-timeout": ("created", 1_000_000_000),
+    "counter-negative": ("counter", -5),
+    "counter-about-to-overflow": ("counter", 2**63 - 1),
+    "expired": ("expiry", 1_000_000_000),
+}
+# SQLite stores a value of any type in any column: these only it can hold (PostgreSQL's
+# column types refuse them).
+SQLITE_CORRUPTIONS: dict[str, tuple[str, object]] = {
+    "data-not-utf8": ("data", b"\x80\x04not utf-8"),
+    "created-not-a-number": ("created", "yesterday"),
+    "counter-not-a-number": ("counter", "many"),
+    "counter-a-float": ("counter", 1.5),
+}
+
+
+def assert_corruption_gives_a_fresh_session(
+    testapp: webtest.TestApp, stored: StoredSessions, change: tuple, first_request: str
+) -> None:
+    """Never a 500, nor a 503 repeated on every request: a fresh session at once."""
+    token = csrf_token(testapp.get("/"))
+    [session_id] = stored.ids()
+    stored.set(session_id, *change)
+    if first_request == "counter-page":  # loads and counts in one statement
+        assert counter(testapp.get("/")) == 1
+    else:  # loads for the CSRF check: the fresh session has another token
+        testapp.post("/reset", {"csrf_token": token}, status=400)
+    assert session_id not in stored.ids()
+    assert counter(testapp.get("/")) == (2 if first_request == "counter-page" else 1)
+
+
+FIRST_REQUESTS = ["counter-page", "form-post"]
+
+
+@pytest.mark.parametrize("change", CORRUPTIONS.values(), ids=CORRUPTIONS)
+@pytest.mark.parametrize("first_request", FIRST_REQUESTS)
+def test_corrupt_rows_give_a_fresh_session(testapp, stored, change, first_request) -> None:
+    assert_corruption_gives_a_fresh_session(testapp, stored, change, first_request)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("change", SQLITE_CORRUPTIONS.values(), ids=SQLITE_CORRUPTIONS)
+@pytest.mark.parametrize("first_request", FIRST_REQUESTS)
+def test_values_only_sqlite_can_hold_give_a_fresh_session(
+    testapp, stored, change, first_request
+) -> None:
+    assert_corruption_gives_a_fresh_session(testapp, stored, change, first_request)
+
+
+# Session data that is a JSON object, with values of the wrong type where the app looks.
+WRONG_TYPES = {
+    "flash-queue-not-a-list": {"_f_messages": 5},
+    "csrf-token-not-text": {"_csrft_": 5},
+    "csrf-token-not-ascii": {"_csrft_": "€"},
+    "both": {"_f_messages": "many", "_csrft_": ["a"]},
+}
+
+
+@pytest.mark.parametrize("data", WRONG_TYPES.values(), ids=WRONG_TYPES)
+def test_stored_values_of_the_wrong_type_do_no_harm(testapp, stored, data) -> None:
+    testapp.get("/")
+    [session_id] = stored.ids()
+    stored.set(session_id, "data", json.dumps(data))
+    token = csrf_token(testapp.get("/"))
+    post_form(testapp, "/flash", token, category="info", message="still works")
+    assert flash_groups(testapp.get("/")) == {"info": ["still works"]}
+
+
+def test_no_log_line_names_a_session_id(testapp, stored, monkeypatch, caplog) -> None:
+    """A session id is a bearer credential (with the secret, a cookie): never logged, not
+    even in a database error, whose statement parameters hold it."""
+    with caplog.at_level(logging.DEBUG):
+        testapp.get("/")
+        [session_id] = stored.ids()
+        stored.set(session_id, "data", "not json")
+        testapp.get("/")
+        [fresh_id] = stored.ids()
+        fail_statement(monkeypatch, app_store(testapp), "load_and_count")
+        testapp.get("/howdy", status=503)
+    assert "fresh session" in caplog.text
+    assert "session store unavailable" in caplog.text
+    assert session_id not in caplog.text
+    assert fresh_id not in caplog.text
+
+
+def test_garbage_in_the_cookie_starts_a_fresh_session(testapp) -> None:
+    testapp.set_cookie("session", "garbage")
+    assert counter(testapp.get("/")) == 1
+
+
+def watch_statements(store: DatabaseStore) -> list[str]:
+    """The first word of each statement the store sends from now on: its round trips."""
+    sent: list[str] = []
+
+    def record(_connection, _cursor, statement: str, *_rest) -> None:
+        sent.append(statement.split()[0])
+
+    sqlalchemy.event.listen(store.engine, "before_cursor_execute", record)
+    return sent
+
+
+def app_store(testapp: webtest.TestApp) -> DatabaseStore:
+    """The store of the app's session factory."""
+    return testapp.app.registry.getUtility(ISessionFactory).store
+
+
+def test_a_counter_page_costs_one_statement(testapp) -> None:
+    testapp.get("/")
+    sent = watch_statements(app_store(testapp))
+    assert counter(testapp.get("/howdy")) == 2
+    assert sent == ["UPDATE"]
+
+
+def test_a_new_visitor_costs_an_insert_and_a_save(testapp) -> None:
+    testapp.get("/")  # the table is made
+    sent = watch_statements(app_store(testapp))
+    assert counter(webtest.TestApp(testapp.app).get("/")) == 1
+    assert sent == ["INSERT", "INSERT"]  # the row with its count, then its data
+
+
+def test_a_form_post_costs_a_load_and_a_save(testapp) -> None:
+    token = csrf_token(testapp.get("/"))
+    sent = watch_statements(app_store(testapp))
+    post_form(testapp, "/flash", token, category="info", message="hello")
+    assert sent == ["UPDATE", "UPDATE"]
+
+
+def fail_statement(monkeypatch: pytest.MonkeyPatch, store: DatabaseStore, name: str) -> None:
+    """From now on, the store's statement ``name`` fails as a lost connection would."""
+    failing = getattr(store.statements, name)
+    execute = sqlalchemy.engine.Connection.execute
+
+    def execute_or_fail(connection, statement, *args, **kwargs):
+        if statement is failing:
+            raise OperationalError(name, {}, ConnectionError(f"the database went away in {name}"))
+        return execute(connection, statement, *args, **kwargs)
+
+    monkeypatch.setattr(sqlalchemy.engine.Connection, "execute", execute_or_fail)
+
+
+# Which request fails, for a failure in each of the session's round trips.
+FAILING_ROUND_TRIPS = {
+    "load": ("post", "/flash"),  # the CSRF check loads the session
+    "load_and_count": ("get", "/howdy"),
+    "save": ("post", "/flash"),  # after the view, outside Pyramid's exception views
+    "move": ("get", "/login"),
+    "delete": ("post", "/forget"),
+}
+
+
+@pytest.mark.parametrize("statement", FAILING_ROUND_TRIPS, ids=lambda name: f"{name}-fails")
+def test_the_database_failing_in_any_round_trip_is_a_503(
+    app_with_login, monkeypatch, caplog, statement
+) -> None:
+    token = csrf_token(app_with_login.get("/"))
+    fail_statement(monkeypatch, app_store(app_with_login), statement)
+    method, path = FAILING_ROUND_TRIPS[statement]
+    form = {"csrf_token": token, "category": "info", "message": "hello"}
+    options = {"params": form} if method == "post" else {}
+    response = getattr(app_with_login, method)(path, status=503, **options)
+    assert "Sessions are unavailable for a moment." in text(response)
+    assert response.headers["Retry-After"] == "5"
+    assert f"the database went away in {statement}" in caplog.text
+
+
+def test_the_database_failing_for_a_new_visitor_is_a_503_without_a_write(
+    testapp, monkeypatch
+) -> None:
+    testapp.get("/")
+    store = app_store(testapp)
+    fail_statement(monkeypatch, store, "create")
+    sent = watch_statements(store)
+    webtest.TestApp(testapp.app).get("/", status=503)
+    assert sent == []  # no second wait for a database that just failed
+
+
+@pytest.fixture
+def outage_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test's own, that it may stop and start again."""
+    server = PostgresServer().initialize()
+    yield server
+    server.destroy()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("mode", ["fast", "immediate"], ids=["stopped", "crashed"])
+def test_postgresql_stopped_is_a_503_page_and_recovers(
+    app_settings, outage_postgres, caplog, mode
+) -> None:
+    settings = {**app_settings, "session.database_url": outage_postgres.url}
+    testapp = webtest.TestApp(main({}, **settings))
+    testapp.get("/")
+    outage_postgres.stop(mode)
+    with caplog.at_level(logging.ERROR):
+        response = testapp.get("/howdy", status=503)
+    assert "Sessions are unavailable for a moment." in text(response)
+    assert "session store unavailable for GET /howdy: OperationalError" in caplog.text
+    outage_postgres.start()
+    # The failure threw the pool's dead connections away: the next request connects anew.
+    assert [counter(testapp.get("/howdy")) for _ in range(3)] == [2, 3, 4]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgresql_down_at_start_up_is_a_503_then_the_table_is_made(
+    app_settings, outage_postgres, caplog
+) -> None:
+    outage_postgres.stop()
+    settings = {**app_settings, "session.database_url": outage_postgres.url}
+    with caplog.at_level(logging.ERROR):
+        testapp = webtest.TestApp(main({}, **settings))
+    assert "session database unavailable at start-up" in caplog.text
+    testapp.get("/", status=503)
+    outage_postgres.start()
+    assert counter(testapp.get("/")) == 1
+    assert counter(testapp.get("/")) == 2
+
+
+def hold_the_lock(url: str, session_id: str, seconds: float) -> threading.Thread:
+    """Another program writes the session's row and keeps its transaction open."""
+    started = threading.Event()
+
+    def hold() -> None:
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.NullPool)
+        with engine.begin() as connection:
+            sql = f"UPDATE {TABLE_NAME} SET counter = counter WHERE id = :id"
+            connection.execute(sqlalchemy.text(sql), {"id": session_id})
+            started.set()
+            time.sleep(seconds)
+        engine.dispose()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    started.wait(10)
+    return holder
+
+
+def test_a_lock_held_past_the_timeout_is_a_503_within_it(app_settings, stored) -> None:
+    """SQLite's busy timeout, PostgreSQL's lock timeout: the same setting, the same page."""
+    testapp = webtest.TestApp(main({}, **{**app_settings, "session.database_timeout": "0.5"}))
+    testapp.get("/")
+    [session_id] = stored.ids()
+    holder = hold_the_lock(app_settings["session.database_url"], session_id, seconds=2)
+    try:
+        started = time.monotonic()
+        testapp.get("/howdy", status=503)
+        waited = time.monotonic() - started
+    finally:
+        holder.join()
+    assert 0.4 < waited < 1.5
+    assert counter(testapp.get("/howdy")) == 2
+
+
+def test_a_lock_released_within_the_timeout_only_delays(app_settings, stored) -> None:
+    testapp = webtest.TestApp(main({}, **{**app_settings, "session.database_timeout": "3"}))
+    testapp.get("/")
+    [session_id] = stored.ids()
+    holder = hold_the_lock(app_settings["session.database_url"], session_id, seconds=0.3)
+    try:
+        assert counter(testapp.get("/howdy")) == 2
+    finally:
+        holder.join()
+
+
+def test_processes_starting_together_make_the_table_once(app_settings) -> None:
+    """Eight processes' first requests race to make the table on an empty database."""
+    stores = [store_of(app_settings) for _ in range(8)]
+    barrier = threading.Barrier(len(stores))
+
+    def first_request(store: DatabaseStore) -> int | None:
+        barrier.wait()
+        return store.count(secrets.token_urlsafe(32), new=True)
+
+    with ThreadPoolExecutor(max_workers=len(stores)) as pool:
+        assert list(pool.map(first_request, stores)) == [1] * len(stores)
+    for store in stores:
+        store.engine.dispose()
+
+
+def test_making_the_table_again_changes_nothing(app_settings, stored) -> None:
+    testapp = webtest.TestApp(main({}, **app_settings))
+    testapp.get("/")
+    store = app_store(testapp)
+    with store.engine.begin() as connection:
+        create_table(connection)
+    assert counter(testapp.get("/")) == 2
+
+
+def test_the_pool_follows_the_settings(app_settings) -> None:
+    settings = {
+        **app_settings,
+        "session.database_pool_size": "3",
+        "session.database_max_overflow": "0",
+        "session.database_timeout": "0.2",
+        "session.database_pool_pre_ping": "true",
+    }
+    store = store_of(settings)
+    pool = store.engine.pool
+    assert (pool.size(), pool._max_overflow, pool._timeout, pool._pre_ping) == (3, 0, 0.2, True)
+    held = [store.autocommit.connect() for _ in range(3)]
+    try:
+        started = time.monotonic()
+        with pytest.raises(sqlalchemy.exc.TimeoutError):
+            store.load("anyone")
+        assert time.monotonic() - started < 1
+    finally:
+        for connection in held:
+            connection.close()
+        store.engine.dispose()
+
+
+def store_of(app_settings: dict) -> DatabaseStore:
+    """A store as the app makes it from ``app_settings``, before its first use."""
+    settings = session_settings(app_settings)
+    return make_database_store(app_settings, {}, settings.timeout, settings.absolute_timeout)
+
+
+def database_session(app_settings: dict, cookie: str = "") -> ServerSession:
+    """A session of the app's factory for a request that sends ``cookie``."""
+    request = Request.blank("/", headers={"Cookie": f"session={cookie}"} if cookie else {})
+    return make_session_factory(session_settings(app_settings), store_of(app_settings))(request)
+
+
+def test_a_revoked_session_is_not_written_back(app_settings, testapp, stored) -> None:
+    """A request that loaded the session before another revoked it cannot bring it back."""
+    testapp.get("/")
+    [session_id] = stored.ids()
+    session = database_session(app_settings, session_cookie(testapp))
+    request = session.request
+    assert session.get("_csrft_")  # loaded: the session exists
+    stored.query(f"DELETE FROM {TABLE_NAME}")  # "forget" in another tab
+    session.flash("late")
+    session.write_back(request, Response())
+    assert stored.ids() == []
+
+
+def test_invalidating_without_new_data_deletes_the_cookie(app_settings, testapp, stored) -> None:
+    testapp.get("/")
+    session = database_session(app_settings, session_cookie(testapp))
+    request = session.request
+    session.invalidate()
+    response = Response()
+    session.write_back(request, response)
+    assert stored.ids() == []
+    assert response.headers["Set-Cookie"].startswith("session=; Max-Age=0; Path=/; HttpOnly")
+
+
+def test_the_session_is_a_mutable_mapping(app_settings) -> None:
+    session = database_session(app_settings)
+    session.update(a=1, b=2)
+    del session["a"]
+    assert ("a" in session, "b" in session, len(session), list(session)) == (False, True, 1, ["b"])
+    assert session.pop("b") == 2
+    assert dict(session) == {}
+
+
+NEW_SESSION_OPERATIONS = {
+    "reset_counter": lambda session: session.reset_counter(),
+    "invalidate": lambda session: session.invalidate(),
+    "read": lambda session: session.get("counter"),
+}
+
+
+@pytest.mark.parametrize("operation", NEW_SESSION_OPERATIONS.values(), ids=NEW_SESSION_OPERATIONS)
+def test_a_new_session_that_stores_nothing_leaves_no_trace(app_settings, stored, operation):
+    session = database_session(app_settings)
+    request = session.request
+    operation(session)
+    response = Response()
+    session.write_back(request, response)
+    assert stored.query(f"SELECT id FROM {TABLE_NAME}") == []
+    assert "Set-Cookie" not in response.headers
+
+
+def test_re_signing_a_cookie_leaves_unread_data_alone(app_settings, stored) -> None:
+    """A request that never reads the session only re-signs a cookie of an older secret."""
+    old_secret = app_settings["session.secret"]
+    rotated = {
+        **app_settings,
+        "session.secret": secrets.token_hex(SECRET_BYTES),
+        "session.secret_fallbacks": old_secret,
+    }
+    before = webtest.TestApp(main({}, **app_settings))
+    before.get("/")
+    [session_id] = stored.ids()
+    row = stored.row(session_id)
+    session = database_session(rotated, session_cookie(before))
+    request = session.request
+    response = Response()
+    session.write_back(request, response)
+    assert stored.row(session_id) == row
+    assert response.headers["Set-Cookie"].startswith("session=")
+    new_cookie = response.headers["Set-Cookie"].split(";")[0].removeprefix("session=")
+    new_secret_only = {**app_settings, "session.secret": rotated["session.secret"]}
+    assert database_session(new_secret_only, new_cookie).session_id == session_id
+
+
+def test_a_session_read_after_its_response_went_out_still_loads(app_settings, caplog) -> None:
+    """A finished callback may read the session after write_back let go of the request."""
+    cookie_of_a_gone_session = database_session(app_settings).signer.dumps("gone").decode()
+    session = database_session(app_settings, cookie_of_a_gone_session)
+    session.changed()
+    session.write_back(session.request, Response())
+    with caplog.at_level(logging.DEBUG):
+        assert session.get("counter") is None
+    assert "fresh session: the stored one is gone" in caplog.text

@@ -1,0 +1,313 @@
+"""The SQL side of the sessions: one table, and one statement per round trip.
+
+SQLAlchemy Core on an SQLite file (WAL, a busy timeout) or PostgreSQL through psycopg 3
+(statement and lock timeouts). Every statement that renews or writes a session carries
+the condition that it is live (not expired, not past its absolute lifetime, of a sane
+shape), so a session revoked or expired while a request used it is never brought back;
+counting a visit is one atomic UPDATE ... RETURNING. The table is made at start-up when
+missing; if the database is down then, at the first request that reaches it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Index,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from .database_settings import DatabaseSettings, read_database_settings
+from .settings import SessionSettings
+
+log = logging.getLogger(__name__)
+
+# What a failing, unreachable, locked or slow database raises: the 503 page answers them
+# all. (A statement the database refuses for another reason is a bug: a 500.)
+STORE_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError)
+TABLE_NAME = "{{ cookiecutter.project_slug }}_sessions"
+# A counter this high is corrupt (a visit a microsecond for 30 years is 10**15): counting
+# on would overflow a 64-bit integer.
+MAX_COUNTER = 10**18
+# Clocks of machines that share the database may differ this much.
+CLOCK_SKEW = 60
+# Serializes table creation across the processes that start at once (PostgreSQL).
+SCHEMA_LOCK = 0x5E55_10_05
+
+metadata = MetaData()
+sessions = Table(
+    TABLE_NAME,
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("data", Text, nullable=False),
+    Column("counter", BigInteger, nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("expiry", BigInteger, nullable=False),
+    Index(f"{TABLE_NAME}_expiry", "expiry"),
+)
+UPSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+# Bound per statement: the session's id, now, and the two limits derived from it.
+ID, NOW = bindparam("session_id"), bindparam("now")
+RENEWED, BORN_AFTER = bindparam("renewed"), bindparam("born_after")
+LIVE = and_(
+    sessions.c.id == ID,
+    sessions.c.expiry > NOW,
+    sessions.c.created > BORN_AFTER,
+    sessions.c.created <= NOW + CLOCK_SKEW,
+    sessions.c.counter >= 0,
+    sessions.c.counter < MAX_COUNTER,
+    # Whole numbers: SQLite keeps whatever another writer put in a column.
+    sessions.c.counter == cast(sessions.c.counter, BigInteger),
+    sessions.c.created == cast(sessions.c.created, BigInteger),
+)
+# The idle timeout from now, but never past the absolute end.
+NEXT_EXPIRY = case(
+    (sessions.c.created + bindparam("lifetime") < RENEWED, sessions.c.created + bindparam("lifetime")),
+    else_=RENEWED,
+)
+
+
+def data_as_bytes(dialect: str) -> Any:
+    """The data column read as UTF-8 bytes: text that is not UTF-8 (only another writer
+    can store it in SQLite) becomes a corrupt session, not an error on every request."""
+    if dialect == "sqlite":
+        return cast(sessions.c.data, LargeBinary)
+    return func.convert_to(sessions.c.data, "UTF8")
+
+
+class Statements:
+    """The statements of one dialect, built once: SQLAlchemy caches their compiled form."""
+
+    def __init__(self, dialect: str) -> None:
+        data = data_as_bytes(dialect).label("data")
+        renew = update(sessions).where(LIVE)
+        self.load = renew.values(expiry=NEXT_EXPIRY).returning(data, sessions.c.created)
+        self.load_and_count = renew.values(
+            expiry=NEXT_EXPIRY, counter=sessions.c.counter + 1
+        ).returning(data, sessions.c.created, sessions.c.counter)
+        self.count = renew.values(
+            expiry=NEXT_EXPIRY, counter=sessions.c.counter + 1
+        ).returning(sessions.c.counter)
+        self.save = renew.values(expiry=NEXT_EXPIRY, data=bindparam("new_data"))
+        self.move = renew.values(id=bindparam("new_id"))
+        self.create = insert(sessions).values(
+            id=ID, data="{}", counter=1, created=NOW, expiry=RENEWED
+        )
+        new = UPSERT[dialect](sessions).values(
+            id=ID, data=bindparam("new_data"), counter=0, created=NOW, expiry=RENEWED
+        )
+        self.save_new = new.on_conflict_do_update(
+            index_elements=[sessions.c.id], set_={"data": new.excluded.data}
+        )
+        self.delete = delete(sessions).where(sessions.c.id == ID)
+        self.reset_counter = update(sessions).where(sessions.c.id == ID).values(counter=0)
+        self.clear_expired = delete(sessions).where(
+            or_(sessions.c.expiry <= NOW, sessions.c.created <= BORN_AFTER)
+        )
+
+
+def make_engine(settings: DatabaseSettings) -> Engine:
+    """A pooled engine that gives up after ``settings.timeout`` seconds."""
+    pool = {
+        "hide_parameters": True,  # an error never shows a session id (a credential)
+        "pool_size": settings.pool_size,
+        "max_overflow": settings.max_overflow,
+        "pool_timeout": settings.timeout,
+        "pool_pre_ping": settings.pool_pre_ping,
+    }
+    if settings.dialect == "sqlite":
+        engine = create_engine(settings.url, connect_args={"timeout": settings.timeout}, **pool)
+        event.listen(engine, "connect", tune_sqlite_connection)
+        return engine
+    milliseconds = max(1, round(settings.timeout * 1000))
+    connect_args = {
+        # libpq counts whole seconds and takes nothing under 2.
+        "connect_timeout": max(2, math.ceil(settings.timeout)),
+        "options": f"-c statement_timeout={milliseconds} -c lock_timeout={milliseconds}",
+    }
+    return create_engine(settings.url, connect_args=connect_args, **pool)
+
+
+def tune_sqlite_connection(connection: Any, _record: object) -> None:
+    """Each SQLite connection: WAL's readers never wait for the writer; in WAL, NORMAL
+    sync cannot corrupt the file (a power cut may lose the last commits)."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def create_table(connection: Connection) -> None:
+    """Make the table and its index if missing, safely when processes start together."""
+    if connection.dialect.name == "postgresql":
+        # Two concurrent CREATE TABLE IF NOT EXISTS can both try to create it.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+    else:
+        connection.exec_driver_sql("PRAGMA journal_mode=WAL")  # kept in the file
+    connection.execute(CreateTable(sessions, if_not_exists=True))
+    for index in sessions.indexes:
+        connection.execute(CreateIndex(index, if_not_exists=True))
+
+
+class DatabaseStore:
+    """The engine every request shares, how long sessions live, and the statements.
+
+    Every statement commits by itself (autocommit): a transaction around one statement
+    would cost a second round trip, for its COMMIT.
+    """
+
+    def __init__(self, engine: Engine, timeout: int, absolute_timeout: int) -> None:
+        self.engine = engine
+        self.autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.timeout = timeout
+        self.absolute_timeout = absolute_timeout
+        self.statements = Statements(engine.dialect.name)
+        self.table_ready = False
+        self._lock = threading.Lock()
+
+    def prepare(self) -> None:
+        """Make the table if it is missing (once per process)."""
+        with self._lock:
+            if not self.table_ready:
+                with self.engine.begin() as connection:
+                    create_table(connection)
+                self.table_ready = True
+
+    def prepare_at_start_up(self) -> None:
+        """Make the table now; if the database is down, the first request will."""
+        try:
+            self.prepare()
+        except STORE_ERRORS as error:
+            log.error(
+                "session database unavailable at start-up (retried at the first request): "
+                "%s: %s",
+                type(error).__name__,
+                error.orig if hasattr(error, "orig") else error,
+            )
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A pooled connection in autocommit mode; the table made first if need be."""
+        if not self.table_ready:
+            self.prepare()
+        with self.autocommit.connect() as connection:
+            yield connection
+
+    def parameters(self, session_id: str, **more: Any) -> dict[str, Any]:
+        """The bound values every statement may use: now and the limits derived from it."""
+        now = int(time.time())
+        return {
+            "session_id": session_id,
+            "now": now,
+            "renewed": now + self.timeout,
+            "born_after": now - self.absolute_timeout,
+            "lifetime": self.absolute_timeout,
+            **more,
+        }
+
+    def renew(self, statement: Any, session_id: str) -> Any:
+        """Run an UPDATE ... RETURNING of a live session; a session that is not live
+        (expired, past its lifetime, corrupt) is deleted then. (No request can make it
+        live again meanwhile: ids of new sessions are random.)"""
+        with self.connection() as connection:
+            row = connection.execute(statement, self.parameters(session_id)).first()
+            if row is None:
+                connection.execute(self.statements.delete, {"session_id": session_id})
+            return row
+
+    # The session store: one round trip each.
+    def load(self, session_id: str) -> Any:
+        """``(data, created)`` of the live session, its expiry renewed, or None."""
+        return self.renew(self.statements.load, session_id)
+
+    def load_and_count(self, session_id: str) -> Any:
+        """``(data, created, counter)`` after counting one visit, or None."""
+        return self.renew(self.statements.load_and_count, session_id)
+
+    def count(self, session_id: str, new: bool) -> int | None:
+        """The counter after one more visit; None when the session is gone. A new
+        session's row is made here, with a count of one."""
+        if new:
+            with self.connection() as connection:
+                connection.execute(self.statements.create, self.parameters(session_id))
+            return 1
+        row = self.renew(self.statements.count, session_id)
+        return None if row is None else row[0]
+
+    def save(self, session_id: str, data: bytes, new: bool) -> None:
+        """Store the session's JSON data, unless it was revoked meanwhile."""
+        statement = self.statements.save_new if new else self.statements.save
+        with self.connection() as connection:
+            connection.execute(statement, self.parameters(session_id, new_data=data.decode()))
+
+    def delete(self, session_id: str) -> None:
+        """Revoke the session."""
+        with self.connection() as connection:
+            connection.execute(self.statements.delete, {"session_id": session_id})
+
+    def reset_counter(self, session_id: str) -> None:
+        """Set the visit counter back to zero."""
+        with self.connection() as connection:
+            connection.execute(self.statements.reset_counter, {"session_id": session_id})
+
+    def move(self, old_id: str, new_id: str) -> bool:
+        """Give the live session ``new_id``: one UPDATE of its primary key, so the old id
+        is revoked in the same instant."""
+        with self.connection() as connection:
+            moved = connection.execute(
+                self.statements.move, self.parameters(old_id, new_id=new_id)
+            )
+            return moved.rowcount == 1
+
+    def clear_expired(self) -> int:
+        """Delete the sessions past their idle or absolute timeout; how many there were."""
+        with self.connection() as connection:
+            cleared = connection.execute(self.statements.clear_expired, self.parameters(""))
+            return cleared.rowcount
+
+
+def make_database_store(
+    settings: Mapping[str, str], environ: Mapping[str, str], timeout: int, absolute_timeout: int
+) -> DatabaseStore:
+    """The store the ``session.database_*`` settings and the environment describe."""
+    engine = make_engine(read_database_settings(settings, environ))
+    return DatabaseStore(engine, timeout, absolute_timeout)
+
+
+def make_store(
+    settings: Mapping[str, str], environ: Mapping[str, str], session: SessionSettings
+) -> DatabaseStore:
+    """The session factory's store, its table made now if the database answers."""
+    store = make_database_store(settings, environ, session.timeout, session.absolute_timeout)
+    store.prepare_at_start_up()
+    return store
