@@ -37,6 +37,7 @@ FILE_GROUPS = {
         "{package}/clear_sessions.py",
         "tests/database_servers.py",
         "tests/test_database_sessions.py",
+        "tests/test_database_settings.py",
         "tests/test_clear_sessions.py",
     ),
 }

@@ -31,15 +31,16 @@ from pathlib import Path
 from urllib.parse import quote
 {%- endif %}
 
+{% if cookiecutter.session_factory == "database" -%}
+import psycopg
+{% endif -%}
 import pytest
 {% if cookiecutter.session_factory == "redis" -%}
 import redis
-{% elif cookiecutter.session_factory == "database" -%}
-import psycopg
 {% endif -%}
 import webtest
 {%- if cookiecutter.session_factory == "database" %}
-from database_servers import PostgresServer
+from database_servers import PostgresServer, StoredSessions
 {%- endif %}
 from pyramid.config import Configurator
 from pyramid.paster import get_appsettings
@@ -51,7 +52,7 @@ from {{ cookiecutter.project_slug }} import settings as settings_module
 from {{ cookiecutter.project_slug }}.redis_settings import ENVIRONMENT as REDIS_ENVIRONMENT
 {%- elif cookiecutter.session_factory == "database" %}
 from {{ cookiecutter.project_slug }}.database_settings import ENVIRONMENT as DATABASE_ENVIRONMENT
-from {{ cookiecutter.project_slug }}.database_store import TABLE_NAME
+from {{ cookiecutter.project_slug }}.database_store import TABLE_NAME, create_table
 {%- endif %}
 from {{ cookiecutter.project_slug }}.sessions import regenerate_session
 
@@ -522,6 +523,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url = request.getfixturevalue("postgres_url")
     drop_sessions_table(url)
     return url
+
+
+@pytest.fixture
+def stored(database_url: str) -> Iterator[StoredSessions]:
+    """The test database's sessions table, read and written from outside the app."""
+    sessions = StoredSessions(database_url)
+    with sessions.engine.begin() as connection:
+        create_table(connection)  # as the app would: a test may look before it starts
+    yield sessions
+    sessions.engine.dispose()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""A private PostgreSQL server for the tests: Debian's postgresql, started and stopped by PID.
+"""The test database from outside the app, and a private PostgreSQL server for the tests:
+Debian's postgresql, started and stopped by PID.
 
 Written here rather than taken from pytest-postgresql: this is one class over initdb and
 pg_ctl that also stops the server in the middle of a test and starts it again on the same
@@ -9,15 +10,20 @@ root, which PostgreSQL requires (README.md, "Tests").
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+import sqlalchemy
+
+from {{ cookiecutter.project_slug }}.database_store import sessions
 
 # Where Debian and Ubuntu keep the server programs (not on PATH): the newest version wins.
 DEBIAN_BINARIES = "/usr/lib/postgresql/*/bin"
@@ -52,6 +58,55 @@ def as_server_user(command: list[str]) -> list[str]:
     if os.geteuid() != 0:
         return command
     return ["runuser", "-u", "postgres", "--", *command]
+
+
+class StoredSessions:
+    """The sessions table as another program sees it, through a connection of its own."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.NullPool)
+
+    def run(self, statement: sqlalchemy.Executable) -> list:
+        """The rows of ``statement`` (run in a transaction of its own), if any."""
+        with self.engine.begin() as connection:
+            result = connection.execute(statement)
+            return list(result) if result.returns_rows else []
+
+    def ids(self) -> list[str]:
+        """The ids of the stored sessions."""
+        return [row.id for row in self.run(sqlalchemy.select(sessions.c.id))]
+
+    def row(self, session_id: str) -> Any:
+        """The stored row of ``session_id``."""
+        [row] = self.run(sqlalchemy.select(sessions).where(sessions.c.id == session_id))
+        return row
+
+    def data(self, session_id: str) -> dict:
+        """The session data stored for ``session_id``."""
+        return json.loads(self.row(session_id).data)
+
+    def set(self, session_id: str, column: str, value: Any) -> None:
+        """Overwrite one column of a session's row, as a bug or another program might."""
+        self.run(
+            sqlalchemy.update(sessions)
+            .where(sessions.c.id == session_id)
+            .values({column: sqlalchemy.literal(value, literal_type(value))})
+        )
+
+    def delete_all(self) -> None:
+        """Delete every session, as "forget" in every tab would."""
+        self.run(sqlalchemy.delete(sessions))
+
+
+def literal_type(value: Any) -> sqlalchemy.types.TypeEngine:
+    """The SQL type of a corrupt value, whatever the column's: SQLite keeps it as it is."""
+    if isinstance(value, bytes):
+        return sqlalchemy.LargeBinary()
+    if isinstance(value, float):
+        return sqlalchemy.Float()
+    if isinstance(value, int):
+        return sqlalchemy.BigInteger()
+    return sqlalchemy.Text()
 
 
 class PostgresServer:
@@ -119,4 +174,3 @@ class PostgresServer:
         """Stop the server and delete its files."""
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
-

@@ -1,1 +1,115 @@
-"""placeholder"""
+"""The clear-sessions command: expired rows go, live sessions stay, errors are one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import webtest
+from database_servers import StoredSessions
+from helpers import counter
+
+from {{ cookiecutter.project_slug }} import main
+from {{ cookiecutter.project_slug }}.clear_sessions import PROGRAM
+from {{ cookiecutter.project_slug }}.clear_sessions import main as clear_sessions
+from {{ cookiecutter.project_slug }}.database_settings import URL_ENV
+
+WEEK = 7 * 24 * 3600
+
+
+def write_ini(directory: Path, database_url: str, **settings: str) -> Path:
+    """An ini file as a deployment has, on ``database_url``; no session secret in it."""
+    settings = {"session.database_url": database_url, "session.timeout": "1200", **settings}
+    lines = [
+        "[app:main]",
+        "use = egg:{{ cookiecutter.project_slug }}",
+        *(f"{name} = {value}" for name, value in settings.items()),
+    ]
+    path = directory / "deployment.ini"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def three_sessions(app_settings: dict, stored: StoredSessions) -> dict[str, str]:
+    """A live session, one idle too long and one past its absolute timeout, by id."""
+    app = main({}, **app_settings)
+    for _ in range(3):
+        assert counter(webtest.TestApp(app).get("/")) == 1
+    live, idle, old = stored.ids()
+    now = int(time.time())
+    stored.set(idle, "expiry", now - 1)
+    stored.set(old, "created", now - WEEK - 1)
+    return {"live": live, "idle": idle, "old": old}
+
+
+def test_expired_sessions_are_deleted_and_live_ones_kept(
+    app_settings, stored, tmp_path, capsys
+) -> None:
+    sessions = three_sessions(app_settings, stored)
+    ini = write_ini(tmp_path, app_settings["session.database_url"])
+    assert clear_sessions([str(ini)]) == 0
+    assert stored.ids() == [sessions["live"]]
+    assert capsys.readouterr().out == f"{PROGRAM}: deleted 2 expired sessions\n"
+    assert clear_sessions([str(ini)]) == 0
+    assert capsys.readouterr().out == f"{PROGRAM}: deleted 0 expired sessions\n"
+
+
+def test_the_installed_command_runs_from_cron(app_settings, stored, tmp_path) -> None:
+    """The console script pip installed, as a cron line or systemd timer runs it."""
+    three_sessions(app_settings, stored)
+    ini = write_ini(tmp_path, app_settings["session.database_url"])
+    command = Path(sys.executable).parent / PROGRAM
+    done = subprocess.run([str(command), str(ini)], capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0,
+        f"{PROGRAM}: deleted 2 expired sessions\n",
+        "",
+    )
+    assert len(stored.ids()) == 1
+
+
+def test_one_expired_session_is_one(app_settings, stored, tmp_path, capsys) -> None:
+    sessions = three_sessions(app_settings, stored)
+    stored.set(sessions["old"], "created", int(time.time()))
+    assert clear_sessions([str(write_ini(tmp_path, app_settings["session.database_url"]))]) == 0
+    assert capsys.readouterr().out == f"{PROGRAM}: deleted 1 expired session\n"
+
+
+@pytest.mark.parametrize(
+    ("problem", "message"),
+    [
+        ("missing-ini", "cannot read {ini}: "),
+        ("no-such-app", "cannot read {ini}: "),
+        ("password-in-ini", "cannot read {ini}: session.database_url holds a password"),
+        ("bad-timeout", "cannot read {ini}: session.timeout must be a whole number"),
+    ],
+    ids=lambda value: value if value.islower() and " " not in value else None,
+)
+def test_bad_settings_exit_2_in_one_line(tmp_path, capsys, problem: str, message: str) -> None:
+    url = "sqlite:///" + str(tmp_path / "s.sqlite")
+    settings = {"session.timeout": "soon"} if problem == "bad-timeout" else {}
+    if problem == "password-in-ini":
+        url = "postgresql+psycopg://app:hunter2@127.0.0.1/app"
+    ini = write_ini(tmp_path, url, **settings)
+    arguments = [str(ini)]
+    if problem == "missing-ini":
+        ini.unlink()
+    if problem == "no-such-app":
+        arguments += ["--app", "elsewhere"]
+    assert clear_sessions(arguments) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"{PROGRAM}: " + message.format(ini=ini))
+    assert error.count("\n") == 1
+    assert "hunter2" not in error
+
+
+def test_an_unreachable_database_exits_1(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv(URL_ENV, "postgresql+psycopg://app:hunter2@127.0.0.1:1/app")
+    ini = write_ini(tmp_path, "sqlite:///" + str(tmp_path / "unused.sqlite"))
+    assert clear_sessions([str(ini), "--app", "main"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"{PROGRAM}: session database unavailable: ")
+    assert "hunter2" not in error

@@ -11,13 +11,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 import sqlalchemy
 import webtest
 from conftest import app_with_test_views, login_view
-from database_servers import PostgresServer
+from database_servers import PostgresServer, StoredSessions
 from helpers import (
     count_concurrently,
     counter,
@@ -32,12 +31,12 @@ from pyramid.request import Request
 from pyramid.response import Response
 from sqlalchemy.exc import OperationalError
 
-from {{ cookiecutter.project_slug }} import main
+from {{ cookiecutter.project_slug }} import database_store, main
 from {{ cookiecutter.project_slug }}.database_store import (
-    TABLE_NAME,
     DatabaseStore,
     create_table,
     make_database_store,
+    sessions,
 )
 from {{ cookiecutter.project_slug }}.sessions import (
     ServerSession,
@@ -46,47 +45,6 @@ from {{ cookiecutter.project_slug }}.sessions import (
     regenerate_session,
 )
 from {{ cookiecutter.project_slug }}.settings import SECRET_BYTES, session_settings
-
-
-class StoredSessions:
-    """The sessions table as another program sees it, through a connection of its own."""
-
-    def __init__(self, url: str) -> None:
-        self.engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.NullPool)
-
-    def query(self, sql: str, **parameters: Any) -> list:
-        """The rows of ``sql`` (run in a transaction of its own)."""
-        with self.engine.begin() as connection:
-            result = connection.execute(sqlalchemy.text(sql), parameters)
-            return list(result) if result.returns_rows else []
-
-    def ids(self) -> list[str]:
-        """The ids of the stored sessions."""
-        return [row.id for row in self.query(f"SELECT id FROM {TABLE_NAME}")]
-
-    def row(self, session_id: str) -> Any:
-        """The stored row of ``session_id``."""
-        [row] = self.query(f"SELECT * FROM {TABLE_NAME} WHERE id = :id", id=session_id)
-        return row
-
-    def data(self, session_id: str) -> dict:
-        """The session data stored for ``session_id``."""
-        return json.loads(self.row(session_id).data)
-
-    def set(self, session_id: str, column: str, value: Any) -> None:
-        """Overwrite one column of a session's row, as a bug or another program might."""
-        sql = f"UPDATE {TABLE_NAME} SET {column} = :value WHERE id = :id"
-        self.query(sql, value=value, id=session_id)
-
-
-@pytest.fixture
-def stored(database_url: str) -> Iterator[StoredSessions]:
-    """The test database's sessions table, read and written from outside the app."""
-    sessions = StoredSessions(database_url)
-    with sessions.engine.begin() as connection:
-        create_table(connection)  # as the app would: a test may look before it starts
-    yield sessions
-    sessions.engine.dispose()
 
 
 def is_sqlite(url: str) -> bool:
@@ -453,8 +411,8 @@ def hold_the_lock(url: str, session_id: str, seconds: float) -> threading.Thread
     def hold() -> None:
         engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.NullPool)
         with engine.begin() as connection:
-            sql = f"UPDATE {TABLE_NAME} SET counter = counter WHERE id = :id"
-            connection.execute(sqlalchemy.text(sql), {"id": session_id})
+            touch = sessions.update().where(sessions.c.id == session_id)
+            connection.execute(touch.values(counter=sessions.c.counter))
             started.set()
             time.sleep(seconds)
         engine.dispose()
@@ -467,17 +425,17 @@ def hold_the_lock(url: str, session_id: str, seconds: float) -> threading.Thread
 
 def test_a_lock_held_past_the_timeout_is_a_503_within_it(app_settings, stored) -> None:
     """SQLite's busy timeout, PostgreSQL's lock timeout: the same setting, the same page."""
-    testapp = webtest.TestApp(main({}, **{**app_settings, "session.database_timeout": "0.5"}))
+    testapp = webtest.TestApp(main({}, **{**app_settings, "session.database_timeout": "0.3"}))
     testapp.get("/")
     [session_id] = stored.ids()
-    holder = hold_the_lock(app_settings["session.database_url"], session_id, seconds=2)
+    holder = hold_the_lock(app_settings["session.database_url"], session_id, seconds=1.2)
     try:
         started = time.monotonic()
         testapp.get("/howdy", status=503)
         waited = time.monotonic() - started
     finally:
         holder.join()
-    assert 0.4 < waited < 1.5
+    assert 0.25 < waited < 1
     assert counter(testapp.get("/howdy")) == 2
 
 
@@ -505,6 +463,25 @@ def test_processes_starting_together_make_the_table_once(app_settings) -> None:
         assert list(pool.map(first_request, stores)) == [1] * len(stores)
     for store in stores:
         store.engine.dispose()
+
+
+def test_the_threads_of_a_process_make_the_table_once(app_settings, monkeypatch) -> None:
+    """The first requests of a process race to make the table: one makes it, the others
+    wait for it and go on."""
+    made = []
+
+    def slow_create_table(connection: sqlalchemy.Connection) -> None:
+        time.sleep(0.1)  # let the other threads arrive while the table is made
+        made.append(create_table(connection))
+
+    monkeypatch.setattr(database_store, "create_table", slow_create_table)
+    store = store_of(app_settings)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        counts = list(
+            pool.map(lambda _: store.count(secrets.token_urlsafe(32), new=True), range(4))
+        )
+    assert (counts, len(made)) == ([1, 1, 1, 1], 1)
+    store.engine.dispose()
 
 
 def test_making_the_table_again_changes_nothing(app_settings, stored) -> None:
@@ -554,11 +531,10 @@ def database_session(app_settings: dict, cookie: str = "") -> ServerSession:
 def test_a_revoked_session_is_not_written_back(app_settings, testapp, stored) -> None:
     """A request that loaded the session before another revoked it cannot bring it back."""
     testapp.get("/")
-    [session_id] = stored.ids()
     session = database_session(app_settings, session_cookie(testapp))
     request = session.request
     assert session.get("_csrft_")  # loaded: the session exists
-    stored.query(f"DELETE FROM {TABLE_NAME}")  # "forget" in another tab
+    stored.delete_all()  # "forget" in another tab
     session.flash("late")
     session.write_back(request, Response())
     assert stored.ids() == []
@@ -598,7 +574,7 @@ def test_a_new_session_that_stores_nothing_leaves_no_trace(app_settings, stored,
     operation(session)
     response = Response()
     session.write_back(request, response)
-    assert stored.query(f"SELECT id FROM {TABLE_NAME}") == []
+    assert stored.ids() == []
     assert "Set-Cookie" not in response.headers
 
 

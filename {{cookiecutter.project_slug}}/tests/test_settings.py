@@ -27,10 +27,12 @@ def new_secret() -> str:
 
 @pytest.fixture
 def production_settings(app_settings: dict) -> dict:
-    """production.ini's settings (it holds no secret){% if cookiecutter.session_factory == "redis" %}, pointed at the test Redis{% endif %}."""
+    """production.ini's settings (it holds no secret){% if cookiecutter.session_factory == "redis" %}, pointed at the test Redis{% elif cookiecutter.session_factory == "database" %}, pointed at the test database{% endif %}."""
     settings = dict(get_appsettings(str(PROJECT_DIR / "production.ini")))
 {%- if cookiecutter.session_factory == "redis" %}
     settings["session.redis_url"] = app_settings["session.redis_url"]
+{%- elif cookiecutter.session_factory == "database" %}
+    settings["session.database_url"] = app_settings["session.database_url"]
 {%- endif %}
     return settings
 

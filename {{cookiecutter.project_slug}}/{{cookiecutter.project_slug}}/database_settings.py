@@ -20,7 +20,7 @@ from .settings import SettingsError
 URL_ENV = "{{ cookiecutter.project_slug | upper }}_DATABASE_URL"
 ENVIRONMENT = (URL_ENV,)
 DRIVERS = {"sqlite": "sqlite", "postgresql+psycopg": "postgresql"}
-EXAMPLES = "sqlite:///%(here)s/sessions.sqlite or postgresql+psycopg://user@host/dbname"
+EXAMPLES = "sqlite:////srv/app/sessions.sqlite or postgresql+psycopg://user@host/dbname"
 MAX_TIMEOUT = 30
 MAX_POOL_SIZE = 100
 
@@ -54,7 +54,9 @@ def read_url(settings: Mapping[str, str], environ: Mapping[str, str]) -> URL:
     name = URL_ENV if from_env else "session.database_url"
     raw = environ[URL_ENV].strip() if from_env else str(settings.get(name, "")).strip()
     if not raw:
-        raise SettingsError(f"no database: set session.database_url (or {URL_ENV}), e.g. {EXAMPLES}")
+        raise SettingsError(
+            f"no database: set session.database_url (or {URL_ENV}), e.g. {EXAMPLES}"
+        )
     try:
         url = make_url(raw)
     except ArgumentError:
@@ -62,7 +64,8 @@ def read_url(settings: Mapping[str, str], environ: Mapping[str, str]) -> URL:
     shown = url.render_as_string(hide_password=True)
     if url.drivername not in DRIVERS:
         raise SettingsError(
-            f"{name} must start with sqlite:/// or postgresql+psycopg:// (psycopg 3), got {shown!r}"
+            f"{name} must start with sqlite:/// or postgresql+psycopg:// (psycopg 3), "
+            f"got {shown!r}"
         )
     if url.drivername == "sqlite" and url.database in (None, "", ":memory:"):
         raise SettingsError(

@@ -93,7 +93,10 @@ LIVE = and_(
 )
 # The idle timeout from now, but never past the absolute end.
 NEXT_EXPIRY = case(
-    (sessions.c.created + bindparam("lifetime") < RENEWED, sessions.c.created + bindparam("lifetime")),
+    (
+        sessions.c.created + bindparam("lifetime") < RENEWED,
+        sessions.c.created + bindparam("lifetime"),
+    ),
     else_=RENEWED,
 )
 
@@ -116,9 +119,9 @@ class Statements:
         self.load_and_count = renew.values(
             expiry=NEXT_EXPIRY, counter=sessions.c.counter + 1
         ).returning(data, sessions.c.created, sessions.c.counter)
-        self.count = renew.values(
-            expiry=NEXT_EXPIRY, counter=sessions.c.counter + 1
-        ).returning(sessions.c.counter)
+        self.count = renew.values(expiry=NEXT_EXPIRY, counter=sessions.c.counter + 1).returning(
+            sessions.c.counter
+        )
         self.save = renew.values(expiry=NEXT_EXPIRY, data=bindparam("new_data"))
         self.move = renew.values(id=bindparam("new_id"))
         self.create = insert(sessions).values(
@@ -209,8 +212,7 @@ class DatabaseStore:
             self.prepare()
         except STORE_ERRORS as error:
             log.error(
-                "session database unavailable at start-up (retried at the first request): "
-                "%s: %s",
+                "session database unavailable at start-up (retried at the first request): %s: %s",
                 type(error).__name__,
                 error.orig if hasattr(error, "orig") else error,
             )

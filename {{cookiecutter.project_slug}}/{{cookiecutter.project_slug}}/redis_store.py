@@ -207,7 +207,6 @@ class RedisStore:
         except NoScriptError:
             return client.eval(lua.source, *arguments)
 
-
     # The session store: one script, one round trip, for each.
     def load(self, session_id: str) -> list | None:
         """``[data, created]`` of the live session, its expiry renewed, or None."""

@@ -40,11 +40,12 @@ from pyramid.response import Response
 from pyramid.router import Router
 from zope.interface import implementer
 
+{% if cookiecutter.session_factory == "database" -%}
+from .database_store import STORE_ERRORS, make_store
+{% endif -%}
 from .pages import ERROR_TEMPLATE, error_page
 {%- if cookiecutter.session_factory == "redis" %}
 from .redis_store import STORE_ERRORS, make_store
-{%- else %}
-from .database_store import STORE_ERRORS, make_store
 {%- endif %}
 from .security import secure_response
 from .serializers import JSONSerializer, RotatingSerializer, SignedSerializer
@@ -300,10 +301,9 @@ class ServerSession(SessionAPI, MutableMapping):
         return f"{self.cookie_name}={value}{self.attributes}"
 
 
-def make_session_factory(
-    settings: SessionSettings, store: SessionStore
-) -> type[ServerSession]:
-    """A session class on ``store`` that signs session ids with the first secret, reads with all."""
+def make_session_factory(settings: SessionSettings, store: SessionStore) -> type[ServerSession]:
+    """A session class on ``store`` that signs session ids with the first secret and
+    reads them with all."""
     signer = RotatingSerializer(
         [
             SignedSerializer(secret, "session-id.", SessionIdSerializer())
