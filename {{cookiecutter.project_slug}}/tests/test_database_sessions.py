@@ -4,20 +4,27 @@ fault-tolerant; on SQLite and on PostgreSQL (every test runs on both)."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.client
 import json
 import logging
 import secrets
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import sqlalchemy
 import webtest
 from conftest import app_with_test_views, login_view
-from database_servers import PostgresServer, StoredSessions
+from database_servers import PostgresServer, StoredSessions, free_port
 from helpers import (
+    COUNTER,
     count_concurrently,
     counter,
     csrf_token,
@@ -610,3 +617,52 @@ def test_a_session_read_after_its_response_went_out_still_loads(app_settings, ca
     with caplog.at_level(logging.DEBUG):
         assert session.get("counter") is None
     assert "fresh session: the stored one is gone" in caplog.text
+
+
+def serve_in_a_process(app_settings: dict, directory: Path) -> tuple[subprocess.Popen, int]:
+    """A waitress process of its own serving the app with ``app_settings``; its port."""
+    port = free_port()
+    lines = ["[app:main]", "use = egg:{{ cookiecutter.project_slug }}"]
+    lines += [f"{name} = {value.replace('%', '%%')}" for name, value in app_settings.items()]
+    lines += ["[server:main]", "use = egg:waitress#main", f"listen = 127.0.0.1:{port}"]
+    ini = directory / f"process-{port}.ini"
+    ini.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    command = [sys.executable, "-m", "pyramid.scripts.pserve", str(ini)]
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while process.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return process, port
+        time.sleep(0.05)
+    process.kill()
+    pytest.fail(f"the app did not start on port {port}")
+
+
+def counter_page(port: int, cookie: str = "") -> tuple[int, str]:
+    """GET /howdy from the process on ``port``: the count it shows and the session cookie."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", "/howdy", headers={"Cookie": f"session={cookie}"} if cookie else {})
+    response = connection.getresponse()
+    page = response.read().decode()
+    connection.close()
+    assert response.status == 200, page
+    set_cookie = response.getheader("Set-Cookie") or f"session={cookie};"
+    return int(COUNTER.search(page).group(1)), set_cookie.split(";")[0].removeprefix("session=")
+
+
+def test_two_processes_on_one_database_share_one_counter(app_settings, tmp_path) -> None:
+    """Two waitress processes, as two machines would run: one browser's requests land on
+    either, four tabs at once, and no count is lost."""
+    processes = [serve_in_a_process(app_settings, tmp_path) for _ in range(2)]
+    try:
+        ports = [port for _, port in processes]
+        count, cookie = counter_page(ports[0])
+        assert (count, counter_page(ports[1], cookie)[0]) == (1, 2)
+        tabs = [ports[0], ports[1]] * 2
+        with ThreadPoolExecutor(max_workers=len(tabs)) as pool:
+            list(pool.map(lambda port: [counter_page(port, cookie) for _ in range(25)], tabs))
+        assert counter_page(ports[0], cookie)[0] == 2 + 4 * 25 + 1
+    finally:
+        for process, _ in processes:
+            process.terminate()
+            process.wait(timeout=10)
