@@ -6,9 +6,10 @@
 
 The bench app is the generated app plus /limit: the counter page's template rendered with
 the same layout, but without touching the session (a fixed CSRF token, no flash, no
-counter). Its rate is the limit the session pages are measured against. With Redis
-sessions it also has /ping: /limit plus one EXISTS through the app's Redis client, the
-cost of one round trip to Redis with no session work at all.
+counter). Its rate is the limit the session pages are measured against. With server-side
+sessions it also has /ping: /limit plus one round trip through the app's own store (Redis:
+one EXISTS; SQL: one SELECT 1 on the store's pool), the cost of reaching the store with no
+session work at all.
 
 In-process, the same counter page is also measured on the stock library a user would pick
 instead of the project's sessions, in an app of its own: /stock.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -29,12 +31,13 @@ import webtest
 from pyramid.config import Configurator
 from pyramid.interfaces import ISessionFactory
 from pyramid.paster import get_appsettings
-from pyramid.request import Request
 from pyramid.router import Router
 
 FIXED_TOKEN = "0" * 40
 # The ceiling of a Redis session: one single-key read (a Cluster sends PING to every node).
 PING_KEY = "bench:ping"
+# The ceiling of an SQL session: the least statement there is.
+SELECT_ONE = "SELECT 1"
 ROUNDS = 5
 
 
@@ -60,19 +63,13 @@ def make_app(package: str, ini: str) -> Router:
                 csrf_token=FIXED_TOKEN,
             )
 
-    class PingViews(LimitViews):
-        """/limit plus one round trip to Redis (EXISTS): the least any Redis session costs."""
-
-        def counter_page(self, title: str) -> dict:
-            redis_store(self.request).client.exists(PING_KEY)
-            return super().counter_page(title)
-
     with Configurator(settings=get_appsettings(ini)) as config:
         config.include(package)
-        config.commit()  # the session factory is registered: redis_store() can see it
+        config.commit()  # the session factory is registered: session_store() can see it
         pages_without_session = {"limit": LimitViews}
-        if redis_store(config):
-            pages_without_session["ping"] = PingViews
+        store = session_store(config)
+        if store is not None:
+            pages_without_session["ping"] = with_round_trip(LimitViews, one_round_trip(store))
         for name, view_class in pages_without_session.items():
             add_counter_page(config, package, name, view_class)
     return config.make_wsgi_app()
@@ -97,11 +94,43 @@ def add_counter_page(config: Configurator, package: str, name: str, view_class: 
     )
 
 
+def with_round_trip(views: type, round_trip: Callable[[], object]) -> type:
+    """The ``views`` class whose counter page also makes ``round_trip`` to the store."""
+
+    class PingViews(views):
+        """/limit plus one round trip to the store: the least any session on it costs."""
+
+        def counter_page(self, title: str) -> dict:
+            round_trip()
+            return super().counter_page(title)
+
+    return PingViews
+
+
+def one_round_trip(store: object) -> Callable[[], object]:
+    """One round trip to the session ``store`` and no session work: an EXISTS through a
+    Redis store's client; a SELECT 1 through an SQL store's own connections (its engine,
+    pool and autocommit mode, as every session statement)."""
+    if hasattr(store, "client"):
+        return lambda: store.client.exists(PING_KEY)
+    from sqlalchemy import text
+
+    select_one = text(SELECT_ONE)
+
+    def select() -> object:
+        with store.connection() as connection:
+            return connection.execute(select_one).scalar()
+
+    return select
+
+
 def stock_session_factory(package: str, settings: dict, factory: str) -> object:
     """The stock library's session factory for ``factory``, configured as the project's
     own from the same settings: JSON, the same timeouts, secret and cookie flags."""
     checked = importlib.import_module(f"{package}.settings").session_settings(settings)
     timeout, secure = checked.timeout, checked.secure
+    if factory == "database":
+        return beaker_session_factory(package, settings, checked)
     if factory == "redis":
         from pyramid_session_redis import RedisSessionFactory
 
@@ -133,6 +162,40 @@ def stock_session_factory(package: str, settings: dict, factory: str) -> object:
     from pyramid.session import SignedCookieSessionFactory
 
     return SignedCookieSessionFactory(checked.secret_bytes[0], **options)
+
+
+def beaker_session_factory(package: str, settings: dict, checked: object) -> object:
+    """pyramid_beaker on Beaker's SQLAlchemy backend, set up as a user's ini file would
+    (``session.type = ext:database``, ``session.url``) on the project's database (its
+    URL, the environment included), with the project's idle timeout, secret and cookie
+    flags. Beaker makes its own engine (pool 5 + 10, as the project's) and table; it
+    pickles the data: its database backend has no JSON. (``ext:sqla``, which takes an
+    engine, fails in Beaker 1.14 without a lock_dir: BENCHMARKS.md.)"""
+    from pyramid_beaker import session_factory_from_settings
+    from sqlalchemy import Engine, event
+
+    database = importlib.import_module(f"{package}.database_settings")
+    url = database.read_database_settings(settings, os.environ).url
+    if url.get_backend_name() == "sqlite":
+        event.listen(Engine, "connect", sync_as_the_project)
+    options = {
+        "session.type": "ext:database",
+        "session.url": url.render_as_string(hide_password=False),
+        "session.secret": checked.secrets[0],
+        "session.timeout": str(checked.timeout),
+        "session.secure": str(checked.secure),
+        "session.httponly": "true",
+        "session.samesite": "Lax",
+    }
+    return session_factory_from_settings(options)
+
+
+def sync_as_the_project(connection: object, _record: object) -> None:
+    """Every SQLite connection syncs as the project's own do (the file is in WAL mode, and
+    synchronous=NORMAL): Beaker's default, FULL, would add an fsync to every commit, about
+    150 µs here, and the stock page would time the disk more than the library."""
+    if isinstance(connection, sqlite3.Connection):
+        connection.execute("PRAGMA synchronous=NORMAL")
 
 
 def make_stock_app(package: str, ini: str, factory: str) -> Router:
@@ -171,8 +234,8 @@ def redis_location(package: str, settings: dict, checked: object) -> tuple[str, 
     return redis.url, redis.socket_timeout
 
 
-def redis_store(holder: Request | Configurator | Router) -> object | None:
-    """The Redis store of the app's session factory; None for the cookie factories."""
+def session_store(holder: Configurator | Router) -> object | None:
+    """The store of the app's session factory (Redis or SQL); None for the cookie ones."""
     factory = holder.registry.queryUtility(ISessionFactory)
     return getattr(factory, "store", None)
 
@@ -232,7 +295,7 @@ def in_process(package: str, ini: str, seconds: float, factory: str) -> dict:
         "counter": lambda: send("get", "/", cookie),
         "flash_round": flash_round,
     }
-    if redis_store(client.app):
+    if session_store(client.app) is not None:
         loads["ping"] = lambda: send("get", "/ping", cookie)
     if factory:
         loads["stock"] = stock_page(package, ini, factory)

@@ -3,7 +3,8 @@
     python3 tasks.py bench [--seconds 2] [--suite]
 
 For each factory: render the template, install the project as its README says, then
-measure with production.ini (a fresh secret in the environment, a private Redis):
+measure with production.ini (a fresh secret in the environment; a private Redis, or for
+the SQL store an SQLite file or a private PostgreSQL server):
 in-process (WebTest, one fixed cookie sent with every request) and served by waitress
 under wrk on loopback, the rates of the counter page and of the flash POST-redirect-GET
 round, each as a ratio to /limit (the counter page's template without the session);
@@ -24,6 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -43,6 +47,7 @@ from bench.harness import (
     start,
     stop,
 )
+from bench.postgres import postgres_server
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results" / "latest.json"
@@ -52,7 +57,8 @@ SERVER_THREADS = int(os.environ.get("BENCH_SERVER_THREADS", "4"))
 WRK_CONNECTIONS = SERVER_THREADS  # no queueing: waitress logs every queued task
 # Served figures: this many rounds, the pages taking turns.
 WRK_ROUNDS = 7
-# The app gets a core of its own; wrk and Redis share the others, as if on other machines.
+# The app gets a core of its own; wrk and the store's servers share the others, as if on
+# other machines.
 CORES = sorted(os.sched_getaffinity(0))
 APP_CORES = set(CORES[:1])
 CLIENT_CORES = set(CORES[1:]) or APP_CORES
@@ -64,13 +70,70 @@ STOCK_PACKAGES = {
     "signed_cookie": "Pyramid's SignedCookieSessionFactory",
     "encrypted_cookie": "pyramid_nacl_session's EncryptedCookieSessionFactory",
     "redis": "pyramid_session_redis's RedisSessionFactory",
+    "database": "pyramid_beaker, Beaker's ext:database (SQLAlchemy)",
 }
-STOCK_REQUIREMENTS = {"redis": ["pyramid_session_redis"]}
+STOCK_REQUIREMENTS = {"redis": ["pyramid_session_redis"], "database": ["pyramid_beaker"]}
+# Where the SQL store's sessions live: a file beside the project, or a private server.
+DATABASES = ("sqlite", "postgresql")
+# The stock libraries know one Redis server only (no Sentinel, no Cluster).
+NO_STOCK = {"sentinel", "cluster"}
+# Answers that render a project for its store, beside the factory: a PostgreSQL project
+# depends on psycopg (the bench's own server's URL is given in the environment).
+RENDER_ANSWERS = {
+    "postgresql": {"database_url": "postgresql+psycopg://postgres@127.0.0.1/sessions"}
+}
 
 
 def pin_to(cores: set[int]):
     """A preexec_fn that runs the child process on ``cores`` only."""
     return lambda: os.sched_setaffinity(0, cores)
+
+
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` has started (PostgreSQL's background workers)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if parent == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def pin_server(pid: int, cores: set[int]) -> None:
+    """Run a server and the processes it has started on ``cores``; what it starts later
+    (a PostgreSQL backend per connection) inherits them."""
+    for process in [pid, *children(pid)]:
+        with suppress(ProcessLookupError):  # it has just ended
+            os.sched_setaffinity(process, cores)
+
+
+@dataclass
+class Store:
+    """Where a case's sessions live: what the app needs to reach them, and the processes
+    that serve them."""
+
+    environment: dict[str, str]
+    """The app's environment variables, without the <SLUG>_ prefix."""
+    pids: list[int]
+
+
+@contextmanager
+def store_servers(factory: str, store: str) -> Iterator[Store]:
+    """The private servers of ``factory``'s sessions on ``store`` for the block: a Redis
+    deployment, a PostgreSQL server, or none (cookies; an SQLite file beside the project,
+    as production.ini has it)."""
+    if factory == "redis":
+        with redis_deployment(store) as redis:
+            servers = [*redis.nodes, *redis.sentinels]
+            yield Store(redis.environment, [server.process.pid for server in servers])
+    elif factory == "database" and store == "postgresql":
+        with postgres_server() as postgres:
+            yield Store({"DATABASE_URL": postgres.url}, [postgres.pid])
+    else:
+        yield Store({}, [])
 
 
 def bench_app(project: Path, command: str, *extra: str) -> list[str]:
@@ -156,24 +219,28 @@ def summary(rounds: list[dict[str, float]]) -> dict[str, float]:
 
 
 def measure_factory(
-    factory: str, workdir: Path, seconds: float, template: Path, topology: str = "server"
+    factory: str, workdir: Path, seconds: float, template: Path, store: str = "server"
 ) -> dict:
-    """Everything measured for one factory of ``template`` (Redis: over ``topology``)."""
-    project = render(
-        workdir / f"{factory}-{topology}", template, session_factory=factory, project_slug=SLUG
-    )
+    """Everything measured for one factory of ``template`` on ``store`` (a Redis topology
+    or a database; "server" for the cookie factories)."""
+    answers = {"session_factory": factory, "project_slug": SLUG, **RENDER_ANSWERS.get(store, {})}
+    project = render(workdir / f"{factory}-{store}", template, **answers)
     python = install(project)
-    stock = topology == "server"  # the stock libraries know one Redis server only
+    stock = store not in NO_STOCK
     if stock and STOCK_REQUIREMENTS.get(factory):
         pip = [str(python), "-m", "pip", "install", "--quiet", *STOCK_REQUIREMENTS[factory]]
         subprocess.run(pip, check=True)
-    with redis_deployment(topology) as redis:
-        for server in [*redis.nodes, *redis.sentinels]:
-            os.sched_setaffinity(server.process.pid, CLIENT_CORES)
-        env = production_env(project, factory, redis)
+    with store_servers(factory, store) as servers:
+        for pid in servers.pids:
+            pin_server(pid, CLIENT_CORES)
+        slug = project.name.upper()
+        env = production_env(project, factory)
+        env.update({f"{slug}_{name}": value for name, value in servers.environment.items()})
         inside = in_process(project, env, seconds, factory if stock else "")
         outside = served(project, env, seconds, inside)
     return {
+        "factory": factory,
+        "store": store,
         "set_cookie_bytes": inside["set_cookie_bytes"],
         "in_process": summary(inside["rounds"]),
         "served": summary(outside),
@@ -181,18 +248,24 @@ def measure_factory(
     }
 
 
-def cases(factories: list[str], topologies: list[str]) -> list[tuple[str, str]]:
-    """(factory, Redis topology) pairs to measure: Redis once per topology."""
-    return [
-        (factory, topology)
-        for factory in factories
-        for topology in (topologies if factory == "redis" else ["server"])
-    ]
+def cases(factories: list[str], stores: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """(factory, store) pairs to measure: a server-side factory once per store it is given
+    (Redis topologies, databases), a cookie factory once."""
+    return [(factory, store) for factory in factories for store in stores.get(factory, ["server"])]
 
 
-def case_name(factory: str, topology: str) -> str:
-    """'redis over sentinel' for Redis past one server, else the factory."""
-    return factory if topology == "server" else f"{factory} over {topology}"
+def case_name(factory: str, store: str) -> str:
+    """'redis over sentinel' for Redis past one server, 'database on sqlite' for the SQL
+    store, else the factory."""
+    if factory == "database":
+        return f"{factory} on {store}"
+    return factory if store == "server" else f"{factory} over {store}"
+
+
+def template_factories(template: Path) -> tuple[str, ...]:
+    """The session factories ``template`` offers: an older commit lacks the newer ones."""
+    answers = json.loads((template / "cookiecutter.json").read_text())
+    return tuple(answers["session_factory"])
 
 
 def render_seconds(workdir: Path, template: Path, rounds: int = 5) -> float:
@@ -228,11 +301,13 @@ def machine() -> dict:
         "python": platform.python_version(),
         "app_cores": sorted(APP_CORES),
         "client_cores": sorted(CLIENT_CORES),
+        # Anything else running shares the cores: a run is worth as much as its quiet.
+        "load_at_start": os.getloadavg(),
     }
 
 
 def ceiling_share(rates: dict[str, float]) -> float:
-    """The counter page's rate as a share of the one-round-trip page's."""
+    """The counter page's rate as a share of the one-round-trip (ping) page's."""
     return rates["counter_ratio"] / rates["ping_ratio"]
 
 
@@ -241,7 +316,9 @@ def report(results: dict) -> str:
     host = results["machine"]
     lines = [
         f"Machine: {host['cpu']}, {host['cores']} cores, Python {host['python']}; "
-        f"the app on cores {host['app_cores']}, wrk and Redis on cores {host['client_cores']}",
+        f"the app on cores {host['app_cores']}, wrk and the stores' servers on cores "
+        f"{host['client_cores']}; load average at the start "
+        f"{' / '.join(f'{load:.2f}' for load in host['load_at_start'])} (1 / 5 / 15 min)",
         "",
         "| factory | mode | limit req/s | counter req/s | counter ratio (rounds' range) "
         "| flash rounds/s | flash ratio |",
@@ -259,7 +336,8 @@ def report(results: dict) -> str:
             )
     lines += [
         "",
-        "| Redis | one round trip and no session work (ping), in-process / served "
+        "| store | one round trip and no session work (ping: Redis EXISTS, SQL SELECT 1), "
+        "in-process / served "
         "| counter page as a share of it, in-process / served |",
         "|---|---|---|",
     ]
@@ -280,7 +358,7 @@ def report(results: dict) -> str:
         if "stock" not in rates:
             continue
         lines.append(
-            f"| {factory} | {STOCK_PACKAGES[factory]} | {rates['counter_ratio']:.2f} "
+            f"| {factory} | {STOCK_PACKAGES[figures['factory']]} | {rates['counter_ratio']:.2f} "
             f"| {rates['stock_ratio']:.2f} | **{rates['counter'] / rates['stock']:.2f}** |"
         )
     lines += ["", "| factory | Set-Cookie bytes (counter + 3 flash messages) |", "|---|---|"]
@@ -289,6 +367,9 @@ def report(results: dict) -> str:
         for factory, figures in results["factories"].items()
     ]
     lines += ["", f"Render time (default answers): {results['render_seconds'] * 1000:.0f} ms"]
+    if results["skipped"]:
+        skipped = ", ".join(results["skipped"])
+        lines.append(f"Not offered by this template, so not measured: {skipped}")
     if "suite_seconds" in results:
         lines.append(
             f"Template test suite (`python3 tasks.py test`): {results['suite_seconds']:.0f} s"
@@ -309,20 +390,34 @@ def main(argv: list[str] | None = None) -> int:
         help="Redis deployments to measure the Redis factory on (default: all)",
     )
     parser.add_argument(
+        "--database",
+        action="append",
+        choices=DATABASES,
+        help="databases to measure the SQL factory on (default: both)",
+    )
+    parser.add_argument(
         "--template",
         type=Path,
         default=ROOT,
         help="measure another checkout of this template (an older commit, say)",
     )
     args = parser.parse_args(argv)
-    args.redis_topology = args.redis_topology or list(REDIS_TOPOLOGIES)
+    stores = {
+        "redis": args.redis_topology or list(REDIS_TOPOLOGIES),
+        "database": args.database or list(DATABASES),
+    }
     if not 0.2 <= args.seconds <= 60:
         parser.error("--seconds must be 0.2 to 60")
-    results: dict = {"machine": machine(), "factories": {}}
+    offered = template_factories(args.template)
+    factories = [factory for factory in args.factory or FACTORIES if factory in offered]
+    skipped = sorted(set(args.factory or FACTORIES) - set(factories))
+    if skipped:
+        print(f"skipped, not in {args.template}: {', '.join(skipped)}", file=sys.stderr)
+    results: dict = {"machine": machine(), "factories": {}, "skipped": skipped}
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
-        for factory, topology in cases(args.factory or FACTORIES, args.redis_topology):
-            results["factories"][case_name(factory, topology)] = measure_factory(
-                factory, Path(workdir), args.seconds, args.template, topology
+        for factory, store in cases(factories, stores):
+            results["factories"][case_name(factory, store)] = measure_factory(
+                factory, Path(workdir), args.seconds, args.template, store
             )
         results["render_seconds"] = render_seconds(Path(workdir), args.template)
     if args.suite:
