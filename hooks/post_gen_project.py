@@ -24,7 +24,7 @@ DEVELOPMENT_SECRET_FILE = ".session_secret"  # noqa: S105 - a file name
 # becomes sessions.py.
 FILE_GROUPS = {
     "cookie": ("{package}/sessions_cookie.py", "tests/test_cookie_sessions.py"),
-    "server": ("{package}/sessions_server.py",),
+    "server": ("{package}/sessions_server.py", "tests/test_server_sessions.py"),
     "redis": (
         "{package}/redis_settings.py",
         "{package}/redis_store.py",

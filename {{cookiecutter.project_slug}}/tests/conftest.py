@@ -4,6 +4,7 @@ from __future__ import annotations
 
 {% if cookiecutter.session_factory == "redis" -%}
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -50,6 +51,7 @@ from {{ cookiecutter.project_slug }} import main
 from {{ cookiecutter.project_slug }} import settings as settings_module
 {%- if cookiecutter.session_factory == "redis" %}
 from {{ cookiecutter.project_slug }}.redis_settings import ENVIRONMENT as REDIS_ENVIRONMENT
+from {{ cookiecutter.project_slug }}.redis_store import KEY_PREFIX
 {%- elif cookiecutter.session_factory == "database" %}
 from {{ cookiecutter.project_slug }}.database_settings import ENVIRONMENT as DATABASE_ENVIRONMENT
 from {{ cookiecutter.project_slug }}.database_store import TABLE_NAME, create_table
@@ -478,6 +480,52 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client.flushdb()
     yield client
     client.close()
+
+
+class StoredSessions:
+    """The sessions in Redis as another program sees them."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    def ids(self) -> list[str]:
+        """The ids of the stored sessions."""
+        keys = self.client.scan_iter(f"{KEY_PREFIX}*")
+        return [key.decode().removeprefix(KEY_PREFIX) for key in keys]
+
+    def field(self, session_id: str, name: str) -> bytes:
+        """One field of the session's hash."""
+        return self.client.hget(KEY_PREFIX + session_id, name)
+
+    def counter(self, session_id: str) -> int:
+        """The session's visit counter."""
+        return int(self.field(session_id, "counter"))
+
+    def created(self, session_id: str) -> int:
+        """When the session was created (Redis's clock)."""
+        return int(self.field(session_id, "created"))
+
+    def data(self, session_id: str) -> dict:
+        """The session's data."""
+        return json.loads(self.field(session_id, "data"))
+
+    def set_data(self, session_id: str, text: str) -> None:
+        """Overwrite the session's data, as a bug or another program might."""
+        self.client.hset(KEY_PREFIX + session_id, "data", text)
+
+    def state(self, session_id: str) -> dict:
+        """Everything stored for the session."""
+        return self.client.hgetall(KEY_PREFIX + session_id)
+
+    def delete_all(self) -> None:
+        """Delete every session, as "forget" in every tab would."""
+        self.client.delete(*[KEY_PREFIX + session_id for session_id in self.ids()])
+
+
+@pytest.fixture
+def stored(redis_client: redis.Redis) -> StoredSessions:
+    """The test Redis's sessions, read and written from outside the app."""
+    return StoredSessions(redis_client)
 
 
 @pytest.fixture

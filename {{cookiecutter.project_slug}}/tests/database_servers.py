@@ -85,6 +85,22 @@ class StoredSessions:
         """The session data stored for ``session_id``."""
         return json.loads(self.row(session_id).data)
 
+    def counter(self, session_id: str) -> int:
+        """The session's visit counter."""
+        return self.row(session_id).counter
+
+    def created(self, session_id: str) -> int:
+        """When the session was created (epoch seconds)."""
+        return self.row(session_id).created
+
+    def set_data(self, session_id: str, text: str) -> None:
+        """Overwrite the session's data, as a bug or another program might."""
+        self.set(session_id, "data", text)
+
+    def state(self, session_id: str) -> Any:
+        """Everything stored for the session: its row."""
+        return self.row(session_id)
+
     def set(self, session_id: str, column: str, value: Any) -> None:
         """Overwrite one column of a session's row, as a bug or another program might."""
         self.run(

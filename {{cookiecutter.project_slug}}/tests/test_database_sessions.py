@@ -3,10 +3,8 @@ fault-tolerant; on SQLite and on PostgreSQL (every test runs on both)."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import http.client
-import json
 import logging
 import secrets
 import socket
@@ -14,28 +12,22 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import sqlalchemy
 import webtest
-from conftest import app_with_test_views, login_view
 from database_servers import PostgresServer, StoredSessions, free_port
 from helpers import (
     COUNTER,
-    count_concurrently,
     counter,
     csrf_token,
-    flash_groups,
     post_form,
-    session_cookie,
     text,
 )
 from pyramid.interfaces import ISessionFactory
-from pyramid.request import Request
-from pyramid.response import Response
 from sqlalchemy.exc import OperationalError
 
 from {{ cookiecutter.project_slug }} import database_store, main
@@ -45,28 +37,12 @@ from {{ cookiecutter.project_slug }}.database_store import (
     make_database_store,
     sessions,
 )
-from {{ cookiecutter.project_slug }}.sessions import (
-    ServerSession,
-    increment_counter,
-    make_session_factory,
-    regenerate_session,
-)
-from {{ cookiecutter.project_slug }}.settings import SECRET_BYTES, session_settings
+from {{ cookiecutter.project_slug }}.settings import session_settings
 
 
 def is_sqlite(url: str) -> bool:
     """Whether ``url`` is an SQLite file (else PostgreSQL)."""
     return url.startswith("sqlite")
-
-
-def test_cookie_carries_only_a_signed_id(testapp: webtest.TestApp, stored) -> None:
-    testapp.get("/")
-    cookie = session_cookie(testapp)
-    [session_id] = stored.ids()
-    signed = base64.urlsafe_b64decode(cookie + "=" * (-len(cookie) % 4))
-    assert signed.endswith(session_id.encode())
-    assert len(signed) == 64 + len(session_id)  # an HMAC-SHA512 signature, then the id
-    assert "_csrft_" in stored.data(session_id)
 
 
 def test_counter_is_a_column_and_the_row_expires(testapp, stored, app_settings) -> None:
@@ -78,113 +54,6 @@ def test_counter_is_a_column_and_the_row_expires(testapp, stored, app_settings) 
     timeout = int(app_settings["session.timeout"])
     assert row.counter == 2
     assert before + timeout <= row.expiry <= int(time.time()) + timeout
-
-
-def test_concurrent_requests_lose_no_increment(testapp: webtest.TestApp) -> None:
-    testapp.get("/")
-    assert count_concurrently(testapp, tabs=8, visits=25) == 1 + 8 * 25 + 1
-
-
-def test_forget_revokes_the_old_cookie(testapp: webtest.TestApp, stored) -> None:
-    testapp.get("/")
-    testapp.get("/")
-    copied = session_cookie(testapp)
-    [old_id] = stored.ids()
-    post_form(testapp, "/forget")
-    assert old_id not in stored.ids()
-    thief = webtest.TestApp(testapp.app)
-    thief.set_cookie("session", copied)
-    assert counter(thief.get("/")) == 1
-
-
-def test_regenerate_moves_data_and_counter_to_a_new_id(app_with_login, stored) -> None:
-    app_with_login.get("/")
-    app_with_login.get("/")
-    [old_id] = stored.ids()
-    copied = session_cookie(app_with_login)
-    token = stored.data(old_id)["_csrft_"]
-    created = stored.row(old_id).created
-    assert app_with_login.get("/login").json["session"]["_csrft_"] != token
-    [new_id] = stored.ids()
-    assert new_id != old_id
-    assert (stored.row(new_id).counter, stored.row(new_id).created) == (2, created)
-    assert stored.data(new_id)["_csrft_"] != token
-    assert counter(app_with_login.get("/")) == 3
-    thief = webtest.TestApp(app_with_login.app)
-    thief.set_cookie("session", copied)
-    assert counter(thief.get("/")) == 1
-
-
-def count_and_write(request: Request) -> None:
-    """Count a visit and store something."""
-    increment_counter(request)
-    request.session["late"] = "written after the other tab finished"
-
-
-def slow_view(request: Request) -> dict:
-    """Read the session first (as a security policy would), let another tab's request run
-    to completion (``meanwhile``), then change the session (``afterwards``)."""
-    request.session.get("_csrft_")
-    request.registry["meanwhile"]()
-    request.registry["afterwards"](request)
-    return {"session": dict(request.session)}
-
-
-@pytest.fixture
-def app_with_a_slow_view(app_settings: dict) -> webtest.TestApp:
-    """The app, a /login view, and /slow, inside which another request runs."""
-    return app_with_test_views(app_settings, login=login_view, slow=slow_view)
-
-
-# What another tab of the same browser does while /slow runs: each revokes the old id.
-MEANWHILE: dict[str, Callable[[webtest.TestApp], object]] = {
-    "forget": lambda tab: post_form(tab, "/forget"),
-    "login": lambda tab: tab.get("/login"),
-}
-# What /slow does after that.
-AFTERWARDS: dict[str, Callable[[Request], object]] = {
-    "count-and-write": count_and_write,
-    "login": regenerate_session,
-}
-
-
-@pytest.mark.parametrize("afterwards", AFTERWARDS.values(), ids=AFTERWARDS)
-@pytest.mark.parametrize("meanwhile", MEANWHILE.values(), ids=MEANWHILE)
-def test_a_session_revoked_during_a_request_stays_revoked(
-    app_with_a_slow_view, stored, meanwhile, afterwards
-) -> None:
-    browser = app_with_a_slow_view
-    token = csrf_token(browser.get("/"))
-    old_cookie = session_cookie(browser)
-    [old_id] = stored.ids()
-    other_tab = webtest.TestApp(browser.app)
-    other_tab.set_cookie("session", old_cookie)
-    browser.app.registry.update(meanwhile=lambda: meanwhile(other_tab), afterwards=afterwards)
-
-    slow = browser.get("/slow").json["session"]  # it went on with a fresh session
-    assert slow.get("counter", 1) == 1
-    assert slow.get("_csrft_") != token
-    assert old_id not in stored.ids()
-    assert token not in [stored.data(session_id).get("_csrft_") for session_id in stored.ids()]
-    replayed = webtest.TestApp(browser.app)
-    replayed.set_cookie("session", old_cookie)
-    page = replayed.get("/")
-    assert (counter(page), csrf_token(page) == token) == (1, False)
-
-
-def test_a_session_read_before_counting_counts_on(app_with_a_slow_view, stored) -> None:
-    browser = app_with_a_slow_view
-    browser.get("/")
-    browser.app.registry.update(meanwhile=lambda: None, afterwards=count_and_write)
-    assert browser.get("/slow").json["session"]["late"]
-    [session_id] = stored.ids()
-    assert stored.row(session_id).counter == 2
-    assert stored.data(session_id)["late"]
-
-
-def test_regenerate_a_session_without_a_counter(app_with_login) -> None:
-    assert list(app_with_login.get("/login").json["session"]) == ["_csrft_"]
-    assert counter(app_with_login.get("/")) == 1
 
 
 # Ways a session's row can be damaged (by hand, a bug, another program, a bad restore):
@@ -243,25 +112,6 @@ def test_values_only_sqlite_can_hold_give_a_fresh_session(
     assert_corruption_gives_a_fresh_session(testapp, stored, change, first_request)
 
 
-# Session data that is a JSON object, with values of the wrong type where the app looks.
-WRONG_TYPES = {
-    "flash-queue-not-a-list": {"_f_messages": 5},
-    "csrf-token-not-text": {"_csrft_": 5},
-    "csrf-token-not-ascii": {"_csrft_": "€"},
-    "both": {"_f_messages": "many", "_csrft_": ["a"]},
-}
-
-
-@pytest.mark.parametrize("data", WRONG_TYPES.values(), ids=WRONG_TYPES)
-def test_stored_values_of_the_wrong_type_do_no_harm(testapp, stored, data) -> None:
-    testapp.get("/")
-    [session_id] = stored.ids()
-    stored.set(session_id, "data", json.dumps(data))
-    token = csrf_token(testapp.get("/"))
-    post_form(testapp, "/flash", token, category="info", message="still works")
-    assert flash_groups(testapp.get("/")) == {"info": ["still works"]}
-
-
 def test_no_log_line_names_a_session_id(testapp, stored, monkeypatch, caplog) -> None:
     """A session id is a bearer credential (with the secret, a cookie): never logged, not
     even in a database error, whose statement parameters hold it."""
@@ -277,11 +127,6 @@ def test_no_log_line_names_a_session_id(testapp, stored, monkeypatch, caplog) ->
     assert "session store unavailable" in caplog.text
     assert session_id not in caplog.text
     assert fresh_id not in caplog.text
-
-
-def test_garbage_in_the_cookie_starts_a_fresh_session(testapp) -> None:
-    testapp.set_cookie("session", "garbage")
-    assert counter(testapp.get("/")) == 1
 
 
 def watch_statements(store: DatabaseStore) -> list[str]:
@@ -527,96 +372,6 @@ def store_of(app_settings: dict) -> DatabaseStore:
     """A store as the app makes it from ``app_settings``, before its first use."""
     settings = session_settings(app_settings)
     return make_database_store(app_settings, {}, settings.timeout, settings.absolute_timeout)
-
-
-def database_session(app_settings: dict, cookie: str = "") -> ServerSession:
-    """A session of the app's factory for a request that sends ``cookie``."""
-    request = Request.blank("/", headers={"Cookie": f"session={cookie}"} if cookie else {})
-    return make_session_factory(session_settings(app_settings), store_of(app_settings))(request)
-
-
-def test_a_revoked_session_is_not_written_back(app_settings, testapp, stored) -> None:
-    """A request that loaded the session before another revoked it cannot bring it back."""
-    testapp.get("/")
-    session = database_session(app_settings, session_cookie(testapp))
-    request = session.request
-    assert session.get("_csrft_")  # loaded: the session exists
-    stored.delete_all()  # "forget" in another tab
-    session.flash("late")
-    session.write_back(request, Response())
-    assert stored.ids() == []
-
-
-def test_invalidating_without_new_data_deletes_the_cookie(app_settings, testapp, stored) -> None:
-    testapp.get("/")
-    session = database_session(app_settings, session_cookie(testapp))
-    request = session.request
-    session.invalidate()
-    response = Response()
-    session.write_back(request, response)
-    assert stored.ids() == []
-    assert response.headers["Set-Cookie"].startswith("session=; Max-Age=0; Path=/; HttpOnly")
-
-
-def test_the_session_is_a_mutable_mapping(app_settings) -> None:
-    session = database_session(app_settings)
-    session.update(a=1, b=2)
-    del session["a"]
-    assert ("a" in session, "b" in session, len(session), list(session)) == (False, True, 1, ["b"])
-    assert session.pop("b") == 2
-    assert dict(session) == {}
-
-
-NEW_SESSION_OPERATIONS = {
-    "reset_counter": lambda session: session.reset_counter(),
-    "invalidate": lambda session: session.invalidate(),
-    "read": lambda session: session.get("counter"),
-}
-
-
-@pytest.mark.parametrize("operation", NEW_SESSION_OPERATIONS.values(), ids=NEW_SESSION_OPERATIONS)
-def test_a_new_session_that_stores_nothing_leaves_no_trace(app_settings, stored, operation):
-    session = database_session(app_settings)
-    request = session.request
-    operation(session)
-    response = Response()
-    session.write_back(request, response)
-    assert stored.ids() == []
-    assert "Set-Cookie" not in response.headers
-
-
-def test_re_signing_a_cookie_leaves_unread_data_alone(app_settings, stored) -> None:
-    """A request that never reads the session only re-signs a cookie of an older secret."""
-    old_secret = app_settings["session.secret"]
-    rotated = {
-        **app_settings,
-        "session.secret": secrets.token_hex(SECRET_BYTES),
-        "session.secret_fallbacks": old_secret,
-    }
-    before = webtest.TestApp(main({}, **app_settings))
-    before.get("/")
-    [session_id] = stored.ids()
-    row = stored.row(session_id)
-    session = database_session(rotated, session_cookie(before))
-    request = session.request
-    response = Response()
-    session.write_back(request, response)
-    assert stored.row(session_id) == row
-    assert response.headers["Set-Cookie"].startswith("session=")
-    new_cookie = response.headers["Set-Cookie"].split(";")[0].removeprefix("session=")
-    new_secret_only = {**app_settings, "session.secret": rotated["session.secret"]}
-    assert database_session(new_secret_only, new_cookie).session_id == session_id
-
-
-def test_a_session_read_after_its_response_went_out_still_loads(app_settings, caplog) -> None:
-    """A finished callback may read the session after write_back let go of the request."""
-    cookie_of_a_gone_session = database_session(app_settings).signer.dumps("gone").decode()
-    session = database_session(app_settings, cookie_of_a_gone_session)
-    session.changed()
-    session.write_back(session.request, Response())
-    with caplog.at_level(logging.DEBUG):
-        assert session.get("counter") is None
-    assert "fresh session: the stored one is gone" in caplog.text
 
 
 def serve_in_a_process(app_settings: dict, directory: Path) -> tuple[subprocess.Popen, int]:
