@@ -12,6 +12,9 @@ import webtest
 from conftest import RedisServer
 from helpers import csrf_token, post_form
 from test_redis_sessions import outage_redis, watch_round_trips  # noqa: F401 (a fixture)
+{%- elif cookiecutter.session_factory == "database" %}
+from helpers import csrf_token, post_form
+from test_database_sessions import app_store, fail_statement
 {%- else %}
 from helpers import post_form
 {%- endif %}
@@ -100,37 +103,48 @@ RESPONSES: dict[str, tuple[Visit, bool]] = {
 @pytest.mark.parametrize(("visit", "cacheable"), RESPONSES.values(), ids=RESPONSES)
 def test_every_response_carries_the_security_headers(testapp, visit: Visit, cacheable: bool):
     assert_security_headers(visit(testapp), cacheable=cacheable)
+{%- if cookiecutter.session_factory in ("redis", "database") %}
+
+
+def fail_round_trip(testapp: webtest.TestApp, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """From now on, the store's round trip ``name`` fails as a lost connection would."""
 {%- if cookiecutter.session_factory == "redis" %}
+    watch_round_trips(monkeypatch, failing=name)
+{%- else %}
+    fail_statement(monkeypatch, app_store(testapp), name)
+{%- endif %}
 
 
-def redis_fails_in_the_view(
+def store_fails_in_the_view(
     testapp: webtest.TestApp, monkeypatch: pytest.MonkeyPatch, token: str
 ) -> webtest.TestResponse:
-    """Redis fails loading the session for a counter page: Pyramid's exception view."""
-    watch_round_trips(monkeypatch, failing="load_and_count")
+    """The store fails loading the session for a counter page: Pyramid's exception view."""
+    fail_round_trip(testapp, monkeypatch, "load_and_count")
     return testapp.get("/howdy", status=503)
 
 
-def redis_fails_after_the_view(
+def store_fails_after_the_view(
     testapp: webtest.TestApp, monkeypatch: pytest.MonkeyPatch, token: str
 ) -> webtest.TestResponse:
-    """Redis fails writing the session after the view: the execution policy's 503 page."""
-    watch_round_trips(monkeypatch, failing="save")
+    """The store fails writing the session after the view: the execution policy's 503 page."""
+    fail_round_trip(testapp, monkeypatch, "save")
     form = {"csrf_token": token, "category": "info", "message": "hello"}
     return testapp.post("/flash", form, status=503)
 
 
-RedisFailure = Callable[[webtest.TestApp, pytest.MonkeyPatch, str], webtest.TestResponse]
-REDIS_FAILURES: dict[str, RedisFailure] = {
-    "503-page-redis-fails-in-the-view": redis_fails_in_the_view,
-    "503-page-redis-fails-after-the-view": redis_fails_after_the_view,
+StoreFailure = Callable[[webtest.TestApp, pytest.MonkeyPatch, str], webtest.TestResponse]
+STORE_FAILURES: dict[str, StoreFailure] = {
+    "503-page-store-fails-in-the-view": store_fails_in_the_view,
+    "503-page-store-fails-after-the-view": store_fails_after_the_view,
 }
 
 
-@pytest.mark.parametrize("fail", REDIS_FAILURES.values(), ids=REDIS_FAILURES)
-def test_503_pages_carry_the_security_headers(testapp, monkeypatch, fail: RedisFailure):
+@pytest.mark.parametrize("fail", STORE_FAILURES.values(), ids=STORE_FAILURES)
+def test_503_pages_carry_the_security_headers(testapp, monkeypatch, fail: StoreFailure):
     token = csrf_token(testapp.get("/"))
     assert_security_headers(fail(testapp, monkeypatch, token))
+{%- endif %}
+{%- if cookiecutter.session_factory == "redis" %}
 
 
 def test_the_503_page_of_a_stopped_redis_carries_the_security_headers(
