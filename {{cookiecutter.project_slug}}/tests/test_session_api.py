@@ -52,19 +52,19 @@ def test_pyramids_csrf_api_keeps_the_token_in_the_session(app_settings: dict) ->
     assert request.session["_csrft_"] == renewed
 
 
-@pytest.mark.parametrize("stored", [5, "text", {"a": 1}, None], ids=repr)
-def test_a_flash_queue_of_another_type_reads_as_empty(session, stored) -> None:
+@pytest.mark.parametrize("value", [5, "text", {"a": 1}, None], ids=repr)
+def test_a_flash_queue_of_another_type_reads_as_empty(session, value) -> None:
     """Data a server-side store holds may have been written by other code, or damaged."""
-    session["_f_"] = stored
+    session["_f_"] = value
     assert (session.peek_flash(), session.pop_flash()) == ([], [])
-    session["_f_"] = stored
+    session["_f_"] = value
     session.flash("kept")
     assert session.peek_flash() == ["kept"]
 
 
-@pytest.mark.parametrize("stored", [5, ["a"], {"a": 1}, None, "", "€uro"], ids=repr)
-def test_a_csrf_token_of_another_type_is_replaced(session, stored) -> None:
-    session["_csrft_"] = stored
+@pytest.mark.parametrize("value", [5, ["a"], {"a": 1}, None, "", "€uro"], ids=repr)
+def test_a_csrf_token_of_another_type_is_replaced(session, value) -> None:
+    session["_csrft_"] = value
     token = session.get_csrf_token()
     assert isinstance(token, str) and len(token) == 40
 
