@@ -336,6 +336,18 @@ def test_the_threads_of_a_process_make_the_table_once(app_settings, monkeypatch)
     store.engine.dispose()
 
 
+def test_a_table_lost_under_the_running_app_is_a_503_then_made_again(
+    app_settings, stored, caplog
+) -> None:
+    testapp = webtest.TestApp(main({}, **app_settings))
+    testapp.get("/")
+    stored.run(sqlalchemy.text(f"DROP TABLE {sessions.name}"))
+    with caplog.at_level(logging.ERROR):
+        testapp.get("/howdy", status=503)
+    assert "session store unavailable for GET /howdy" in caplog.text
+    assert counter(testapp.get("/howdy")) == 1  # the session went with the table
+
+
 def test_making_the_table_again_changes_nothing(app_settings, stored) -> None:
     testapp = webtest.TestApp(main({}, **app_settings))
     testapp.get("/")

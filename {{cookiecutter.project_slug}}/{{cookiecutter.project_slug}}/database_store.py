@@ -43,7 +43,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -52,9 +52,10 @@ from .settings import SessionSettings
 
 log = logging.getLogger(__name__)
 
-# What a failing, unreachable, locked or slow database raises: the 503 page answers them
-# all. (A statement the database refuses for another reason is a bug: a 500.)
-STORE_ERRORS = (OperationalError, InterfaceError, PoolTimeoutError)
+# What a failing, unreachable, locked or slow database raises, or one whose table was
+# dropped or privileges revoked under the running app (ProgrammingError): the 503 page
+# answers them all. (Data the database refuses, IntegrityError say, would be a bug: a 500.)
+STORE_ERRORS = (OperationalError, InterfaceError, ProgrammingError, PoolTimeoutError)
 TABLE_NAME = "{{ cookiecutter.project_slug }}_sessions"
 # A counter this high is corrupt (a visit a microsecond for 30 years is 10**15): counting
 # on would overflow a 64-bit integer.
@@ -219,11 +220,19 @@ class DatabaseStore:
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:
-        """A pooled connection in autocommit mode; the table made first if need be."""
+        """A pooled connection in autocommit mode; the table made first if need be.
+
+        After a failure the table is made again (if missing) once the database answers:
+        a database restored empty, or an SQLite file deleted, recovers without a restart.
+        """
         if not self.table_ready:
             self.prepare()
-        with self.autocommit.connect() as connection:
-            yield connection
+        try:
+            with self.autocommit.connect() as connection:
+                yield connection
+        except STORE_ERRORS:
+            self.table_ready = False
+            raise
 
     def parameters(self, session_id: str, **more: Any) -> dict[str, Any]:
         """The bound values every statement may use: now and the limits derived from it."""
