@@ -3,8 +3,9 @@
 
     python3 tasks.py demo [answer=value ...]   generate a demo project and serve it on :6543
     python3 tasks.py test [pytest options ...]  lint and run every test (CI runs exactly this)
-    python3 tasks.py load [--clients N ...]     load and fault test of every factory (and of
-                                                Redis over Sentinel, with a failover)
+    python3 tasks.py load [--clients N ...]     load and fault test of every factory (Redis
+                                                stopped, Sentinel's failover; the SQL store
+                                                on SQLite, and on PostgreSQL stopped)
     python3 tasks.py bench [--suite ...]        measure every factory (BENCHMARKS.md)
     python3 tasks.py pythons [--python PATH ...] every store's tests on every supported Python
 
@@ -13,6 +14,7 @@ Both create .dev-venv/ with requirements-dev.txt on first use and keep it in ste
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import shutil
@@ -27,13 +29,16 @@ DEV_VENV = ROOT / ".dev-venv"
 REQUIREMENTS = ROOT / "requirements-dev.txt"
 DEMO_DIR = ROOT / "demo"
 LINTED = ["hooks", "tests", "bench", "tasks.py"]
-# Programs driven for real, and the Debian packages that provide them.
-# Redis tests start Sentinel groups and Clusters (redis-cli) and TLS servers (openssl).
+# Programs driven for real (a name on PATH, or a path pattern), and the Debian packages
+# that provide them. Redis tests start Sentinel groups and Clusters (redis-cli) and TLS
+# servers (openssl); the SQL store's tests start PostgreSQL servers with initdb and pg_ctl,
+# which Debian keeps off PATH.
 TEST_PROGRAMS = {
     "redis-server": "redis-server",
     "redis-cli": "redis-tools",
     "openssl": "openssl",
     "chromium": "chromium",
+    "/usr/lib/postgresql/*/bin/pg_ctl": "postgresql",
 }
 BENCH_PROGRAMS = {**TEST_PROGRAMS, "wrk": "wrk"}
 
@@ -65,9 +70,14 @@ def dev_python() -> Path:
     return python
 
 
+def found(program: str) -> bool:
+    """Whether ``program`` is on PATH or, a path pattern, matches a file."""
+    return bool(shutil.which(program) or glob.glob(program))
+
+
 def ensure_system_packages(programs: dict[str, str]) -> None:
     """Install the Debian packages of missing ``programs`` with apt-get, or name them."""
-    missing = sorted({pkg for name, pkg in programs.items() if not shutil.which(name)})
+    missing = sorted({pkg for name, pkg in programs.items() if not found(name)})
     if not missing:
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,8 @@ from cookiecutter.main import cookiecutter
 ROOT = Path(__file__).resolve().parent.parent
 # The session factory choices, as cookiecutter.json lists them (the default first).
 FACTORIES = tuple(json.loads((ROOT / "cookiecutter.json").read_text())["session_factory"])
+# The SQL store's databases: an SQLite file, or a private PostgreSQL server (bench/postgres.py).
+DATABASES = ("sqlite", "postgresql")
 README_COMMANDS = re.compile(r"## Install, test, serve\n\n```sh\n(.*?)```", re.DOTALL)
 SERVE_SCRIPT = """
 import sys
@@ -377,16 +379,28 @@ def load_hook(name: str) -> ModuleType:
     return module
 
 
+def served_sqlite_file(project: Path) -> Path:
+    """The SQLite file a served SQL-store project keeps its sessions in under production_env:
+    not the one its ini files name, so that its existence shows the environment variable won."""
+    return project / "served-sessions.sqlite"
+
+
+def project_env(project: Path, variables: Mapping[str, str]) -> dict[str, str]:
+    """``variables`` named as the project reads them: with its <SLUG>_ prefix."""
+    return {f"{project.name.upper()}_{name}": value for name, value in variables.items()}
+
+
 def production_env(
-    project: Path, factory: str, redis: RedisDeployment | None = None
+    project: Path, factory: str, store_environment: Mapping[str, str] | None = None
 ) -> dict[str, str]:
-    """What production.ini needs from the environment: a fresh secret (and, for the Redis
-    factory, where Redis is)."""
-    slug = project.name.upper()
-    env = {f"{slug}_SESSION_SECRET": load_hook("post_gen_project").new_secret(factory)}
-    if factory == "redis" and redis is not None:
-        env.update({f"{slug}_{name}": value for name, value in redis.environment.items()})
-    return env
+    """What production.ini needs from the environment: a fresh secret, for the SQL store
+    an SQLite file (served_sqlite_file), and where the store's servers are:
+    ``store_environment`` (names without the <SLUG>_ prefix), which wins."""
+    secret = load_hook("post_gen_project").new_secret(factory)
+    variables = {"SESSION_SECRET": secret}
+    if factory == "database":
+        variables["DATABASE_URL"] = f"sqlite:///{served_sqlite_file(project)}"
+    return project_env(project, {**variables, **(store_environment or {})})
 
 
 def rss_kib(pid: int) -> int:

@@ -1,15 +1,19 @@
 """Load and fault test: each factory's app served by waitress, many concurrent clients.
 
     python3 tasks.py load [--clients 16] [--seconds 10] [--factory redis ...]
+                          [--redis-topology sentinel ...] [--database postgresql ...]
 
 Each client is one browser on a keep-alive loopback connection with its own session
 cookie: it loads counter pages, posts the flash form with its CSRF token and follows the
-redirect. Every request is bounded (10 s timeout) and so is the run. For Redis, a fault a
-quarter of the way in: one server is stopped and started again two seconds later; with
-Sentinel, the primary is killed (SIGKILL) and a replica takes over. Requests in between
-must get 503, every request after the last 503 must succeed again, and with Sentinel
-every browser keeps its session (its counter never starts again from 1). Any other
-failure, or a 500, counts as an error; the run fails unless there are none.
+redirect. Every request is bounded (10 s timeout) and so is the run. The server-side
+stores run on each of their deployments (STORES), each with a fault a quarter of the way
+in: one Redis server stopped and started again two seconds later; Sentinel's primary
+killed (SIGKILL) while a replica takes over; the PostgreSQL server stopped (pg_ctl -m
+fast) and started again two seconds later. An SQLite file has no fault. Requests in
+between must get 503, every request after the last 503 must succeed again, and every
+browser must keep its session with its count (its counter never goes back), but on a
+Redis server without persistence. Any other failure, or a 500, counts as an error; the
+run fails unless there are none.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
@@ -30,6 +36,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (
+    DATABASES,
     FACTORIES,
     RedisDeployment,
     install,
@@ -39,11 +46,15 @@ from bench.harness import (
     rss_kib,
     waitress_server,
 )
+from bench.postgres import PostgresServer, postgres_server
 
 CSRF_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 COUNTER = re.compile(r'<strong id="counter">(\d+)</strong>')
-# The Redis deployments the load test runs on, and the fault it injects into each.
-FAULTS = {"server": "stopped for 2 s", "sentinel": "primary killed, replica promoted"}
+# The deployments of each server-side factory's sessions (session_store has their
+# faults); the first is the default.
+STORES = {"redis": ("server", "sentinel"), "database": DATABASES}
+# The deployments whose fault loses the sessions: a Redis server without persistence.
+LOSES_SESSIONS = {("redis", "server")}
 OUTAGE_SECONDS = 2.0
 RECOVERY_GRACE_SECONDS = 1.0
 # Enough for load before the outage, the outage, and load after the grace period.
@@ -98,7 +109,7 @@ class Tally:
             self.outcomes.append((time.monotonic(), outcome))
 
     def lose_session(self) -> None:
-        """Record a browser whose counter started again from 1."""
+        """Record a browser whose counter went back (went_back)."""
         with self.lock:
             self.sessions_lost += 1
 
@@ -118,6 +129,12 @@ def outcome_of(status: int) -> str:
     return "503" if status == 503 else f"HTTP {status}"
 
 
+def went_back(count: int, last_count: int) -> bool:
+    """Whether a browser's counter failed to move on from ``last_count``: its session was
+    lost (the count starts again from 1) or a count it was shown was (a write lost)."""
+    return last_count > 0 and count <= last_count
+
+
 def browse(base_url: str, tally: Tally, deadline: float) -> None:
     """Be one browser until ``deadline``: counter pages, and now and then a flash form."""
     browser = Browser(base_url)
@@ -129,7 +146,7 @@ def browse(base_url: str, tally: Tally, deadline: float) -> None:
             tally.add(outcome_of(status))
             count = COUNTER.search(page)
             if count:
-                lost = lost or (int(count.group(1)) == 1 and last_count > 1)
+                lost = lost or went_back(int(count.group(1)), last_count)
                 last_count = int(count.group(1))
             token = CSRF_TOKEN.search(page)
             if visit % 5 == 0 and token:
@@ -158,23 +175,78 @@ def run_load(base_url: str, clients: int, seconds: float) -> Tally:
     return tally
 
 
-def inject_fault(
-    redis: RedisDeployment, after: float, record: dict[str, float]
-) -> threading.Thread:
-    """``after`` seconds from now: stop the one server and start it again OUTAGE_SECONDS
-    later, or kill Sentinel's primary (the sentinels promote the replica)."""
+Fault = Callable[[], object]
+
+
+@dataclass
+class SessionStore:
+    """Where a case's sessions live: what the app reads from its environment (names
+    without the <SLUG>_ prefix), the fault injected mid-load, and whether every session
+    must outlive it."""
+
+    case: str
+    environment: dict[str, str] = field(default_factory=dict)
+    fault: Fault | None = None
+    keeps_sessions: bool = True
+
+
+def outage(stop: Fault, start: Fault) -> Fault:
+    """A fault: ``stop``, and ``start`` again OUTAGE_SECONDS later."""
 
     def fault() -> None:
+        stop()
+        time.sleep(OUTAGE_SECONDS)
+        start()
+
+    return fault
+
+
+def redis_fault(redis: RedisDeployment) -> Fault:
+    """Stop the one server for OUTAGE_SECONDS, or kill Sentinel's primary (the sentinels
+    promote the replica)."""
+    primary = redis.nodes[0]
+    return primary.kill if redis.topology == "sentinel" else outage(primary.stop, primary.start)
+
+
+def postgres_fault(postgres: PostgresServer) -> Fault:
+    """Stop PostgreSQL as an administrator would (pg_ctl -m fast: connections closed) for
+    OUTAGE_SECONDS, then start it again on the same data."""
+    return outage(lambda: postgres.stop("fast"), postgres.start)
+
+
+def case_name(factory: str, store: str) -> str:
+    """'redis' or 'redis over sentinel', 'database on sqlite', else the factory."""
+    if factory == "database":
+        return f"{factory} on {store}"
+    return factory if store == STORES.get(factory, (store,))[0] else f"{factory} over {store}"
+
+
+@contextmanager
+def session_store(factory: str, store: str) -> Iterator[SessionStore]:
+    """The private servers of ``factory``'s sessions on ``store`` for the block: a Redis
+    deployment, a PostgreSQL server, or none (the cookie factories; the SQLite file
+    production_env names)."""
+    name = case_name(factory, store)
+    if factory == "redis":
+        with redis_deployment(store) as redis:
+            keeps = (factory, store) not in LOSES_SESSIONS
+            yield SessionStore(name, redis.environment, redis_fault(redis), keeps)
+    elif factory == "database" and store == "postgresql":
+        with postgres_server() as postgres:
+            yield SessionStore(name, {"DATABASE_URL": postgres.url}, postgres_fault(postgres))
+    else:
+        yield SessionStore(name)
+
+
+def inject_fault(fault: Fault, after: float, record: dict[str, float]) -> threading.Thread:
+    """``after`` seconds from now, record the time and run ``fault`` in a thread."""
+
+    def run() -> None:
         time.sleep(after)
         record["fault"] = time.monotonic()
-        if redis.topology == "sentinel":
-            redis.nodes[0].kill()
-            return
-        redis.nodes[0].stop()
-        time.sleep(OUTAGE_SECONDS)
-        redis.nodes[0].start()
+        fault()
 
-    thread = threading.Thread(target=fault, daemon=True)
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
 
@@ -224,47 +296,51 @@ HEADER = (
 
 
 def load_factory(
-    factory: str, workdir: Path, clients: int, seconds: float, topology: str = "server"
+    factory: str, workdir: Path, clients: int, seconds: float, store: str = "server"
 ) -> Report:
-    """Render and install ``factory``'s project, then put it under load."""
+    """Render and install ``factory``'s project, then put it under load on ``store``."""
     project = render(
-        workdir / f"{factory}-{topology}", session_factory=factory, project_slug="loadapp"
+        workdir / f"{factory}-{store}", session_factory=factory, project_slug="loadapp"
     )
     install(project)
-    return load_project(project, factory, clients, seconds, topology)
+    with session_store(factory, store) as sessions:
+        return load_project(project, factory, clients, seconds, sessions)
 
 
 def load_project(
-    project: Path, factory: str, clients: int, seconds: float, topology: str = "server"
+    project: Path,
+    factory: str,
+    clients: int,
+    seconds: float,
+    store: SessionStore,
+    warm_up_seconds: float = 1.0,
 ) -> Report:
-    """Serve an installed project with production.ini and put it under load; with Redis,
-    inject the fault of ``topology`` a quarter of the way in."""
-    uses_redis = factory == "redis"
-    with redis_deployment(topology if uses_redis else "server") as redis:
-        env = production_env(project, factory, redis)
-        with waitress_server(project, "production.ini", env, threads=8) as (url, server):
-            run_load(url, clients, 1.0)  # warm up: imports, template compilation, pools
-            rss_start = rss_kib(server.pid)
-            record: dict[str, float] = {}
-            fault = inject_fault(redis, seconds / 4, record) if uses_redis else None
-            started = time.monotonic()
-            tally = run_load(url, clients, seconds)
-            elapsed = time.monotonic() - started
-            rss_end = rss_kib(server.pid)
-            if fault is not None:
-                fault.join()
-    case = factory if topology == "server" else f"{factory} over {topology}"
-    return report(case, tally, record, elapsed, (rss_start, rss_end), clients, topology)
+    """Serve an installed project with production.ini on ``store`` and put it under load;
+    inject the store's fault, if any, a quarter of the way in. The warm-up (imports,
+    template compilation, pools) keeps them out of the figures; a test may skip it."""
+    env = production_env(project, factory, store.environment)
+    with waitress_server(project, "production.ini", env, threads=8) as (url, server):
+        if warm_up_seconds:
+            run_load(url, clients, warm_up_seconds)
+        rss_start = rss_kib(server.pid)
+        record: dict[str, float] = {}
+        fault = inject_fault(store.fault, seconds / 4, record) if store.fault else None
+        started = time.monotonic()
+        tally = run_load(url, clients, seconds)
+        elapsed = time.monotonic() - started
+        rss_end = rss_kib(server.pid)
+        if fault is not None:
+            fault.join()
+    return report(store, tally, record, elapsed, (rss_start, rss_end), clients)
 
 
 def report(
-    case: str,
+    store: SessionStore,
     tally: Tally,
     record: dict[str, float],
     elapsed: float,
     rss: tuple[int, int],
     clients: int,
-    topology: str,
 ) -> Report:
     """Judge a run: 503s only from the fault on, and only ok after the last of them."""
     counts = tally.counts()
@@ -279,7 +355,7 @@ def report(
         outage = last_503 - record["fault"]
     errors += Counter({"503": unexpected_503s})  # adding drops a zero count
     return Report(
-        case,
+        store.case,
         requests=sum(counts.values()),
         seconds=elapsed,
         unavailable=counts["503"],
@@ -290,7 +366,7 @@ def report(
         recovered=recovered,
         outage_seconds=outage,
         sessions_lost=tally.sessions_lost,
-        must_keep_sessions=topology == "sentinel",
+        must_keep_sessions=store.keeps_sessions,
     )
 
 
@@ -303,21 +379,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--redis-topology",
         action="append",
-        choices=list(FAULTS),
+        choices=STORES["redis"],
         help="Redis deployments (and their faults) for the Redis factory (default: all)",
+    )
+    parser.add_argument(
+        "--database",
+        action="append",
+        choices=STORES["database"],
+        help="databases for the SQL factory (default: both; PostgreSQL stopped mid-way)",
     )
     args = parser.parse_args(argv)
     if not 1 <= args.clients <= 256 or not MIN_SECONDS <= args.seconds <= 600:
         parser.error(f"--clients must be 1 to 256 and --seconds {MIN_SECONDS} to 600")
+    chosen = {"redis": args.redis_topology, "database": args.database}
     reports = []
     with tempfile.TemporaryDirectory(prefix="load-") as workdir:
         print(HEADER, flush=True)
         for factory in args.factory or FACTORIES:
-            topologies = (
-                (args.redis_topology or list(FAULTS)) if factory == "redis" else ["server"]
-            )
-            for topology in topologies:
-                result = load_factory(factory, Path(workdir), args.clients, args.seconds, topology)
+            for store in chosen.get(factory) or STORES.get(factory, ("server",)):
+                result = load_factory(factory, Path(workdir), args.clients, args.seconds, store)
                 print(result.line(), flush=True)
                 reports.append(result)
     failed = [result.case for result in reports if not result.passed]

@@ -10,10 +10,28 @@ import pytest
 from bench.harness import FACTORIES, ROOT
 
 TEMPLATE_DIR = ROOT  # the repository is the template
-# Every answer combination that changes the output: factory x GitHub Actions workflow.
+# The SQL store's answer by kind: its scheme changes the dependencies, and a % must reach
+# the ini files escaped (the PostgreSQL one has one).
+DATABASE_URLS = {
+    "sqlite": "sqlite:///sessions.sqlite",
+    "postgresql": "postgresql+psycopg://app@db.example:5432/sessions?application_name=shop%20app",
+}
+
+
+def factory_answers(factory: str) -> list[dict[str, str]]:
+    """The answers that change ``factory``'s output: for the SQL store, each kind of URL."""
+    if factory != "database":
+        return [{"session_factory": factory}]
+    return [{"session_factory": factory, "database_url": url} for url in DATABASE_URLS.values()]
+
+
+# Every answer combination that changes the output: factory (and database URL kind) x
+# GitHub Actions workflow.
 SUPPORTED_COMBINATIONS = [
-    {"session_factory": factory, "github_actions": github_actions}
-    for factory, github_actions in itertools.product(FACTORIES, (True, False))
+    {**answers, "github_actions": github_actions}
+    for answers, github_actions in itertools.product(
+        itertools.chain.from_iterable(map(factory_answers, FACTORIES)), (True, False)
+    )
 ]
 # Answers that must render safely into TOML, ini, Python and HTML.
 AWKWARD_ANSWERS = {
@@ -33,10 +51,16 @@ def pytest_configure(config: pytest.Config) -> None:
     config.option.template = str(TEMPLATE_DIR)
 
 
+def database_kind(url: str) -> str:
+    """'sqlite' or 'postgresql': a database URL's scheme without its driver."""
+    return url.split(":", 1)[0].split("+", 1)[0]
+
+
 def combination_id(answers: dict) -> str:
-    """A readable test id such as 'redis-with-ci'."""
+    """A readable test id such as 'redis-with-ci' or 'database-postgresql-without-ci'."""
     ci = "with-ci" if answers["github_actions"] else "without-ci"
-    return f"{answers['session_factory']}-{ci}"
+    database = [database_kind(answers["database_url"])] if "database_url" in answers else []
+    return "-".join([answers["session_factory"], *database, ci])
 
 
 def text_files(project: Path) -> list[Path]:

@@ -1,12 +1,15 @@
 """Real cookiecutter releases: the minimum renders the template, an older one is told to upgrade.
 
-Each release is installed from PyPI once per test session into its own virtual environment.
+Each release is installed from PyPI once per test session into its own virtual environment,
+which borrows this environment's packages for the dependencies they share (pip installs
+only what the release needs and this one lacks: seconds instead of a full install).
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -25,9 +28,28 @@ OLDER_RELEASE = "2.1.1"
 ANSWER_SETS = {
     "default-answers": [],
     "redis-github_actions=no": ["session_factory=redis", "github_actions=no"],
+    "database-postgresql": [
+        "session_factory=database",
+        "database_url=postgresql+psycopg://app@db.example:5432/app?application_name=a%20b",
+    ],
 }
 # Random on every render, so never the same twice.
 RANDOM_FILES = {".session_secret"}
+
+
+def venv_borrowing_packages(venv: Path) -> Path:
+    """A virtual environment without pip at ``venv`` that also sees this environment's
+    packages (pip among them), after its own; its python."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    own = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (Path(own) / "borrowed.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    return python
 
 
 @pytest.fixture(scope="session")
@@ -38,8 +60,8 @@ def cookiecutter_release(tmp_path_factory: pytest.TempPathFactory) -> Callable[[
     def command(version: str) -> Path:
         if version not in installed:
             venv = tmp_path_factory.mktemp(f"cookiecutter-{version}")
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-            pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+            python = venv_borrowing_packages(venv)
+            pip = [str(python), "-m", "pip", "install", "--quiet"]
             result = subprocess.run(
                 [*pip, "--disable-pip-version-check", f"cookiecutter=={version}"],
                 capture_output=True,

@@ -14,9 +14,11 @@ import pytest
 import yaml
 from conftest import (
     AWKWARD_ANSWERS,
+    DATABASE_URLS,
     SUPPORTED_COMBINATIONS,
     TEMPLATE_DIR,
     combination_id,
+    database_kind,
     text_files,
 )
 from cookiecutter.environment import StrictEnvironment
@@ -24,30 +26,70 @@ from cookiecutter.environment import StrictEnvironment
 from bench.harness import load_hook
 
 pre_gen = load_hook("pre_gen_project")
+post_gen = load_hook("post_gen_project")
 
 # Jinja openers, or a template variable left as text (".cookiecutter.json" is a file name;
 # "${{ ... }}" is a GitHub Actions expression, written through {% raw %}).
 UNRENDERED = re.compile(r"(?<!\$){{|{%|{#|\bcookiecutter\.(?!json\b)\w")
+COMMON_PACKAGES = {"pyramid", "pyramid_chameleon", "waitress"}
 FACTORY_PACKAGES = {
     "signed_cookie": set(),
     "encrypted_cookie": {"pyramid_nacl_session", "pynacl"},
     "redis": {"redis"},
+    "database": {"sqlalchemy"},
 }
+# What the database URL's kind adds to the SQL store's dependencies.
+DATABASE_PACKAGES = {"sqlite": set(), "postgresql": {"psycopg"}}
+TESTING_PACKAGES = {"pytest", "pytest-cov", "webtest", "hypothesis", "ruff"}
+# The store's own testing dependencies: the SQL store's tests run on PostgreSQL too.
+FACTORY_TESTING_PACKAGES = {"database": {"psycopg"}}
 # Words that only the named factory's code may contain.
 FACTORY_WORDS = {
     "signed_cookie": ('salt="pyramid.session."',),
     "encrypted_cookie": ("nacl",),
     "redis": ("redis",),
+    "database": ("sqlalchemy", "psycopg"),
 }
+# The settings only the named server-side store reads.
+FACTORY_SETTINGS = {"redis": "session.redis_", "database": "session.database_"}
+# The Debian packages the generated workflow installs for the store's tests.
+WORKFLOW_PACKAGES = {
+    "redis": {"redis-server", "redis-tools", "openssl"},
+    "database": {"postgresql"},
+}
+APT_INSTALL = re.compile(r"apt-get install((?: [^&|;\n]+)+)")
+# The console script the SQL store's project installs, and what it runs.
+DATABASE_SCRIPTS = {"shop-clear-sessions": "shop.clear_sessions:main"}
 
 
-@pytest.fixture(params=SUPPORTED_COMBINATIONS, ids=combination_id)
-def rendered(request, bake) -> tuple[dict, Path]:
-    """One rendered project per supported combination, with awkward answers."""
+@pytest.fixture(scope="module", params=SUPPORTED_COMBINATIONS, ids=combination_id)
+def rendered(request, cookies_session) -> tuple[dict, Path]:
+    """One rendered project per supported combination, with awkward answers; rendered once
+    for the module (the tests only read it)."""
     answers = {**request.param, **AWKWARD_ANSWERS}
-    result = bake(**answers)
+    result = cookies_session.bake(extra_context=answers)
     assert result.exit_code == 0, result.exception
     return answers, result.project_path
+
+
+def read_pyproject(project: Path) -> dict:
+    """The project's pyproject.toml, parsed."""
+    return tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def names(requirements: list[str]) -> set[str]:
+    """Lowercase distribution names of ``requirements``."""
+    return {re.split(r"[<>=!~ ;\[]", requirement)[0].lower() for requirement in requirements}
+
+
+def expected_packages(answers: dict) -> set[str]:
+    """The runtime distributions: the common ones, the factory's, and the database driver
+    that the SQL store's answered URL needs."""
+    factory = answers["session_factory"]
+    packages = COMMON_PACKAGES | FACTORY_PACKAGES[factory]
+    if factory == "database":
+        packages |= DATABASE_PACKAGES[database_kind(answers["database_url"])]
+    return packages
 
 
 def ruff(*args: str) -> subprocess.CompletedProcess:
@@ -55,13 +97,6 @@ def ruff(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "ruff", *args], capture_output=True, text=True, check=False
     )
-
-
-def dependency_names(pyproject: dict) -> set[str]:
-    """Lowercase distribution names of the runtime dependencies."""
-    return {
-        re.split(r"[<>=!~ ;\[]", dep)[0].lower() for dep in pyproject["project"]["dependencies"]
-    }
 
 
 def test_no_template_syntax_survives(rendered) -> None:
@@ -76,16 +111,15 @@ def test_no_template_syntax_survives(rendered) -> None:
 
 def test_pyproject_parses_with_the_exact_answers(rendered) -> None:
     answers, project = rendered
-    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    pyproject = read_pyproject(project)
     assert pyproject["project"]["name"] == "shop"
     assert pyproject["project"]["description"] == answers["description"]
     assert pyproject["project"]["authors"] == [
         {"name": answers["author_name"], "email": answers["author_email"]}
     ]
-    testing = pyproject["project"]["optional-dependencies"]["testing"]
-    assert {"pytest", "webtest", "hypothesis"} <= {
-        re.split("[<>=]", dep)[0].lower() for dep in testing
-    }
+    testing = names(pyproject["project"]["optional-dependencies"]["testing"])
+    own = FACTORY_TESTING_PACKAGES.get(answers["session_factory"], set())
+    assert testing == TESTING_PACKAGES | own
 
 
 def accepted_characters(step: int = 37) -> str:
@@ -126,9 +160,45 @@ def test_every_accepted_character_reads_back_from_pyproject(field: str) -> None:
 
 def test_only_the_chosen_factory_is_installed(rendered) -> None:
     answers, project = rendered
-    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
-    common = {"pyramid", "pyramid_chameleon", "waitress"}
-    assert dependency_names(pyproject) == common | FACTORY_PACKAGES[answers["session_factory"]]
+    assert names(read_pyproject(project)["project"]["dependencies"]) == expected_packages(answers)
+
+
+def test_only_the_sql_store_installs_its_clear_sessions_command(rendered) -> None:
+    answers, project = rendered
+    scripts = read_pyproject(project)["project"].get("scripts", {})
+    assert scripts == (DATABASE_SCRIPTS if answers["session_factory"] == "database" else {})
+
+
+@pytest.mark.parametrize("factory", ["signed_cookie", "redis"])
+def test_a_database_answer_does_not_reach_another_store(bake, factory: str) -> None:
+    result = bake(session_factory=factory, database_url=DATABASE_URLS["postgresql"])
+    assert result.exit_code == 0, result.exception
+    pyproject = read_pyproject(result.project_path)
+    installed = names(pyproject["project"]["dependencies"])
+    testing = names(pyproject["project"]["optional-dependencies"]["testing"])
+    assert not {"sqlalchemy", "psycopg"} & (installed | testing)
+    assert "db.example" not in (result.project_path / "production.ini").read_text()
+
+
+def group_files(groups: tuple[str, ...]) -> set[str]:
+    """The files of post_gen's ``groups``, as the project "shop" names them; the first
+    group's sessions module is sessions.py."""
+    renamed = {f"{{package}}/sessions_{groups[0]}.py": "{package}/sessions.py"} if groups else {}
+    return {
+        renamed.get(name, name).format(package="shop")
+        for group in groups
+        for name in post_gen.FILE_GROUPS[group]
+    }
+
+
+def test_only_the_chosen_factory_keeps_its_files(rendered) -> None:
+    answers, project = rendered
+    kept = group_files(post_gen.FACTORY_GROUPS[answers["session_factory"]])
+    every = group_files(tuple(post_gen.FILE_GROUPS)) | {"shop/sessions.py"}
+    assert {name for name in every if (project / name).exists()} == kept
+    store_module = {"redis": "shop/redis_store.py", "database": "shop/database_store.py"}
+    for factory, module in store_module.items():
+        assert (module in kept) == (answers["session_factory"] == factory)
 
 
 def test_only_the_chosen_factory_has_code(rendered) -> None:
@@ -149,8 +219,21 @@ def test_ini_files_parse(rendered, ini: str) -> None:
     app = dict(parser.items("app:main"))
     assert app["use"] == "egg:shop"
     assert app["session.timeout"] == "1200"
-    assert ("session.redis_url" in app) == (answers["session_factory"] == "redis")
+    for factory, prefix in FACTORY_SETTINGS.items():
+        settings = [name for name in app if name.startswith(prefix)]
+        assert bool(settings) == (answers["session_factory"] == factory), settings
+    assert app.get("session.database_url") == expected_database_url(answers, project)
     assert parser.get("server:main", "listen").endswith(":6543")
+
+
+def expected_database_url(answers: dict, project: Path) -> str | None:
+    """The URL the ini files give the SQL store, read back: the answer, a relative SQLite
+    path made relative to the project directory; None for other stores."""
+    if answers["session_factory"] != "database":
+        return None
+    url = answers["database_url"]
+    relative = url.startswith("sqlite:///") and not url.startswith("sqlite:////")
+    return f"sqlite:///{project}/{url.removeprefix('sqlite:///')}" if relative else url
 
 
 def test_secrets_live_in_no_tracked_file(rendered) -> None:
@@ -161,6 +244,17 @@ def test_secrets_live_in_no_tracked_file(rendered) -> None:
         assert "session.secret =" not in (project / ini).read_text()
 
 
+def apt_installed(job: dict) -> set[str]:
+    """The Debian packages the steps of a workflow ``job`` install with apt-get."""
+    words = [
+        word
+        for step in job["steps"]
+        for match in APT_INSTALL.findall(step.get("run", ""))
+        for word in match.split()
+    ]
+    return {word for word in words if not word.startswith("-")}
+
+
 def test_github_actions_workflow_only_when_asked(rendered) -> None:
     answers, project = rendered
     workflow = project / ".github" / "workflows" / "tests.yml"
@@ -169,9 +263,8 @@ def test_github_actions_workflow_only_when_asked(rendered) -> None:
         job = yaml.safe_load(workflow.read_text())["jobs"]["test"]
         runs = " ".join(step.get("run", "") for step in job["steps"])
         assert "pytest" in runs
-        assert ("redis-server" in runs) == (answers["session_factory"] == "redis")
-        pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
-        assert pyproject["project"]["requires-python"] == ">=3.10"
+        assert apt_installed(job) == WORKFLOW_PACKAGES.get(answers["session_factory"], set())
+        assert read_pyproject(project)["project"]["requires-python"] == ">=3.10"
         assert job["strategy"]["matrix"]["python-version"] == [
             "3.10",
             "3.11",
