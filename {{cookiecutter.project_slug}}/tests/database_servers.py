@@ -9,13 +9,16 @@ root, which PostgreSQL requires (README.md, "Tests").
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +188,29 @@ class PostgresServer:
         if self.running:
             self.run(server_program("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
             self.running = False
+
+    def processes(self) -> list[int]:
+        """The PIDs of the server and of the processes it started (one per connection)."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    children.append(int(stat.parent.name))
+        return [postmaster, *children]
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The server stopped in its tracks (SIGSTOP), as a paused VM would be: the kernel
+        still accepts its connections and acknowledges its packets; nothing answers."""
+        stopped = self.processes()
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
 
     def destroy(self) -> None:
         """Stop the server and delete its files."""

@@ -16,9 +16,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psycopg
 import pytest
 import sqlalchemy
 import webtest
+from conftest import app_with_test_views, libpq_url
 from database_servers import PostgresServer, StoredSessions, free_port
 from helpers import (
     COUNTER,
@@ -28,6 +30,7 @@ from helpers import (
     text,
 )
 from pyramid.interfaces import ISessionFactory
+from pyramid.request import Request
 from sqlalchemy.exc import OperationalError
 
 from {{ cookiecutter.project_slug }} import database_store, main
@@ -37,6 +40,8 @@ from {{ cookiecutter.project_slug }}.database_store import (
     make_database_store,
     sessions,
 )
+from {{ cookiecutter.project_slug }}.pages import error_reason
+from {{ cookiecutter.project_slug }}.sessions import increment_counter
 from {{ cookiecutter.project_slug }}.settings import session_settings
 
 
@@ -433,3 +438,154 @@ def test_two_processes_on_one_database_share_one_counter(app_settings, tmp_path)
         for process, _ in processes:
             process.terminate()
             process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_frozen_postgresql_is_a_503_within_the_timeout(app_settings, outage_postgres) -> None:
+    """The server's own timeouts cannot end a statement it never reads: the watchdog
+    does, so a frozen server (or a network cut) holds no request, and no thread, longer."""
+    settings = {
+        **app_settings,
+        "session.database_url": outage_postgres.url,
+        "session.database_timeout": "0.4",
+    }
+    testapp = webtest.TestApp(main({}, **settings))
+    testapp.get("/")
+    with outage_postgres.frozen():
+        started = time.monotonic()
+        testapp.get("/howdy", status=503)
+        waited = time.monotonic() - started
+    assert 0.5 < waited < 1.5  # 1.5 times the timeout, give or take the watchdog's tick
+    # The statement reached the server before it froze and may run once it resumes (a
+    # timed-out request may have happened, as with any store); never twice.
+    assert counter(testapp.get("/howdy")) in (2, 3)
+
+
+def test_a_thread_waits_for_the_table_no_longer_than_the_timeout(
+    app_settings, monkeypatch
+) -> None:
+    """While one thread makes the table on a slow database, the others give up after the
+    timeout (a 503 each) instead of queueing behind it one after another."""
+
+    def slow_create_table(connection: sqlalchemy.Connection) -> None:
+        time.sleep(1)
+        create_table(connection)
+
+    monkeypatch.setattr(database_store, "create_table", slow_create_table)
+    store = store_of({**app_settings, "session.database_timeout": "0.2"})
+    first = threading.Thread(target=store.prepare)
+    first.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    with pytest.raises(sqlalchemy.exc.TimeoutError, match="still making the sessions table"):
+        store.load("anyone")
+    assert time.monotonic() - started < 0.5
+    first.join()
+    assert store.load("anyone") is None
+    store.engine.dispose()
+
+
+def test_counting_twice_in_a_new_visitors_request_counts_two(app_settings) -> None:
+    def count_twice(request: Request) -> dict:
+        increment_counter(request)
+        return {"count": increment_counter(request)}
+
+    browser = app_with_test_views(app_settings, twice=count_twice)
+    assert browser.get("/twice").json == {"count": 2}
+    assert counter(browser.get("/")) == 3
+
+
+def test_expired_sessions_are_cleared_in_batches(app_settings, stored, monkeypatch) -> None:
+    """Each batch is one short statement: a big table never outlasts the statement
+    timeout, and other writers wait for one batch at most."""
+    monkeypatch.setattr(database_store, "CLEAR_BATCH", 2)
+    store = store_of(app_settings)
+    for _ in range(5):
+        store.count(secrets.token_urlsafe(32), new=True)
+    live = secrets.token_urlsafe(32)
+    store.count(live, new=True)
+    for session_id in stored.ids():
+        if session_id != live:
+            stored.set(session_id, "expiry", 1)
+    sent = watch_statements(store)
+    assert store.clear_expired() == 5
+    assert (stored.ids(), sent) == ([live], ["DELETE"] * 3)
+    store.engine.dispose()
+
+
+def test_an_error_is_logged_without_its_statement_or_detail(app_settings, stored) -> None:
+    """PostgreSQL's DETAIL line quotes the key of a duplicate (a session id) and
+    SQLAlchemy's message the statement: a log line gets the driver's first line only."""
+    store = store_of(app_settings)
+    first, second = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    store.count(first, new=True)
+    store.count(second, new=True)
+    with pytest.raises(sqlalchemy.exc.IntegrityError) as duplicate:
+        store.move(first, second)
+    reason = error_reason(duplicate.value)
+    assert "UNIQUE" in reason.upper()
+    assert (second in reason, "\n" in reason, "UPDATE" in reason) == (False, False, False)
+    assert second in str(duplicate.value) or "DETAIL" not in str(duplicate.value)
+    store.engine.dispose()
+
+
+def admin_url(url: str) -> str:
+    """The libpq URL of the PostgreSQL server's maintenance database."""
+    return libpq_url(url).rsplit("/", 1)[0] + "/postgres"
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_read_only_database_is_a_503_and_the_app_still_starts(app_settings) -> None:
+    """A hot standby that a failover left the app pointing at refuses every write."""
+    database = app_settings["session.database_url"].rsplit("/", 1)[1]
+    testapp = webtest.TestApp(main({}, **app_settings))
+    testapp.get("/")
+    with psycopg.connect(
+        admin_url(app_settings["session.database_url"]), autocommit=True
+    ) as admin:
+        admin.execute(f"ALTER DATABASE {database} SET default_transaction_read_only = on")
+        try:
+            app_store(testapp).engine.dispose()  # new connections, as after a failover
+            testapp.get("/howdy", status=503)
+            webtest.TestApp(main({}, **app_settings)).get("/", status=503)
+        finally:
+            admin.execute(f"ALTER DATABASE {database} RESET default_transaction_read_only")
+    app_store(testapp).engine.dispose()
+    assert counter(testapp.get("/howdy")) == 2
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_role_that_may_not_create_tables_runs_the_app(app_settings, stored) -> None:
+    """Once the table exists, the app needs only SELECT, INSERT, UPDATE and DELETE on it."""
+    url = app_settings["session.database_url"]
+    with psycopg.connect(libpq_url(url), autocommit=True) as admin:
+        admin.execute("DROP ROLE IF EXISTS sessions_app")
+        admin.execute("CREATE ROLE sessions_app LOGIN")
+        admin.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {sessions.name} TO sessions_app")
+    try:
+        limited = {
+            **app_settings,
+            "session.database_url": url.replace("postgres@", "sessions_app@"),
+        }
+        browser = webtest.TestApp(main({}, **limited))
+        assert [counter(browser.get("/")) for _ in range(2)] == [1, 2]
+        app_store(browser).engine.dispose()
+    finally:
+        with psycopg.connect(libpq_url(url), autocommit=True) as admin:
+            admin.execute(f"REVOKE ALL ON {sessions.name} FROM sessions_app")
+            admin.execute("DROP ROLE sessions_app")
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_the_urls_own_options_are_kept_beside_the_timeouts(app_settings, stored) -> None:
+    url = app_settings["session.database_url"] + "?options=-c%20application_name%3Dsessions"
+    store = store_of(
+        {**app_settings, "session.database_url": url, "session.database_timeout": "0.3"}
+    )
+    with store.connection() as connection:
+        shown = [connection.exec_driver_sql(f"SHOW {name}").scalar() for name in SHOWN_SETTINGS]
+    assert shown == ["sessions", "300ms", "300ms"]
+    store.engine.dispose()
+
+
+SHOWN_SETTINGS = ["application_name", "statement_timeout", "lock_timeout"]

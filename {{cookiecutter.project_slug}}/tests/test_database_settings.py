@@ -43,6 +43,18 @@ REFUSED: dict[str, tuple[dict, str]] = {
         {"session.database_url": "postgresql+psycopg://app:hunter2@db.example/app"},
         rf"session\.database_url holds a password: put that URL in the {URL_ENV}",
     ),
+    "password-in-the-query": (
+        {"session.database_url": "postgresql+psycopg://app@db.example/app?password=hunter2"},
+        r"session\.database_url holds a password",
+    ),
+    "unencoded-at-in-the-password": (
+        {"session.database_url": "postgresql+psycopg://app:hunter@2@db.example/app"},
+        r"session\.database_url has an @ in its host: percent-encode an @ in the password",
+    ),
+    "sqlite-uri-in-memory": (
+        {"session.database_url": "sqlite:///file:s?mode=memory&uri=true"},
+        r"session\.database_url takes no query for SQLite \(got \?mode&uri\)",
+    ),
     "timeout-zero": ({"session.database_timeout": "0"}, r"session\.database_timeout must be"),
     "timeout-not-a-number": (
         {"session.database_timeout": "soon"},
@@ -71,8 +83,12 @@ def test_bad_database_settings_refuse_to_start(ini: dict, message: str) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["mysql://app:hunter2@db.example/app", "postgresql+psycopg://app:hunter2@/app"],
-    ids=["wrong-scheme", "no-host"],
+    [
+        "mysql://app:hunter2@db.example/app",
+        "postgresql+psycopg://app:hunter2@/app",
+        "postgresql+psycopg:///app?password=hunter2",
+    ],
+    ids=["wrong-scheme", "no-host", "no-host-password-in-the-query"],
 )
 def test_a_refused_url_from_the_environment_hides_its_password(monkeypatch, url: str) -> None:
     monkeypatch.setenv(URL_ENV, url)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pyramid.paster import get_appsettings
 
 from .database_store import STORE_ERRORS, make_database_store
+from .pages import error_reason
 from .settings import SettingsError, read_timeouts
 
 PROGRAM = "{{ cookiecutter.project_slug | replace("_", "-") }}-clear-sessions"
@@ -48,8 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROGRAM}: cannot read {arguments.config_uri}: {error}", file=sys.stderr)
         return 2
     except STORE_ERRORS as error:
-        reason = getattr(error, "orig", None) or error
-        print(f"{PROGRAM}: session database unavailable: {reason}", file=sys.stderr)
+        print(f"{PROGRAM}: session database unavailable: {error_reason(error)}", file=sys.stderr)
         return 1
     print(f"{PROGRAM}: deleted {cleared} expired session{'' if cleared == 1 else 's'}")
     return 0

@@ -7,6 +7,7 @@ wins; a password never goes in the ini file: a URL with one goes in the environm
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -23,6 +24,8 @@ DRIVERS = {"sqlite": "sqlite", "postgresql+psycopg": "postgresql"}
 EXAMPLES = "sqlite:////srv/app/sessions.sqlite or postgresql+psycopg://user@host/dbname"
 MAX_TIMEOUT = 30
 MAX_POOL_SIZE = 100
+# Query parameters libpq takes as a password (or that look like one).
+CREDENTIAL_PARAMETER = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,14 @@ class DatabaseSettings:
     @property
     def shown_url(self) -> str:
         """The URL for messages and logs, its password as ***."""
-        return self.url.render_as_string(hide_password=True)
+        return shown(self.url)
+
+
+def shown(url: URL) -> str:
+    """``url`` for a message: its password, and password-like query values, as ***."""
+    hidden = {name: "***" for name in url.query if CREDENTIAL_PARAMETER.search(name)}
+    text = url.update_query_dict(hidden).render_as_string(hide_password=True)
+    return text.replace("%2A%2A%2A", "***")  # as the password shows
 
 
 def read_url(settings: Mapping[str, str], environ: Mapping[str, str]) -> URL:
@@ -61,25 +71,44 @@ def read_url(settings: Mapping[str, str], environ: Mapping[str, str]) -> URL:
         url = make_url(raw)
     except ArgumentError:
         raise SettingsError(f"{name} is not a database URL (such as {EXAMPLES})") from None
-    shown = url.render_as_string(hide_password=True)
+    check_url(url, name, from_env)
+    return url
+
+
+def check_url(url: URL, name: str, from_env: bool) -> None:
+    """Refuse a URL this store cannot use as promised, in one line naming ``name``."""
     if url.drivername not in DRIVERS:
         raise SettingsError(
             f"{name} must start with sqlite:/// or postgresql+psycopg:// (psycopg 3), "
-            f"got {shown!r}"
+            f"got {shown(url)!r}"
         )
-    if url.drivername == "sqlite" and url.database in (None, "", ":memory:"):
+    if url.drivername == "sqlite":
+        check_sqlite_url(url, name)
+    elif "@" in (url.host or ""):
         raise SettingsError(
-            f"{name} must name an SQLite file (sqlite:///path): an in-memory database "
-            "is not shared between connections, so sessions would vanish"
+            f"{name} has an @ in its host: percent-encode an @ in the password as %40"
         )
-    if url.drivername != "sqlite" and not url.host and "host" not in url.query:
-        raise SettingsError(f"{name} names no host: {shown!r}")
-    if url.password is not None and not from_env:
+    elif not url.host and "host" not in url.query:
+        raise SettingsError(f"{name} names no host: {shown(url)!r}")
+    has_password = url.password is not None or any(map(CREDENTIAL_PARAMETER.search, url.query))
+    if has_password and not from_env:
         raise SettingsError(
             f"{name} holds a password: put that URL in the {URL_ENV} environment variable "
             "instead (or use ~/.pgpass), never in an ini file"
         )
-    return url
+
+
+def check_sqlite_url(url: URL, name: str) -> None:
+    """An SQLite file, without the query options that would make it something else."""
+    if url.database in (None, "", ":memory:"):
+        raise SettingsError(
+            f"{name} must name an SQLite file (sqlite:///path): an in-memory database "
+            "is not shared between connections, so sessions would vanish"
+        )
+    if url.query:
+        raise SettingsError(
+            f"{name} takes no query for SQLite (got ?{'&'.join(url.query)}): the file's path alone"
+        )
 
 
 def read_number(

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -37,31 +39,40 @@ from sqlalchemy import (
     delete,
     event,
     func,
-    insert,
+    inspect,
     or_,
+    select,
     text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from .database_settings import DatabaseSettings, read_database_settings
+from .pages import error_reason
 from .settings import SessionSettings
 
 log = logging.getLogger(__name__)
 
-# What a failing, unreachable, locked or slow database raises, or one whose table was
-# dropped or privileges revoked under the running app (ProgrammingError): the 503 page
-# answers them all. (Data the database refuses, IntegrityError say, would be a bug: a 500.)
-STORE_ERRORS = (OperationalError, InterfaceError, ProgrammingError, PoolTimeoutError)
+# Whatever the database or its driver raises: unreachable, locked, slow, read-only (a
+# standby after a failover), corrupt (an SQLite file), its table dropped or a privilege
+# revoked under the running app. The 503 page and a log line answer them all, as they
+# answer Redis's errors: none of them is the visitor's doing.
+STORE_ERRORS = (DBAPIError, PoolTimeoutError)
 TABLE_NAME = "{{ cookiecutter.project_slug }}_sessions"
 # A counter this high is corrupt (a visit a microsecond for 30 years is 10**15): counting
 # on would overflow a 64-bit integer.
 MAX_COUNTER = 10**18
 # Clocks of machines that share the database may differ this much.
 CLOCK_SKEW = 60
+# Expired rows deleted per statement: each batch stays well inside the statement timeout,
+# and SQLite's writers wait for one batch at most.
+CLEAR_BATCH = 5000
+# A statement the server's own timeouts should have ended gets this many times the
+# timeout before the watchdog cuts its connection.
+WATCHDOG_FACTOR = 1.5
 # Serializes table creation across the processes that start at once (PostgreSQL).
 SCHEMA_LOCK = 0x5E55_10_05
 
@@ -125,9 +136,14 @@ class Statements:
         )
         self.save = renew.values(expiry=NEXT_EXPIRY, data=bindparam("new_data"))
         self.move = renew.values(id=bindparam("new_id"))
-        self.create = insert(sessions).values(
+        # A new session's first count makes its row; a second count in the same request
+        # finds it.
+        first = UPSERT[dialect](sessions).values(
             id=ID, data="{}", counter=1, created=NOW, expiry=RENEWED
         )
+        self.create = first.on_conflict_do_update(
+            index_elements=[sessions.c.id], set_={"counter": sessions.c.counter + 1}
+        ).returning(sessions.c.counter)
         new = UPSERT[dialect](sessions).values(
             id=ID, data=bindparam("new_data"), counter=0, created=NOW, expiry=RENEWED
         )
@@ -136,9 +152,12 @@ class Statements:
         )
         self.delete = delete(sessions).where(sessions.c.id == ID)
         self.reset_counter = update(sessions).where(sessions.c.id == ID).values(counter=0)
-        self.clear_expired = delete(sessions).where(
-            or_(sessions.c.expiry <= NOW, sessions.c.created <= BORN_AFTER)
+        expired = (
+            select(sessions.c.id)
+            .where(or_(sessions.c.expiry <= NOW, sessions.c.created <= BORN_AFTER))
+            .limit(CLEAR_BATCH)
         )
+        self.clear_expired = delete(sessions).where(sessions.c.id.in_(expired.scalar_subquery()))
 
 
 def make_engine(settings: DatabaseSettings) -> Engine:
@@ -155,12 +174,82 @@ def make_engine(settings: DatabaseSettings) -> Engine:
         event.listen(engine, "connect", tune_sqlite_connection)
         return engine
     milliseconds = max(1, round(settings.timeout * 1000))
+    timeouts = f"-c statement_timeout={milliseconds} -c lock_timeout={milliseconds}"
     connect_args = {
         # libpq counts whole seconds and takes nothing under 2.
         "connect_timeout": max(2, math.ceil(settings.timeout)),
-        "options": f"-c statement_timeout={milliseconds} -c lock_timeout={milliseconds}",
+        # After the URL's own options, if any: the last of a repeated setting wins.
+        "options": f"{settings.url.query.get('options', '')} {timeouts}".strip(),
     }
-    return create_engine(settings.url, connect_args=connect_args, **pool)
+    engine = create_engine(settings.url, connect_args=connect_args, **pool)
+    StatementWatchdog(WATCHDOG_FACTOR * settings.timeout).follow(engine)
+    return engine
+
+
+class StatementWatchdog:
+    """Ends a PostgreSQL statement that outlives its deadline by shutting its socket down.
+
+    statement_timeout runs on the server: a server that is frozen, or cut off by the
+    network after the connection was made, never applies it, and libpq has no deadline of
+    its own. Without this, such a statement would hold its request, and a waitress thread,
+    for TCP's retransmission timeout (a quarter of an hour). One thread per engine looks
+    at the running statements a few times a second.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.running: dict[int, tuple[float, int]] = {}
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    def follow(self, engine: Engine) -> None:
+        """Watch every statement ``engine`` sends."""
+        event.listen(engine, "before_cursor_execute", self.before_statement)
+        event.listen(engine, "after_cursor_execute", self.after_statement)
+        event.listen(engine, "handle_error", self.after_error)
+
+    def before_statement(self, _connection: Connection, cursor: Any, *_: object) -> None:
+        """Start the clock of a statement."""
+        with self.lock:
+            self.running[id(cursor)] = (
+                time.monotonic() + self.seconds,
+                cursor.connection.fileno(),
+            )
+            if self.thread is None:
+                self.thread = threading.Thread(target=self.watch, name="statement-watchdog")
+                self.thread.daemon = True
+                self.thread.start()
+
+    def after_statement(self, _connection: Connection, cursor: Any, *_: object) -> None:
+        """Stop the clock of a statement that ended."""
+        with self.lock:
+            self.running.pop(id(cursor), None)
+
+    def after_error(self, context: Any) -> None:
+        """Stop the clock of a statement that failed (a failed connect has none)."""
+        with self.lock:
+            self.running.pop(id(getattr(context.execution_context, "cursor", None)), None)
+
+    def watch(self) -> None:
+        """Cut the connection of every statement past its deadline, forever."""
+        while True:
+            time.sleep(min(0.1, self.seconds / 4))
+            self.cut_overdue(time.monotonic())
+
+    def cut_overdue(self, now: float) -> None:
+        """Shut down the sockets of the statements past their deadline: psycopg then
+        fails the statement, and SQLAlchemy throws the connection away."""
+        with self.lock:
+            for key, (deadline, fileno) in list(self.running.items()):
+                if now > deadline:
+                    del self.running[key]
+                    shut_down(fileno)
+
+
+def shut_down(fileno: int) -> None:
+    """Shut down the socket behind ``fileno`` (a copy of it: psycopg owns the original)."""
+    with socket.socket(fileno=os.dup(fileno)) as connection:
+        connection.shutdown(socket.SHUT_RDWR)
 
 
 def tune_sqlite_connection(connection: Any, _record: object) -> None:
@@ -172,12 +261,18 @@ def tune_sqlite_connection(connection: Any, _record: object) -> None:
 
 
 def create_table(connection: Connection) -> None:
-    """Make the table and its index if missing, safely when processes start together."""
+    """Make the table and its index if missing, safely when processes start together.
+
+    Only when missing: a role that may use the table but not create tables (the
+    least privilege once it exists) runs the app too.
+    """
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("PRAGMA journal_mode=WAL")  # kept in the file
+    if inspect(connection).has_table(TABLE_NAME):
+        return
     if connection.dialect.name == "postgresql":
         # Two concurrent CREATE TABLE IF NOT EXISTS can both try to create it.
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
-    else:
-        connection.exec_driver_sql("PRAGMA journal_mode=WAL")  # kept in the file
     connection.execute(CreateTable(sessions, if_not_exists=True))
     for index in sessions.indexes:
         connection.execute(CreateIndex(index, if_not_exists=True))
@@ -190,8 +285,11 @@ class DatabaseStore:
     would cost a second round trip, for its COMMIT.
     """
 
-    def __init__(self, engine: Engine, timeout: int, absolute_timeout: int) -> None:
+    def __init__(
+        self, engine: Engine, timeout: int, absolute_timeout: int, wait: float = 2.0
+    ) -> None:
         self.engine = engine
+        self.wait = wait
         self.autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.timeout = timeout
         self.absolute_timeout = absolute_timeout
@@ -200,12 +298,17 @@ class DatabaseStore:
         self._lock = threading.Lock()
 
     def prepare(self) -> None:
-        """Make the table if it is missing (once per process)."""
-        with self._lock:
+        """Make the table if it is missing (once per process). A thread that finds
+        another one at it waits ``wait`` seconds at most, as for a pooled connection."""
+        if not self._lock.acquire(timeout=self.wait):
+            raise PoolTimeoutError("another thread is still making the sessions table")
+        try:
             if not self.table_ready:
                 with self.engine.begin() as connection:
                     create_table(connection)
                 self.table_ready = True
+        finally:
+            self._lock.release()
 
     def prepare_at_start_up(self) -> None:
         """Make the table now; if the database is down, the first request will."""
@@ -215,7 +318,7 @@ class DatabaseStore:
             log.error(
                 "session database unavailable at start-up (retried at the first request): %s: %s",
                 type(error).__name__,
-                error.orig if hasattr(error, "orig") else error,
+                error_reason(error),
             )
 
     @contextmanager
@@ -270,8 +373,9 @@ class DatabaseStore:
         session's row is made here, with a count of one."""
         if new:
             with self.connection() as connection:
-                connection.execute(self.statements.create, self.parameters(session_id))
-            return 1
+                return connection.execute(
+                    self.statements.create, self.parameters(session_id)
+                ).scalar_one()
         row = self.renew(self.statements.count, session_id)
         return None if row is None else row[0]
 
@@ -302,17 +406,22 @@ class DatabaseStore:
 
     def clear_expired(self) -> int:
         """Delete the sessions past their idle or absolute timeout; how many there were."""
-        with self.connection() as connection:
-            cleared = connection.execute(self.statements.clear_expired, self.parameters(""))
-            return cleared.rowcount
+        cleared = 0
+        while True:
+            with self.connection() as connection:
+                parameters = self.parameters("")
+                batch = connection.execute(self.statements.clear_expired, parameters).rowcount
+            cleared += batch
+            if batch < CLEAR_BATCH:
+                return cleared
 
 
 def make_database_store(
     settings: Mapping[str, str], environ: Mapping[str, str], timeout: int, absolute_timeout: int
 ) -> DatabaseStore:
     """The store the ``session.database_*`` settings and the environment describe."""
-    engine = make_engine(read_database_settings(settings, environ))
-    return DatabaseStore(engine, timeout, absolute_timeout)
+    database = read_database_settings(settings, environ)
+    return DatabaseStore(make_engine(database), timeout, absolute_timeout, database.timeout)
 
 
 def make_store(

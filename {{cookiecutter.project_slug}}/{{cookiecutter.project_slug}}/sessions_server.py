@@ -43,7 +43,7 @@ from zope.interface import implementer
 {% if cookiecutter.session_factory == "database" -%}
 from .database_store import STORE_ERRORS, make_store
 {% endif -%}
-from .pages import ERROR_TEMPLATE, error_page
+from .pages import ERROR_TEMPLATE, error_page, error_reason
 {%- if cookiecutter.session_factory == "redis" %}
 from .redis_store import STORE_ERRORS, make_store
 {%- endif %}
@@ -374,7 +374,7 @@ def session_store_unavailable(error: Exception, request: Request) -> dict:
         request.method,
         request.path,
         type(error).__name__,
-        getattr(error, "orig", None) or error,  # the driver's words, not the statement's
+        error_reason(error),
     )
     request.response.headers["Retry-After"] = "5"
     return error_page(
