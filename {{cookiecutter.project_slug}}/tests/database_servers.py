@@ -112,6 +112,16 @@ class StoredSessions:
             .values({column: sqlalchemy.literal(value, literal_type(value))})
         )
 
+    def expire(self, session_id: str) -> None:
+        """Let the session's idle timeout pass (the row stays until it is cleared)."""
+        self.set(session_id, "expiry", 1)
+
+    def age(self, seconds: int) -> None:
+        """Make every session older by ``seconds``: the database's clock cannot be moved,
+        so the times the rows hold move back instead."""
+        older = {"created": sessions.c.created - seconds, "expiry": sessions.c.expiry - seconds}
+        self.run(sqlalchemy.update(sessions).values(older))
+
     def delete_all(self) -> None:
         """Delete every session, as "forget" in every tab would."""
         self.run(sqlalchemy.delete(sessions))

@@ -126,6 +126,36 @@ def test_every_visit_renews_the_expiry(app, app_settings, redis_client: redis.Re
     redis_client.expire(session_key(redis_client), 5)
     assert counter(visit_with(app, cookie)) == 3
     assert redis_client.ttl(session_key(redis_client)) > int(app_settings["session.timeout"]) - 5
+{%- elif cookiecutter.session_factory == "database" -%}
+@pytest.fixture
+def age_sessions(stored) -> Callable[[int], None]:
+    """Make every stored session older by some seconds (the database's clock is theirs)."""
+    return stored.age
+
+
+def test_a_session_past_its_idle_expiry_starts_afresh(app, stored) -> None:
+    cookie = valid_cookie(app)
+    [session_id] = stored.ids()
+    stored.set(session_id, "expiry", int(time.time()) - 1)
+    assert counter(visit_with(app, cookie)) == 1
+    assert session_id not in stored.ids()
+
+
+def test_every_visit_renews_the_expiry(app, app_settings, stored) -> None:
+    cookie = valid_cookie(app)
+    [session_id] = stored.ids()
+    stored.set(session_id, "expiry", int(time.time()) + 5)
+    assert counter(visit_with(app, cookie)) == 3
+    timeout = int(app_settings["session.timeout"])
+    assert stored.row(session_id).expiry >= int(time.time()) + timeout - 5
+
+
+def test_the_expiry_never_passes_the_absolute_end(app, stored) -> None:
+    cookie = valid_cookie(app)
+    [session_id] = stored.ids()
+    stored.set(session_id, "created", int(time.time()) - WEEK + 100)
+    assert counter(visit_with(app, cookie)) == 3
+    assert stored.row(session_id).expiry <= int(time.time()) + 100
 {%- else -%}
 # Where the session factory reads the clock to decide that a session has expired.
 EXPIRY_CLOCK = "time.time"

@@ -198,6 +198,22 @@ def test_a_revoked_session_is_not_written_back(app_settings, testapp, stored) ->
     assert stored.ids() == []
 
 
+def test_a_session_that_expired_during_a_request_is_not_renewed(
+    app_settings, testapp, stored
+) -> None:
+    """Writing the session back after it expired would bring it back to life."""
+    token = csrf_token(testapp.get("/"))
+    [session_id] = stored.ids()
+    session = server_session(app_settings, session_cookie(testapp))
+    request = session.request
+    assert session.get("_csrft_") == token  # loaded while it was live
+    stored.expire(session_id)
+    session.flash("late")
+    session.write_back(request, Response())
+    page = testapp.get("/")
+    assert (counter(page), csrf_token(page) == token) == (1, False)
+
+
 def test_invalidating_without_new_data_deletes_the_cookie(app_settings, testapp, stored) -> None:
     testapp.get("/")
     session = server_session(app_settings, session_cookie(testapp))

@@ -65,7 +65,8 @@ TABLE_NAME = "{{ cookiecutter.project_slug }}_sessions"
 # A counter this high is corrupt (a visit a microsecond for 30 years is 10**15): counting
 # on would overflow a 64-bit integer.
 MAX_COUNTER = 10**18
-# Clocks of machines that share the database may differ this much.
+# A creation time further ahead of the database's clock than this is corrupt (a row
+# restored from another server whose clock was ahead, say).
 CLOCK_SKEW = 60
 # Expired rows deleted per statement: each batch stays well inside the statement timeout,
 # and SQLite's writers wait for one batch at most.
@@ -89,28 +90,37 @@ sessions = Table(
 )
 UPSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
-# Bound per statement: the session's id, now, and the two limits derived from it.
-ID, NOW = bindparam("session_id"), bindparam("now")
-RENEWED, BORN_AFTER = bindparam("renewed"), bindparam("born_after")
-LIVE = and_(
-    sessions.c.id == ID,
-    sessions.c.expiry > NOW,
-    sessions.c.created > BORN_AFTER,
-    sessions.c.created <= NOW + CLOCK_SKEW,
-    sessions.c.counter >= 0,
-    sessions.c.counter < MAX_COUNTER,
-    # Whole numbers: SQLite keeps whatever another writer put in a column.
-    sessions.c.counter == cast(sessions.c.counter, BigInteger),
-    sessions.c.created == cast(sessions.c.created, BigInteger),
-)
-# The idle timeout from now, but never past the absolute end.
-NEXT_EXPIRY = case(
-    (
-        sessions.c.created + bindparam("lifetime") < RENEWED,
-        sessions.c.created + bindparam("lifetime"),
-    ),
-    else_=RENEWED,
-)
+# Bound per statement: the session's id, and the idle and absolute timeouts.
+ID, IDLE, LIFETIME = bindparam("session_id"), bindparam("idle"), bindparam("lifetime")
+
+
+def database_now(dialect: str) -> Any:
+    """The database's clock, in whole seconds since the epoch: every machine that shares
+    the database reads the same one (as Redis's clock serves the Redis store)."""
+    if dialect == "sqlite":
+        return cast(func.strftime("%s", "now"), BigInteger)
+    return cast(func.floor(func.extract("epoch", func.now())), BigInteger)
+
+
+def live(now: Any) -> Any:
+    """The session's row, if it is live: not expired, not past its absolute timeout, of a
+    sane shape (whole numbers: SQLite keeps whatever another writer put in a column)."""
+    return and_(
+        sessions.c.id == ID,
+        sessions.c.expiry > now,
+        sessions.c.created > now - LIFETIME,
+        sessions.c.created <= now + CLOCK_SKEW,
+        sessions.c.counter >= 0,
+        sessions.c.counter < MAX_COUNTER,
+        sessions.c.counter == cast(sessions.c.counter, BigInteger),
+        sessions.c.created == cast(sessions.c.created, BigInteger),
+    )
+
+
+def next_expiry(now: Any) -> Any:
+    """The idle timeout from now, but never past the absolute end."""
+    end = sessions.c.created + LIFETIME
+    return case((end < now + IDLE, end), else_=now + IDLE)
 
 
 def data_as_bytes(dialect: str) -> Any:
@@ -125,27 +135,27 @@ class Statements:
     """The statements of one dialect, built once: SQLAlchemy caches their compiled form."""
 
     def __init__(self, dialect: str) -> None:
-        data = data_as_bytes(dialect).label("data")
-        renew = update(sessions).where(LIVE)
-        self.load = renew.values(expiry=NEXT_EXPIRY).returning(data, sessions.c.created)
+        data, now = data_as_bytes(dialect).label("data"), database_now(dialect)
+        renew, renewed = update(sessions).where(live(now)), next_expiry(now)
+        self.load = renew.values(expiry=renewed).returning(data, sessions.c.created)
         self.load_and_count = renew.values(
-            expiry=NEXT_EXPIRY, counter=sessions.c.counter + 1
+            expiry=renewed, counter=sessions.c.counter + 1
         ).returning(data, sessions.c.created, sessions.c.counter)
-        self.count = renew.values(expiry=NEXT_EXPIRY, counter=sessions.c.counter + 1).returning(
+        self.count = renew.values(expiry=renewed, counter=sessions.c.counter + 1).returning(
             sessions.c.counter
         )
-        self.save = renew.values(expiry=NEXT_EXPIRY, data=bindparam("new_data"))
+        self.save = renew.values(expiry=renewed, data=bindparam("new_data"))
         self.move = renew.values(id=bindparam("new_id"))
         # A new session's first count makes its row; a second count in the same request
         # finds it.
         first = UPSERT[dialect](sessions).values(
-            id=ID, data="{}", counter=1, created=NOW, expiry=RENEWED
+            id=ID, data="{}", counter=1, created=now, expiry=now + IDLE
         )
         self.create = first.on_conflict_do_update(
             index_elements=[sessions.c.id], set_={"counter": sessions.c.counter + 1}
         ).returning(sessions.c.counter)
         new = UPSERT[dialect](sessions).values(
-            id=ID, data=bindparam("new_data"), counter=0, created=NOW, expiry=RENEWED
+            id=ID, data=bindparam("new_data"), counter=0, created=now, expiry=now + IDLE
         )
         self.save_new = new.on_conflict_do_update(
             index_elements=[sessions.c.id], set_={"data": new.excluded.data}
@@ -154,7 +164,7 @@ class Statements:
         self.reset_counter = update(sessions).where(sessions.c.id == ID).values(counter=0)
         expired = (
             select(sessions.c.id)
-            .where(or_(sessions.c.expiry <= NOW, sessions.c.created <= BORN_AFTER))
+            .where(or_(sessions.c.expiry <= now, sessions.c.created <= now - LIFETIME))
             .limit(CLEAR_BATCH)
         )
         self.clear_expired = delete(sessions).where(sessions.c.id.in_(expired.scalar_subquery()))
@@ -338,13 +348,10 @@ class DatabaseStore:
             raise
 
     def parameters(self, session_id: str, **more: Any) -> dict[str, Any]:
-        """The bound values every statement may use: now and the limits derived from it."""
-        now = int(time.time())
+        """The bound values every statement may use."""
         return {
             "session_id": session_id,
-            "now": now,
-            "renewed": now + self.timeout,
-            "born_after": now - self.absolute_timeout,
+            "idle": self.timeout,
             "lifetime": self.absolute_timeout,
             **more,
         }
