@@ -20,7 +20,7 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, unquote_plus, urlsplit
 
 ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
 
@@ -137,9 +137,15 @@ def url_variable(slug: Any, store: str) -> str:
     return f"{str(slug).upper()}_{store.upper()}_URL"
 
 
+def parameter_names(text: str) -> list[str]:
+    """The names of the query parameters in ``text``, decoded as the drivers decode them
+    (p%61ssword is a password too)."""
+    return [unquote_plus(match["name"]) for match in QUERY_PARAMETER.finditer(text)]
+
+
 def has_credentials(url: SplitResult) -> bool:
     """Whether the URL carries a user name or password, in its authority or its query."""
-    names = [match["name"] for match in QUERY_PARAMETER.finditer("?" + url.query)]
+    names = parameter_names("?" + url.query)
     return "@" in url.netloc or any(CREDENTIAL_PARAMETER.search(name) for name in names)
 
 
@@ -154,7 +160,7 @@ def redacted_url(value: str) -> str:
     slashes = value.find("//", 0, max(at, 0))
     hidden = set(range(slashes + 2 if slashes >= 0 else 0, at))
     for match in QUERY_PARAMETER.finditer(value):
-        if CREDENTIAL_PARAMETER.search(match["name"]):
+        if CREDENTIAL_PARAMETER.search(unquote_plus(match["name"])):
             hidden.update(range(*match.span("value")))
     runs = itertools.groupby(enumerate(value), key=lambda item: item[0] in hidden)
     return "".join("***" if is_hidden else "".join(c for _, c in run) for is_hidden, run in runs)
@@ -211,7 +217,7 @@ def check_database_url(value: Any, variable: str = "<SLUG>_DATABASE_URL") -> str
         return f"{expected} (the port must be 1 to 65535)"
     if url.scheme not in DATABASE_URL_SCHEMES:
         return f"{expected} (it must start with sqlite:/// or postgresql+psycopg://)"
-    names = [match["name"] for match in QUERY_PARAMETER.finditer("?" + url.query)]
+    names = parameter_names("?" + url.query)
     if url.password is not None or any(PASSWORD_PARAMETER.search(name) for name in names):
         return (
             "a URL without a password (the answer is written into files the project"
@@ -220,7 +226,7 @@ def check_database_url(value: Any, variable: str = "<SLUG>_DATABASE_URL") -> str
         )
     if url.scheme == "sqlite":
         path = value.removeprefix("sqlite:///")
-        if not value.startswith("sqlite:///") or path in ("", ":memory:") or "?" in path:
+        if not value.startswith("sqlite:///") or path in ("", "/", ":memory:") or "?" in path:
             return f"{expected} (an SQLite URL is sqlite:/// and the path of a file)"
         return None
     if not url.hostname or port == 0:

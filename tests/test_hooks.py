@@ -120,6 +120,7 @@ GOOD_DATABASE_URLS = [
 BAD_DATABASE_URLS = [
     ("sqlite://", "an SQLite URL is sqlite:/// and the path of a file"),
     ("sqlite:///:memory:", "an SQLite URL is sqlite:/// and the path of a file"),
+    ("sqlite:////", "an SQLite URL is sqlite:/// and the path of a file"),
     ("mysql://db.example/app", "it must start with sqlite:/// or postgresql+psycopg://"),
     ("postgresql://db.example/app", "it must start with sqlite:/// or postgresql+psycopg://"),
     ("postgresql+psycopg2://db.example/app", "must start with sqlite:/// or postgresql+psycopg"),
@@ -183,20 +184,18 @@ CREDENTIAL_REDIS_URLS = [
         "unix:///run/redis.sock?db=0&password=***",
     ),
     (
+        "encoded-password-parameter",
+        "redis://localhost/0?p%61ssword=hunter2",
+        "hunter2",
+        "redis://localhost/0?p%61ssword=***",
+    ),
+    (
         "password-parameter-with-at",
         "redis://localhost/0?password=hun@ter2",
         "hun@ter2",
         "redis://***",
     ),
 ]
-# A password percent-encoded in a parameter's name: SQLAlchemy decodes it and hands it to
-# psycopg as the password, so it must be refused; the hook reads the name undecoded.
-# Known holes, by case id: each fails until the hook is fixed, then says so (strict).
-KNOWN_HOLES = {
-    "encoded-password-parameter": pytest.mark.xfail(
-        strict=True, reason="the hook reads query parameter names undecoded (p%61ssword)"
-    ),
-}
 CREDENTIAL_DATABASE_URLS = [
     (
         "password",
@@ -265,7 +264,7 @@ def url_cases(field: str, cases: list[tuple]) -> list:
     """``cases`` (an id first) as pytest parameters for the URL answer ``field``, with ids
     such as 'database_url-password' and the known holes marked."""
     return [
-        pytest.param(field, *values, id=f"{field}-{name}", marks=KNOWN_HOLES.get(name, ()))
+        pytest.param(field, *values, id=f"{field}-{name}")
         for name, *values in cases
     ]
 

@@ -37,10 +37,10 @@ from {{ cookiecutter.project_slug }} import database_store, main
 from {{ cookiecutter.project_slug }}.database_store import (
     DatabaseStore,
     create_table,
+    error_reason,
     make_database_store,
     sessions,
 )
-from {{ cookiecutter.project_slug }}.pages import error_reason
 from {{ cookiecutter.project_slug }}.sessions import increment_counter
 from {{ cookiecutter.project_slug }}.settings import session_settings
 

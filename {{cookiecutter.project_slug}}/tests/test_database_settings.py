@@ -31,6 +31,10 @@ REFUSED: dict[str, tuple[dict, str]] = {
         {"session.database_url": "sqlite://"},
         r"session\.database_url must name an SQLite file .* an in-memory database is not shared",
     ),
+    "sqlite-directory": (
+        {"session.database_url": "sqlite:////"},
+        r"session\.database_url must name an SQLite file",
+    ),
     "in-memory-sqlite-by-name": (
         {"session.database_url": "sqlite:///:memory:"},
         r"session\.database_url must name an SQLite file",

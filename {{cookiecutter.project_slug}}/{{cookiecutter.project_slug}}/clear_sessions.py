@@ -14,8 +14,7 @@ from collections.abc import Sequence
 
 from pyramid.paster import get_appsettings
 
-from .database_store import STORE_ERRORS, make_database_store
-from .pages import error_reason
+from .database_store import STORE_ERRORS, error_reason, make_database_store
 from .settings import SettingsError, read_timeouts
 
 PROGRAM = "{{ cookiecutter.project_slug | replace("_", "-") }}-clear-sessions"

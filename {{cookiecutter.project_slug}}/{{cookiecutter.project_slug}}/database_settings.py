@@ -100,7 +100,7 @@ def check_url(url: URL, name: str, from_env: bool) -> None:
 
 def check_sqlite_url(url: URL, name: str) -> None:
     """An SQLite file, without the query options that would make it something else."""
-    if url.database in (None, "", ":memory:"):
+    if url.database in (None, "", ":memory:") or url.database.endswith("/"):
         raise SettingsError(
             f"{name} must name an SQLite file (sqlite:///path): an in-memory database "
             "is not shared between connections, so sessions would vanish"

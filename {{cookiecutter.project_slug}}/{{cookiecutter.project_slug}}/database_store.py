@@ -51,7 +51,6 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from .database_settings import DatabaseSettings, read_database_settings
-from .pages import error_reason
 from .settings import SessionSettings
 
 log = logging.getLogger(__name__)
@@ -168,6 +167,13 @@ class Statements:
             .limit(CLEAR_BATCH)
         )
         self.clear_expired = delete(sessions).where(sessions.c.id.in_(expired.scalar_subquery()))
+
+
+def error_reason(error: Exception) -> str:
+    """What a log line may say of a store's error: the driver's first line, never the
+    statement with its parameters nor PostgreSQL's DETAIL line, which can quote a key (a
+    session id, a credential)."""
+    return str(getattr(error, "orig", None) or error).partition("\n")[0]
 
 
 def make_engine(settings: DatabaseSettings) -> Engine:

@@ -27,13 +27,6 @@ def page(request: Request, title: str, *, show_flash: bool = True, **values: Any
     }
 
 
-def error_reason(error: Exception) -> str:
-    """What a log line may say of a store's error: the driver's first line, never the
-    statement with its parameters nor PostgreSQL's DETAIL line, which can quote a key (a
-    session id, a credential)."""
-    return str(getattr(error, "orig", None) or error).partition("\n")[0]
-
-
 def error_page(request: Request, status: int, title: str, message: str) -> dict:
     """An error page with ``status`` that leaves the session alone."""
     request.response.status_int = status

@@ -117,6 +117,11 @@ return 1
 NEW, EXISTING = "1", "0"  # ARGV[3] of count, ARGV[4] of save
 
 
+def error_reason(error: Exception) -> str:
+    """What a log line says of a Redis error: redis-py's message (it names no key)."""
+    return str(error)
+
+
 def session_key(session_id: str) -> str:
     """The Redis key of a session's hash."""
     return KEY_PREFIX + session_id

@@ -41,11 +41,11 @@ from pyramid.router import Router
 from zope.interface import implementer
 
 {% if cookiecutter.session_factory == "database" -%}
-from .database_store import STORE_ERRORS, make_store
+from .database_store import STORE_ERRORS, error_reason, make_store
 {% endif -%}
-from .pages import ERROR_TEMPLATE, error_page, error_reason
+from .pages import ERROR_TEMPLATE, error_page
 {%- if cookiecutter.session_factory == "redis" %}
-from .redis_store import STORE_ERRORS, make_store
+from .redis_store import STORE_ERRORS, error_reason, make_store
 {%- endif %}
 from .security import secure_response
 from .serializers import JSONSerializer, RotatingSerializer, SignedSerializer
