@@ -67,7 +67,7 @@ class StoredSessions:
     """The sessions table as another program sees it, through a connection of its own."""
 
     def __init__(self, url: str) -> None:
-        self.engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.NullPool)
+        self.engine = sqlalchemy.create_engine(url, pool_size=1)
 
     def run(self, statement: sqlalchemy.Executable) -> list:
         """The rows of ``statement`` (run in a transaction of its own), if any."""

@@ -285,14 +285,14 @@ def test_a_lock_held_past_the_timeout_is_a_503_within_it(app_settings, stored) -
     testapp = webtest.TestApp(main({}, **{**app_settings, "session.database_timeout": "0.3"}))
     testapp.get("/")
     [session_id] = stored.ids()
-    holder = hold_the_lock(app_settings["session.database_url"], session_id, seconds=1.2)
+    holder = hold_the_lock(app_settings["session.database_url"], session_id, seconds=1.5)
     try:
         started = time.monotonic()
         testapp.get("/howdy", status=503)
         waited = time.monotonic() - started
     finally:
         holder.join()
-    assert 0.25 < waited < 1
+    assert 0.25 < waited < 1.2  # the timeout, well before the lock is released
     assert counter(testapp.get("/howdy")) == 2
 
 
@@ -479,7 +479,7 @@ def test_a_thread_waits_for_the_table_no_longer_than_the_timeout(
     started = time.monotonic()
     with pytest.raises(sqlalchemy.exc.TimeoutError, match="still making the sessions table"):
         store.load("anyone")
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 0.8  # the timeout, well before the table is made
     first.join()
     assert store.load("anyone") is None
     store.engine.dispose()
