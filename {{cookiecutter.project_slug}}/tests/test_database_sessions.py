@@ -220,12 +220,23 @@ def test_the_database_failing_for_a_new_visitor_is_a_503_without_a_write(
     assert sent == []  # no second wait for a database that just failed
 
 
-@pytest.fixture
-def outage_postgres() -> Iterator[PostgresServer]:
-    """A PostgreSQL server of the test's own, that it may stop and start again."""
+@pytest.fixture(scope="module")
+def private_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this module's own, apart from the one the others share."""
     server = PostgresServer().initialize()
     yield server
     server.destroy()
+
+
+@pytest.fixture
+def outage_postgres(private_postgres: PostgresServer) -> PostgresServer:
+    """The module's server, running and empty, for a test that may stop, crash or freeze
+    it (and start it again)."""
+    if not private_postgres.running:
+        private_postgres.start()
+    with psycopg.connect(libpq_url(private_postgres.url), autocommit=True) as admin:
+        admin.execute(f"DROP TABLE IF EXISTS {sessions.name}")
+    return private_postgres
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
