@@ -384,7 +384,7 @@ def test_the_pool_follows_the_settings(app_settings) -> None:
     store = store_of(settings)
     pool = store.engine.pool
     assert (pool.size(), pool._max_overflow, pool._timeout, pool._pre_ping) == (3, 0, 0.2, True)
-    held = [store.autocommit.connect() for _ in range(3)]
+    held = [store.engine.connect() for _ in range(3)]
     try:
         started = time.monotonic()
         with pytest.raises(sqlalchemy.exc.TimeoutError):

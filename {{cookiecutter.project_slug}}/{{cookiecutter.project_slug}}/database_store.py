@@ -179,6 +179,10 @@ def error_reason(error: Exception) -> str:
 def make_engine(settings: DatabaseSettings) -> Engine:
     """A pooled engine that gives up after ``settings.timeout`` seconds."""
     pool = {
+        # Every statement commits by itself: a transaction around one statement would
+        # cost a second round trip, for its COMMIT. (An engine that switched each
+        # connection to autocommit and back on every use took twice as long per statement.)
+        "isolation_level": "AUTOCOMMIT",
         "hide_parameters": True,  # an error never shows a session id (a credential)
         "pool_size": settings.pool_size,
         "max_overflow": settings.max_overflow,
@@ -288,25 +292,24 @@ def create_table(connection: Connection) -> None:
         return
     if connection.dialect.name == "postgresql":
         # Two concurrent CREATE TABLE IF NOT EXISTS can both try to create it.
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
-    connection.execute(CreateTable(sessions, if_not_exists=True))
-    for index in sessions.indexes:
-        connection.execute(CreateIndex(index, if_not_exists=True))
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK})
+    try:
+        connection.execute(CreateTable(sessions, if_not_exists=True))
+        for index in sessions.indexes:
+            connection.execute(CreateIndex(index, if_not_exists=True))
+    finally:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK})
 
 
 class DatabaseStore:
-    """The engine every request shares, how long sessions live, and the statements.
-
-    Every statement commits by itself (autocommit): a transaction around one statement
-    would cost a second round trip, for its COMMIT.
-    """
+    """The engine every request shares, how long sessions live, and the statements."""
 
     def __init__(
         self, engine: Engine, timeout: int, absolute_timeout: int, wait: float = 2.0
     ) -> None:
         self.engine = engine
         self.wait = wait
-        self.autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.timeout = timeout
         self.absolute_timeout = absolute_timeout
         self.statements = Statements(engine.dialect.name)
@@ -320,7 +323,7 @@ class DatabaseStore:
             raise PoolTimeoutError("another thread is still making the sessions table")
         try:
             if not self.table_ready:
-                with self.engine.begin() as connection:
+                with self.engine.connect() as connection:
                     create_table(connection)
                 self.table_ready = True
         finally:
@@ -339,7 +342,7 @@ class DatabaseStore:
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:
-        """A pooled connection in autocommit mode; the table made first if need be.
+        """A pooled connection (in autocommit mode); the table made first if need be.
 
         After a failure the table is made again (if missing) once the database answers:
         a database restored empty, or an SQLite file deleted, recovers without a restart.
@@ -347,7 +350,7 @@ class DatabaseStore:
         if not self.table_ready:
             self.prepare()
         try:
-            with self.autocommit.connect() as connection:
+            with self.engine.connect() as connection:
                 yield connection
         except STORE_ERRORS:
             self.table_ready = False
