@@ -262,11 +262,8 @@ CREDENTIAL_DATABASE_URLS = [
 
 def url_cases(field: str, cases: list[tuple]) -> list:
     """``cases`` (an id first) as pytest parameters for the URL answer ``field``, with ids
-    such as 'database_url-password' and the known holes marked."""
-    return [
-        pytest.param(field, *values, id=f"{field}-{name}")
-        for name, *values in cases
-    ]
+    such as 'database_url-password'."""
+    return [pytest.param(field, *values, id=f"{field}-{name}") for name, *values in cases]
 
 
 # (field, URL with credentials, the secret in it, how the error line must show the URL)
