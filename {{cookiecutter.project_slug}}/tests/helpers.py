@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import webtest
 
@@ -71,3 +73,22 @@ def count_concurrently(testapp: webtest.TestApp, tabs: int = 8, visits: int = 25
     with ThreadPoolExecutor(max_workers=tabs) as pool:
         list(pool.map(visit_many, range(tabs)))
     return counter(testapp.get("/"))
+
+
+def assert_corruption_gives_a_fresh_session(
+    testapp: webtest.TestApp, stored: Any, corrupt: Callable[[str], object], first_request: str
+) -> None:
+    """Damage the stored session (``corrupt`` gets its id), then visit: never a 500, nor a
+    503 repeated on every request, but a fresh session at once; the damaged one is gone.
+
+    ``stored`` is the store seen from outside (conftest's fixture of a server-side store).
+    """
+    token = csrf_token(testapp.get("/"))
+    [session_id] = stored.ids()
+    corrupt(session_id)
+    if first_request == "counter-page":  # loads and counts in one round trip
+        assert counter(testapp.get("/")) == 1
+    else:  # loads for the CSRF check: the fresh session has another token
+        testapp.post("/reset", {"csrf_token": token}, status=400)
+    assert session_id not in stored.ids()
+    assert counter(testapp.get("/")) == (2 if first_request == "counter-page" else 1)
