@@ -6,12 +6,15 @@ from __future__ import annotations
 import contextlib
 import http.client
 import logging
+import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,7 +40,11 @@ from sqlalchemy.exc import OperationalError
 from {{ cookiecutter.project_slug }} import database_store, main
 from {{ cookiecutter.project_slug }}.database_store import (
     DatabaseStore,
+    StatementWatchdog,
+    call_if_alive,
     create_table,
+    cut,
+    dispose_in_child,
     error_reason,
     make_database_store,
     sessions,
@@ -590,3 +597,116 @@ def test_the_urls_own_options_are_kept_beside_the_timeouts(app_settings, stored)
 
 
 SHOWN_SETTINGS = ["application_name", "statement_timeout", "lock_timeout"]
+
+
+def test_a_cut_that_fails_is_logged_and_never_raises(caplog) -> None:
+    """The watchdog's thread must outlive a connection it cannot cut (already closed, no
+    socket, no descriptor left): a failure is a log line, the others still get cut."""
+    read, write = os.pipe()
+    unconnected = socket.socket()
+    try:
+        with caplog.at_level(logging.WARNING):
+            cut(read)  # not a socket
+            cut(unconnected.fileno())  # nothing to shut down
+        assert caplog.text.count("statement watchdog could not cut a connection") == 2
+        assert unconnected.fileno() >= 0  # cutting never closes psycopg's descriptor
+    finally:
+        os.close(read)
+        os.close(write)
+        unconnected.close()
+
+
+def test_fork_handlers_run_for_live_objects_only(app_settings) -> None:
+    """What a forked process runs for the store (the fork test's child cannot report
+    its coverage): live objects start afresh; collected ones are left alone."""
+
+    class Owner:
+        def method(self) -> None:
+            raise AssertionError("called after its object was collected")
+
+    owner = Owner()
+    method, engine = weakref.WeakMethod(owner.method), weakref.ref(owner)
+    del owner
+    call_if_alive(method)
+    dispose_in_child(engine)
+    store = store_of(app_settings)
+    store.count("before", new=True)
+    dispose_in_child(weakref.ref(store.engine))  # a new pool: the old one's connections
+    assert store.engine.pool.checkedin() == 0  # stay open for the parent
+    watchdog = StatementWatchdog(1)
+    watchdog.running[1] = (0.0, -1)
+    call_if_alive(weakref.WeakMethod(watchdog.start_afresh))
+    assert (watchdog.running, watchdog.thread) == ({}, None)
+    assert store.count("after", new=True) == 1
+    store.engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_forked_worker_has_its_own_connections_and_watchdog(
+    app_settings, outage_postgres
+) -> None:
+    """gunicorn --preload forks workers after the app pooled a connection and started its
+    watchdog: each worker talks over sockets of its own, and its statements are watched."""
+    settings = {"session.database_url": outage_postgres.url, "session.database_timeout": "0.4"}
+    store = store_of({**app_settings, **settings})
+    store.count("forked", new=True)  # a pooled connection, and the watchdog's thread
+    with store.engine.connect() as connection:
+        parent_backend = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    to_parent, from_child = os.pipe()
+    to_child, from_parent = os.pipe()
+    child = os.fork()
+    if child == 0:  # the worker: report its backend, then load while the server is frozen
+        status = 1
+        try:
+            with store.engine.connect() as connection:
+                backend = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            os.write(from_child, str(backend).encode())
+            os.read(to_child, 1)
+            try:
+                store.load("forked")
+            except database_store.STORE_ERRORS:
+                status = 0
+        finally:
+            os._exit(status)
+    child_backend = int(os.read(to_parent, 32))
+    with outage_postgres.frozen():
+        os.write(from_parent, b"go")
+        deadline, exited = time.monotonic() + 3, 0
+        while not exited and time.monotonic() < deadline:
+            exited, status = os.waitpid(child, os.WNOHANG)
+            time.sleep(0.05)
+        if not exited:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+    for descriptor in (to_parent, from_child, to_child, from_parent):
+        os.close(descriptor)
+    store.engine.dispose()
+    assert child_backend != parent_backend
+    assert (exited, os.waitstatus_to_exitcode(status) if exited else None) == (child, 0)
+
+
+def renewed_meanwhile(url: str, session_id: str) -> psycopg.Connection:
+    """Another request's renewal of the session, its transaction still open (the row
+    locked): it commits while a DELETE that found the row dead waits for the lock."""
+    renewal = psycopg.connect(libpq_url(url))
+    renew = "UPDATE {} SET expiry = floor(extract(epoch from now()))::bigint + 1200 WHERE id = %s"
+    renewal.execute(renew.format(sessions.name), [session_id])
+    return renewal
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("deleting", ["clear_expired", "load"])
+def test_a_session_renewed_while_a_delete_waits_is_kept(app_settings, stored, deleting) -> None:
+    store = store_of(app_settings)
+    store.count("renewed", new=True)
+    stored.expire("renewed")
+    renewal = renewed_meanwhile(app_settings["session.database_url"], "renewed")
+    arguments = [] if deleting == "clear_expired" else ["renewed"]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        waiting = pool.submit(getattr(store, deleting), *arguments)
+        time.sleep(0.3)  # the DELETE waits for the renewal's row lock
+        renewal.commit()
+        waiting.result(timeout=5)
+    renewal.close()
+    assert stored.ids() == ["renewed"]
+    store.engine.dispose()

@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -40,6 +41,7 @@ from sqlalchemy import (
     event,
     func,
     inspect,
+    not_,
     or_,
     select,
     text,
@@ -102,10 +104,14 @@ def database_now(dialect: str) -> Any:
 
 
 def live(now: Any) -> Any:
-    """The session's row, if it is live: not expired, not past its absolute timeout, of a
-    sane shape (whole numbers: SQLite keeps whatever another writer put in a column)."""
+    """The session's row, if it is live."""
+    return and_(sessions.c.id == ID, alive(now))
+
+
+def alive(now: Any) -> Any:
+    """Whether a row is live: not expired, not past its absolute timeout, of a sane shape
+    (whole numbers: SQLite keeps whatever another writer put in a column)."""
     return and_(
-        sessions.c.id == ID,
         sessions.c.expiry > now,
         sessions.c.created > now - LIFETIME,
         sessions.c.created <= now + CLOCK_SKEW,
@@ -160,13 +166,19 @@ class Statements:
             index_elements=[sessions.c.id], set_={"data": new.excluded.data}
         )
         self.delete = delete(sessions).where(sessions.c.id == ID)
+        # A DELETE of dead rows says so in its own WHERE: PostgreSQL checks that again on a
+        # row another request renewed meanwhile, and leaves it (a subquery's pick or an
+        # earlier statement's finding it would not check again).
+        self.delete_dead = delete(sessions).where(sessions.c.id == ID, not_(alive(now)))
         self.reset_counter = update(sessions).where(sessions.c.id == ID).values(counter=0)
         expired = (
             select(sessions.c.id)
             .where(or_(sessions.c.expiry <= now, sessions.c.created <= now - LIFETIME))
             .limit(CLEAR_BATCH)
         )
-        self.clear_expired = delete(sessions).where(sessions.c.id.in_(expired.scalar_subquery()))
+        self.clear_expired = delete(sessions).where(
+            sessions.c.id.in_(expired.scalar_subquery()), not_(alive(now))
+        )
 
 
 def error_reason(error: Exception) -> str:
@@ -202,7 +214,19 @@ def make_engine(settings: DatabaseSettings) -> Engine:
         "options": f"{settings.url.query.get('options', '')} {timeouts}".strip(),
         "cursor_factory": watched_cursor(StatementWatchdog(WATCHDOG_FACTOR * settings.timeout)),
     }
-    return create_engine(settings.url, connect_args=connect_args, **pool)
+    engine = create_engine(settings.url, connect_args=connect_args, **pool)
+    # A process forked after connections were pooled (gunicorn --preload) must not talk
+    # over its parent's sockets: it starts with a pool of its own (SQLAlchemy's recipe).
+    forked = weakref.ref(engine)
+    os.register_at_fork(after_in_child=lambda: dispose_in_child(forked))
+    return engine
+
+
+def dispose_in_child(engine: weakref.ref) -> None:
+    """Give a forked process's engine a new pool, leaving the parent's connections open."""
+    alive_engine = engine()
+    if alive_engine is not None:
+        alive_engine.dispose(close=False)
 
 
 class StatementWatchdog:
@@ -218,6 +242,13 @@ class StatementWatchdog:
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
+        self.start_afresh()
+        after_fork = weakref.WeakMethod(self.start_afresh)
+        os.register_at_fork(after_in_child=lambda: call_if_alive(after_fork))
+
+    def start_afresh(self) -> None:
+        """No statement running, no thread yet: at first, and in a process forked from
+        this one (gunicorn --preload), where neither the thread nor a lock it held exists."""
         self.running: dict[int, tuple[float, int]] = {}
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
@@ -227,7 +258,7 @@ class StatementWatchdog:
         with self.lock:
             deadline = time.monotonic() + self.seconds
             self.running[id(cursor)] = (deadline, cursor.connection.pgconn.socket)
-            if self.thread is None:
+            if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self.watch, name="statement-watchdog")
                 self.thread.daemon = True
                 self.thread.start()
@@ -250,7 +281,7 @@ class StatementWatchdog:
             for key, (deadline, fileno) in list(self.running.items()):
                 if now > deadline:
                     del self.running[key]
-                    shut_down(fileno)
+                    cut(fileno)
 
 
 def watched_cursor(watchdog: StatementWatchdog) -> type:
@@ -268,10 +299,28 @@ def watched_cursor(watchdog: StatementWatchdog) -> type:
     return WatchedCursor
 
 
-def shut_down(fileno: int) -> None:
-    """Shut down the socket behind ``fileno`` (a copy of it: psycopg owns the original)."""
-    with socket.socket(fileno=os.dup(fileno)) as connection:
+def cut(fileno: int) -> None:
+    """Shut down the socket behind ``fileno``, without a descriptor of its own (psycopg
+    owns it, and none may be left when they run out); a failure is logged, and the
+    watchdog goes on with the others."""
+    try:
+        connection = socket.socket(fileno=fileno)
+    except OSError as error:
+        log.warning("statement watchdog could not cut a connection: %s", error)
+        return
+    try:
         connection.shutdown(socket.SHUT_RDWR)
+    except OSError as error:
+        log.warning("statement watchdog could not cut a connection: %s", error)
+    finally:
+        connection.detach()
+
+
+def call_if_alive(method: weakref.WeakMethod) -> None:
+    """Call ``method`` unless its object is gone (a fork handler must not keep it)."""
+    bound = method()
+    if bound is not None:
+        bound()
 
 
 def tune_sqlite_connection(connection: Any, _record: object) -> None:
@@ -374,7 +423,7 @@ class DatabaseStore:
         with self.connection() as connection:
             row = connection.execute(statement, self.parameters(session_id)).first()
             if row is None:
-                connection.execute(self.statements.delete, {"session_id": session_id})
+                connection.execute(self.statements.delete_dead, self.parameters(session_id))
             return row
 
     # The session store: one round trip each.
