@@ -48,7 +48,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -57,11 +57,12 @@ from .settings import SessionSettings
 
 log = logging.getLogger(__name__)
 
-# Whatever the database or its driver raises: unreachable, locked, slow, read-only (a
-# standby after a failover), corrupt (an SQLite file), its table dropped or a privilege
-# revoked under the running app. The 503 page and a log line answer them all, as they
-# answer Redis's errors: none of them is the visitor's doing.
-STORE_ERRORS = (DBAPIError, PoolTimeoutError)
+# Whatever SQLAlchemy or the driver beneath it raises: the database unreachable, locked,
+# slow, read-only (a standby after a failover), corrupt (an SQLite file), its table dropped
+# or a privilege revoked under the running app, or a connection lost in the middle of
+# being used. The 503 page and a log line answer them all, as they answer Redis's errors:
+# none of them is the visitor's doing.
+STORE_ERRORS = (SQLAlchemyError,)
 TABLE_NAME = "{{ cookiecutter.project_slug }}_sessions"
 # A counter this high is corrupt (a visit a microsecond for 30 years is 10**15): counting
 # on would overflow a 64-bit integer.
