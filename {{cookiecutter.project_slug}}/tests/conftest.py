@@ -44,7 +44,7 @@ import redis
 {% endif -%}
 import webtest
 {%- if cookiecutter.session_factory == "database" %}
-from database_servers import PostgresServer, StoredSessions
+from database_servers import PostgresServer, StoredSessions, libpq_url
 {%- endif %}
 from pyramid.config import Configurator
 from pyramid.paster import get_appsettings
@@ -558,11 +558,6 @@ def postgres_url() -> Iterator[str]:
     server = PostgresServer().initialize()
     yield server.url
     server.destroy()
-
-
-def libpq_url(url: str) -> str:
-    """A SQLAlchemy ``postgresql+psycopg://`` URL as libpq writes it."""
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy ``postgresql+psycopg://`` URL as libpq writes it."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def admin_url(url: str) -> str:
+    """The libpq URL of the maintenance database of ``url``'s server."""
+    return libpq_url(url).rsplit("/", 1)[0] + "/postgres"
+
+
 def server_program(name: str) -> str:
     """The path of initdb or pg_ctl: on PATH, else Debian's newest."""
     found = shutil.which(name)
@@ -172,13 +182,9 @@ class PostgresServer:
             *["-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"],
         )
         self.start()
-        with psycopg.connect(self.admin_url(), autocommit=True) as connection:
+        with psycopg.connect(admin_url(self.url), autocommit=True) as connection:
             connection.execute(f"CREATE DATABASE {DATABASE}")
         return self
-
-    def admin_url(self) -> str:
-        """A libpq URL of the maintenance database."""
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def start(self) -> PostgresServer:
         """Start the server (again) and wait until it accepts connections."""

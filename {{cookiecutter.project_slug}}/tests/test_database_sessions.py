@@ -23,8 +23,8 @@ import psycopg
 import pytest
 import sqlalchemy
 import webtest
-from conftest import app_with_test_views, libpq_url
-from database_servers import PostgresServer, free_port
+from conftest import app_with_test_views
+from database_servers import PostgresServer, admin_url, free_port, libpq_url
 from helpers import (
     COUNTER,
     assert_corruption_gives_a_fresh_session,
@@ -51,11 +51,6 @@ from {{ cookiecutter.project_slug }}.database_store import (
 )
 from {{ cookiecutter.project_slug }}.sessions import increment_counter
 from {{ cookiecutter.project_slug }}.settings import session_settings
-
-
-def is_sqlite(url: str) -> bool:
-    """Whether ``url`` is an SQLite file (else PostgreSQL)."""
-    return url.startswith("sqlite")
 
 
 def test_counter_is_a_column_and_the_row_expires(testapp, stored, app_settings) -> None:
@@ -535,11 +530,6 @@ def test_an_error_is_logged_without_its_statement_or_detail(app_settings, stored
     assert (second in reason, "\n" in reason, "UPDATE" in reason) == (False, False, False)
     assert second in str(duplicate.value) or "DETAIL" not in str(duplicate.value)
     store.engine.dispose()
-
-
-def admin_url(url: str) -> str:
-    """The libpq URL of the PostgreSQL server's maintenance database."""
-    return libpq_url(url).rsplit("/", 1)[0] + "/postgres"
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

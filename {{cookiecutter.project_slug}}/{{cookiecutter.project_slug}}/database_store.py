@@ -144,12 +144,9 @@ class Statements:
         data, now = data_as_bytes(dialect).label("data"), database_now(dialect)
         renew, renewed = update(sessions).where(live(now)), next_expiry(now)
         self.load = renew.values(expiry=renewed).returning(data, sessions.c.created)
-        self.load_and_count = renew.values(
-            expiry=renewed, counter=sessions.c.counter + 1
-        ).returning(data, sessions.c.created, sessions.c.counter)
-        self.count = renew.values(expiry=renewed, counter=sessions.c.counter + 1).returning(
-            sessions.c.counter
-        )
+        counting = renew.values(expiry=renewed, counter=sessions.c.counter + 1)
+        self.load_and_count = counting.returning(data, sessions.c.created, sessions.c.counter)
+        self.count = counting.returning(sessions.c.counter)
         self.save = renew.values(expiry=renewed, data=bindparam("new_data"))
         self.move = renew.values(id=bindparam("new_id"))
         # A new session's first count makes its row; a second count in the same request
