@@ -48,7 +48,8 @@ FACTORY_GROUPS = {
     "database": ("server", "database"),
 }
 GITHUB_ACTIONS_FILES = (".github",)
-# The answers, kept in the project in cookiecutter's replay format (they hold no secret).
+# The answers, kept in the project under a "cookiecutter" key (they hold no secret): the
+# generated README's `cruft link` reads them, so template updates use the project's own.
 ANSWERS_FILE = ".cookiecutter.json"
 
 
@@ -75,7 +76,7 @@ def keep_chosen_files(project: Path, answers: dict[str, Any]) -> None:
 
 
 def save_answers(project: Path, answers: dict[str, Any]) -> None:
-    """Keep the answers so that `cookiecutter --replay-file` can bring in template changes."""
+    """Keep the answers, so that linking the project to the template for updates asks nothing."""
     kept = {key: value for key, value in answers.items() if not key.startswith("_")}
     text = json.dumps({"cookiecutter": kept}, indent=2, ensure_ascii=False) + "\n"
     (project / ANSWERS_FILE).write_text(text, encoding="utf-8")
@@ -101,7 +102,7 @@ def write_development_secret(project: Path, session_factory: str) -> None:
 def next_steps(project: Path, answers: dict[str, Any]) -> str:
     """What to type next, in order."""
     redis_note = (
-        f"\n  # needs Redis at {answers['redis_url']} (apt-get install redis-server)"
+        f"\n  # needs Redis at {answers['session_store_url']} (apt-get install redis-server)"
         if answers["session_factory"] == "redis"
         else ""
     )

@@ -36,10 +36,16 @@ YES_NO_TEXT = frozenset("1 true t yes y on 0 false f no n off".split())
 SESSION_FACTORIES = ("signed_cookie", "encrypted_cookie", "redis", "database")
 REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
 DATABASE_URL_SCHEMES = ("sqlite", "postgresql+psycopg")
+# One part of an SQLite file's path (\\w is any Unicode letter or digit, and _).
+SQLITE_SEGMENT = re.compile(r"(?!\.{1,2}$)[\w.-]+")
 # Query parameters that libpq takes as a password.
 PASSWORD_PARAMETER = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)
 MIN_TIMEOUT, MAX_TIMEOUT = 60, 30 * 24 * 3600
 MAX_TEXT_LENGTH = {"project_name": 80, "description": 300, "author_name": 100}
+# The SQL store's table is <slug>_sessions and its index <slug>_sessions_expiry: 56
+# characters at most, under PostgreSQL's 63-byte limit for names. cookiecutter.json's
+# default slug is cut to the same length.
+MAX_SLUG_LENGTH = 40
 SLUG_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 # Query parameters that redis-py turns into credentials (and their look-alikes).
@@ -59,13 +65,20 @@ TAKEN_NAMES = frozenset(
 Check = Callable[[Any], "str | None"]
 
 
+# Unicode categories no answer may hold: control, format, private-use and unassigned
+# characters (TOML forbids controls), and line and paragraph separators (str.splitlines
+# and editors break lines there).
+REFUSED_CATEGORIES = ("C", "Zl", "Zp")
+
+
 def has_control_characters(text: str) -> bool:
-    """Whether ``text`` holds a control, format or unassigned character.
+    """Whether ``text`` holds a character of REFUSED_CATEGORIES.
 
     pyproject.toml writes answers as TOML strings escaping only backslash and double quote,
-    so every answer written there must pass this test: TOML forbids control characters.
+    and the ini files and the README write them on one line, so every answer written there
+    must pass this test.
     """
-    return any(unicodedata.category(char).startswith("C") for char in text)
+    return any(unicodedata.category(char).startswith(REFUSED_CATEGORIES) for char in text)
 
 
 def check_text(field: str) -> Check:
@@ -90,6 +103,11 @@ def check_slug(value: Any) -> str | None:
     expected = "a lowercase Python package name such as my_app"
     if not isinstance(value, str) or not SLUG_PATTERN.fullmatch(value):
         return f"{expected} (a-z first, then a-z, 0-9 or _)"
+    if len(value) > MAX_SLUG_LENGTH:
+        return (
+            f"{expected}, at most {MAX_SLUG_LENGTH} characters (got {len(value)}): the SQL"
+            " store's table and index names derive from it"
+        )
     if keyword.iskeyword(value) or keyword.issoftkeyword(value):
         return f"{expected}, not a Python keyword"
     if value in sys.stdlib_module_names:
@@ -117,13 +135,25 @@ def check_factory(value: Any) -> str | None:
     return None
 
 
-def whole_number_in(low: int, high: int, unit: str) -> Check:
-    """A check for a whole number from ``low`` to ``high``."""
+def whole_number_in(low: int, high: int, what: str) -> Check:
+    """A check for a whole number from ``low`` to ``high``, written as Python writes it.
+
+    The answer is written as it is into the ini files and the generated tests (as a Python
+    literal), so only the plain form passes: ASCII digits, no sign, no spaces or other
+    padding, no leading zero (``01200`` is a syntax error in Python).
+    """
 
     def check(value: Any) -> str | None:
-        text = str(value).strip()
-        if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
-            return f"a whole number of {unit} from {low} to {high}"
+        expected = f"{what} from {low} to {high}"
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            return expected
+        text = str(value)
+        if not (text.isascii() and text.isdigit()):
+            return f"{expected}, in digits only (no spaces, signs or other characters)"
+        if text != str(int(text)):
+            return f"{expected}, without leading zeros"
+        if not low <= int(text) <= high:
+            return expected
         return None
 
     return check
@@ -133,8 +163,10 @@ def url_variable(slug: Any, store: str) -> str:
     """The environment variable the generated app reads the store's URL from.
 
     It overrides ``session.<store>_url``, so credentials can live there instead of in files.
+    A slug the hook refuses is not made into a name: the message says <SLUG> instead.
     """
-    return f"{str(slug).upper()}_{store.upper()}_URL"
+    prefix = slug.upper() if check_slug(slug) is None else "<SLUG>"
+    return f"{prefix}_{store.upper()}_URL"
 
 
 def parameter_names(text: str) -> list[str]:
@@ -225,12 +257,52 @@ def check_database_url(value: Any, variable: str = "<SLUG>_DATABASE_URL") -> str
             " variable instead, which overrides session.database_url"
         )
     if url.scheme == "sqlite":
-        path = value.removeprefix("sqlite:///")
-        if not value.startswith("sqlite:///") or path in ("", "/", ":memory:") or "?" in path:
+        if not value.startswith("sqlite:///"):
             return f"{expected} (an SQLite URL is sqlite:/// and the path of a file)"
-        return None
+        return check_sqlite_path(value.removeprefix("sqlite:///"))
     if not url.hostname or port == 0:
         return f"{expected} (a host, and a port from 1 to 65535 if any)"
+    return None
+
+
+def check_sqlite_path(path: str) -> str | None:
+    """The file part of an sqlite:/// URL: relative to the project directory, or absolute
+    after a fourth slash.
+
+    A relative file is written into the project's .gitignore (it and its -wal, -shm and
+    -journal files hold live session ids), so it must name one place the way git names it:
+    plain segments of letters, digits, '.', '_' and '-', none of them '.' or '..'.
+    """
+    expected = (
+        "an SQLite file such as sqlite:///sessions.sqlite or sqlite:///data/sessions.db (in"
+        " the project directory) or sqlite:////var/lib/app/sessions.sqlite (absolute)"
+    )
+    segments = path.removeprefix("/").split("/")
+    if not all(SQLITE_SEGMENT.fullmatch(segment) for segment in segments):
+        return (
+            f"{expected}, its path made of letters, digits, '.', '_', '-' and '/' (no empty,"
+            " '.' or '..' parts; not :memory:)"
+        )
+    return None
+
+
+def check_unused_url(value: Any) -> str | None:
+    """The URL answer of a cookie store, which ignores it: anything without credentials.
+
+    Every answer is kept in files a project commits (.cookiecutter.json, cruft's
+    .cruft.json), so even an unused one may hold no user name or password.
+    """
+    if not isinstance(value, str):
+        return "nothing (a cookie store uses no URL)"
+    try:
+        url = urlsplit(value)
+    except ValueError:
+        return "nothing (a cookie store uses no URL)"
+    if "@" in value or has_credentials(url) or has_control_characters(value):
+        return (
+            "nothing (a cookie store uses no URL), and never a user name or password: the"
+            " answer is written into files the project commits"
+        )
     return None
 
 
@@ -246,34 +318,33 @@ CHECKS: dict[str, Check] = {
     "author_name": check_text("author_name"),
     "author_email": check_email,
     "session_factory": check_factory,
-    "session_timeout": whole_number_in(MIN_TIMEOUT, MAX_TIMEOUT, "seconds"),
-    "http_port": whole_number_in(1, 65535, "port"),
+    "session_timeout": whole_number_in(MIN_TIMEOUT, MAX_TIMEOUT, "a whole number of seconds"),
+    # Checked for the chosen store by validate (store_url_check).
+    "session_store_url": check_unused_url,
+    "http_port": whole_number_in(1, 65535, "a port number"),
     "github_actions": check_boolean,
 }
 
 
-def url_check(
-    check: Callable[..., str | None], store: str
-) -> Callable[[Mapping[str, Any]], Check]:
-    """``check`` naming this project's variable for ``store``, named after the slug."""
-
-    def make(answers: Mapping[str, Any]) -> Check:
-        return functools.partial(check, variable=url_variable(answers.get("project_slug"), store))
-
-    return make
-
-
-# The answers only a server-side store reads, by factory; each check is made for the
-# answers (the messages name the project's environment variable).
-STORE_CHECKS: dict[str, dict[str, Callable[[Mapping[str, Any]], Check]]] = {
-    "redis": {"redis_url": url_check(check_redis_url, "redis")},
-    "database": {"database_url": url_check(check_database_url, "database")},
+# The URL check of each server-side store, and the store its environment variable names.
+STORE_URL_CHECKS: dict[str, Callable[..., str | None]] = {
+    "redis": check_redis_url,
+    "database": check_database_url,
 }
+
+
+def store_url_check(answers: Mapping[str, Any]) -> Check:
+    """The check of ``session_store_url`` for the chosen store; its messages name the
+    project's own environment variable for credentials."""
+    factory = answers.get("session_factory")
+    if factory not in STORE_URL_CHECKS:
+        return check_unused_url
+    variable = url_variable(answers.get("project_slug"), str(factory))
+    return functools.partial(STORE_URL_CHECKS[factory], variable=variable)
+
+
 # How an error line shows an answer that may hold a secret.
-REDACTED: dict[str, Callable[[str], str]] = {
-    "redis_url": redacted_url,
-    "database_url": redacted_url,
-}
+REDACTED: dict[str, Callable[[str], str]] = {"session_store_url": redacted_url}
 
 
 def shown(field: str, value: Any) -> str:
@@ -284,9 +355,7 @@ def shown(field: str, value: Any) -> str:
 
 def validate(answers: Mapping[str, Any]) -> list[str]:
     """One message per bad answer, in the order of the prompts; empty when all are good."""
-    checks = dict(CHECKS)
-    store_checks = STORE_CHECKS.get(str(answers.get("session_factory")), {})
-    checks.update({field: make(answers) for field, make in store_checks.items()})
+    checks = {**CHECKS, "session_store_url": store_url_check(answers)}
     errors = []
     for field, check in checks.items():
         value = answers.get(field)

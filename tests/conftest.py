@@ -22,7 +22,9 @@ def factory_answers(factory: str) -> list[dict[str, str]]:
     """The answers that change ``factory``'s output: for the SQL store, each kind of URL."""
     if factory != "database":
         return [{"session_factory": factory}]
-    return [{"session_factory": factory, "database_url": url} for url in DATABASE_URLS.values()]
+    return [
+        {"session_factory": factory, "session_store_url": url} for url in DATABASE_URLS.values()
+    ]
 
 
 # Every answer combination that changes the output: factory (and database URL kind) x
@@ -59,7 +61,9 @@ def database_kind(url: str) -> str:
 def combination_id(answers: dict) -> str:
     """A readable test id such as 'redis-with-ci' or 'database-postgresql-without-ci'."""
     ci = "with-ci" if answers["github_actions"] else "without-ci"
-    database = [database_kind(answers["database_url"])] if "database_url" in answers else []
+    database = (
+        [database_kind(answers["session_store_url"])] if "session_store_url" in answers else []
+    )
     return "-".join([answers["session_factory"], *database, ci])
 
 

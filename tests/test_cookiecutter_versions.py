@@ -30,7 +30,7 @@ ANSWER_SETS = {
     "redis-github_actions=no": ["session_factory=redis", "github_actions=no"],
     "database-postgresql": [
         "session_factory=database",
-        "database_url=postgresql+psycopg://app@db.example:5432/app?application_name=a%20b",
+        "session_store_url=postgresql+psycopg://app@db.example:5432/app?application_name=a%20b",
     ],
 }
 # Random on every render, so never the same twice.

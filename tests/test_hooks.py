@@ -14,7 +14,9 @@ import cookiecutter as cookiecutter_package
 import cruft
 import pytest
 from conftest import TEMPLATE_DIR
+from cookiecutter.generate import generate_context
 from cookiecutter.main import cookiecutter
+from cookiecutter.prompt import prompt_for_config
 
 from bench.harness import FACTORIES, load_hook
 
@@ -29,8 +31,7 @@ GOOD_ANSWERS = {
     "author_email": "you@example.com",
     "session_factory": "signed_cookie",
     "session_timeout": "1200",
-    "redis_url": "redis://localhost:6379/0",
-    "database_url": "sqlite:///sessions.sqlite",
+    "session_store_url": "",
     "http_port": "6543",
     "github_actions": True,
 }
@@ -80,10 +81,20 @@ BAD_ANSWERS = [
     ("session_timeout", "1.5", "a whole number of seconds from 60 to 2592000"),
     ("session_timeout", "ten", "a whole number of seconds from 60 to 2592000"),
     ("session_timeout", "١٢٠٠", "a whole number of seconds from 60 to 2592000"),
-    ("http_port", "0", "a whole number of port from 1 to 65535"),
-    ("http_port", "65536", "a whole number of port from 1 to 65535"),
-    ("http_port", "http", "a whole number of port from 1 to 65535"),
-    ("http_port", "", "a whole number of port from 1 to 65535"),
+    ("session_timeout", "\n1200", "in digits only (no spaces, signs or other characters)"),
+    ("session_timeout", "1200 ", "in digits only (no spaces, signs or other characters)"),
+    ("session_timeout", "1200\u3000", "in digits only (no spaces, signs or other characters)"),
+    ("session_timeout", "+1200", "in digits only (no spaces, signs or other characters)"),
+    ("session_timeout", "01200", "without leading zeros"),
+    ("http_port", "0", "a port number from 1 to 65535"),
+    ("http_port", "65536", "a port number from 1 to 65535"),
+    ("http_port", "http", "a port number from 1 to 65535"),
+    ("http_port", "", "a port number from 1 to 65535"),
+    ("http_port", "\n6543", "a port number from 1 to 65535, in digits only"),
+    ("http_port", "06543", "a port number from 1 to 65535, without leading zeros"),
+    ("project_slug", "a" * 41, "at most 40 characters (got 41)"),
+    ("project_name", "line\u2028separator", "one line of printable text"),
+    ("description", "paragraph\u2029separator", "one line of printable text"),
 ]
 BAD_REDIS_URLS = [
     ("http://localhost:6379/0", "the scheme must be one of redis, rediss, unix"),
@@ -111,6 +122,9 @@ GOOD_DATABASE_URLS = [
     "sqlite:///sessions.sqlite",
     "sqlite:///var/sessions.sqlite",
     "sqlite:////var/lib/app/s.sqlite",
+    "sqlite:///sessions.db",
+    "sqlite:///data/sessions-2.sqlite3",
+    "sqlite:///données/séances.db",
     "postgresql+psycopg://app@db.example/app",
     "postgresql+psycopg://app@db.example:5433/app",
     "postgresql+psycopg://db.example/app?sslmode=require&application_name=shop",
@@ -119,8 +133,19 @@ GOOD_DATABASE_URLS = [
 # Neither holds user information, so the error line shows them as they are.
 BAD_DATABASE_URLS = [
     ("sqlite://", "an SQLite URL is sqlite:/// and the path of a file"),
-    ("sqlite:///:memory:", "an SQLite URL is sqlite:/// and the path of a file"),
-    ("sqlite:////", "an SQLite URL is sqlite:/// and the path of a file"),
+    ("sqlite:///:memory:", "not :memory:"),
+    ("sqlite:////", "no empty, '.' or '..' parts"),
+    ("sqlite:///", "no empty, '.' or '..' parts"),
+    ("sqlite:///../sessions.sqlite", "no empty, '.' or '..' parts"),
+    ("sqlite:///./sessions.sqlite", "no empty, '.' or '..' parts"),
+    ("sqlite:///data//sessions.sqlite", "no empty, '.' or '..' parts"),
+    ("sqlite:///data/", "no empty, '.' or '..' parts"),
+    ("sqlite:///sessions*.sqlite", "letters, digits, '.', '_', '-' and '/'"),
+    ("sqlite:///[abc].db", "letters, digits, '.', '_', '-' and '/'"),
+    ("sqlite:///#sessions.db", "letters, digits, '.', '_', '-' and '/'"),
+    ("sqlite:///!sessions.db", "letters, digits, '.', '_', '-' and '/'"),
+    ("sqlite:///a%20b.db", "letters, digits, '.', '_', '-' and '/'"),
+    ("sqlite:///sessions.sqlite?mode=ro", "letters, digits, '.', '_', '-' and '/'"),
     ("mysql://db.example/app", "it must start with sqlite:/// or postgresql+psycopg://"),
     ("postgresql://db.example/app", "it must start with sqlite:/// or postgresql+psycopg://"),
     ("postgresql+psycopg2://db.example/app", "must start with sqlite:/// or postgresql+psycopg"),
@@ -141,9 +166,18 @@ STORE_URLS = {
 }
 
 
+# The one answer that holds a store's URL; the cases below name it by the store's kind.
+URL_FIELD = "session_store_url"
+
+
 def url_variable(field: str, slug: str = GOOD_ANSWERS["project_slug"]) -> str:
-    """The environment variable the project ``slug`` reads the URL answer ``field`` from."""
+    """The environment variable the project ``slug`` reads the URL of kind ``field`` from."""
     return f"{slug.upper()}_{STORE_URLS[field][1]}"
+
+
+def answer_field(field: str) -> str:
+    """The answer a case's ``field`` is: a URL kind such as 'redis_url' is session_store_url."""
+    return URL_FIELD if field in STORE_URLS else field
 
 
 # (id, URL with credentials, the secret in it, how the error line must show the URL)
@@ -306,19 +340,18 @@ ALL_BAD = [
     *[("database_url", url, expected) for url, expected in BAD_DATABASE_URLS],
 ]
 ALL_BAD_IDS = [case_id(field, value) for field, value, _ in ALL_BAD]
-# (URL answer, a factory that never reads it)
-IGNORED_URLS = [
-    (field, factory)
-    for field, (store, _, _) in STORE_URLS.items()
-    for factory in FACTORIES
-    if factory != store
-]
 
 
 def answers_with(field: str, value: object) -> dict:
-    """Good answers (for the store that reads it when the field is a URL) with one changed."""
+    """Good answers with one changed; a URL of kind ``field`` is answered for its store."""
     store = STORE_URLS.get(field, (GOOD_ANSWERS["session_factory"],))[0]
-    return {**GOOD_ANSWERS, "session_factory": store, field: value}
+    return {**GOOD_ANSWERS, "session_factory": store, answer_field(field): value}
+
+
+def cookiecutter_defaults(answers: dict) -> dict:
+    """cookiecutter.json's defaults as cookiecutter renders them after ``answers``."""
+    context = generate_context(str(TEMPLATE_DIR / "cookiecutter.json"), extra_context=answers)
+    return prompt_for_config(context, no_input=True)
 
 
 # ---- pre_gen_project, imported as a module -------------------------------------------
@@ -328,9 +361,22 @@ def test_good_answers_pass() -> None:
     assert pre_gen.validate(GOOD_ANSWERS) == []
 
 
+# cookiecutter.json's default URL answer for each store.
+DEFAULT_URLS = {
+    "signed_cookie": "",
+    "encrypted_cookie": "",
+    "redis": "redis://localhost:6379/0",
+    "database": "sqlite:///sessions.sqlite",
+}
+
+
 @pytest.mark.parametrize("factory", FACTORIES)
-def test_every_factory_is_accepted(factory: str) -> None:
-    assert pre_gen.validate({**GOOD_ANSWERS, "session_factory": factory}) == []
+def test_every_factory_is_accepted_with_its_default_url(factory: str) -> None:
+    answers = {**GOOD_ANSWERS, "session_factory": factory}
+    del answers["session_store_url"]
+    default_url = cookiecutter_defaults(answers)["session_store_url"]
+    assert default_url == DEFAULT_URLS[factory]
+    assert pre_gen.validate({**answers, "session_store_url": default_url}) == []
 
 
 GOOD_URLS = [
@@ -344,12 +390,30 @@ def test_good_store_urls_pass(field: str, url: str) -> None:
     assert pre_gen.validate(answers_with(field, url)) == []
 
 
+COOKIE_FACTORIES = ("signed_cookie", "encrypted_cookie")
+# What a cookie store, which ignores the URL answer, accepts there: nothing, or any URL
+# without credentials (the answer is still kept in .cookiecutter.json and .cruft.json).
+IGNORED_URLS = ["", "redis://localhost:6379/0", "sqlite:///sessions.sqlite", "whatever"]
+
+
+@pytest.mark.parametrize("url", IGNORED_URLS, ids=repr)
+@pytest.mark.parametrize("factory", COOKIE_FACTORIES)
+def test_a_cookie_store_ignores_a_url_without_credentials(factory: str, url: str) -> None:
+    assert pre_gen.validate({**GOOD_ANSWERS, "session_factory": factory, URL_FIELD: url}) == []
+
+
 @pytest.mark.parametrize(
-    ("field", "factory"), IGNORED_URLS, ids=[f"{f}-ignored-by-{s}" for f, s in IGNORED_URLS]
+    ("field", "url", "secret", "shown"),
+    [case for case in CREDENTIAL_URLS if case.values[2]],
 )
-def test_a_url_answer_is_ignored_by_the_other_factories(field: str, factory: str) -> None:
-    answers = {**GOOD_ANSWERS, "session_factory": factory, field: "mysql://u:hunter2@h/db x"}
-    assert pre_gen.validate(answers) == []
+@pytest.mark.parametrize("factory", COOKIE_FACTORIES)
+def test_a_cookie_store_refuses_credentials_in_the_url_it_ignores(
+    factory: str, field: str, url: str, secret: str, shown: str
+) -> None:
+    [message] = pre_gen.validate({**GOOD_ANSWERS, "session_factory": factory, URL_FIELD: url})
+    assert message.startswith(f"{URL_FIELD}: got ")
+    assert "never a user name or password" in message
+    assert secret not in message
 
 
 @pytest.mark.parametrize(
@@ -363,7 +427,7 @@ def test_awkward_but_printable_text_is_accepted(value: str) -> None:
 @pytest.mark.parametrize(("field", "value", "expected"), ALL_BAD, ids=ALL_BAD_IDS)
 def test_bad_answer_gets_one_clear_message(field: str, value: str, expected: str) -> None:
     [message] = pre_gen.validate(answers_with(field, value))
-    assert message.startswith(f"{field}: got {value!r}; expected ")
+    assert message.startswith(f"{answer_field(field)}: got {value!r}; expected ")
     assert expected in message
     assert "\n" not in message
 
@@ -406,7 +470,7 @@ def test_credentials_in_a_store_url_are_refused_without_showing_them(
     field: str, url: str, secret: str, shown: str
 ) -> None:
     [message] = pre_gen.validate(answers_with(field, url))
-    assert message.startswith(f"{field}: got {shown!r}; expected ")
+    assert message.startswith(f"{URL_FIELD}: got {shown!r}; expected ")
     assert STORE_URLS[field][2] in message
     assert f"the {url_variable(field)} environment variable" in message
     assert not secret or secret not in message
@@ -416,7 +480,7 @@ def test_credentials_in_a_store_url_are_refused_without_showing_them(
 @pytest.mark.parametrize(("field", "url", "secret"), MALFORMED_SECRET_URLS)
 def test_a_refused_store_url_never_shows_its_secret(field: str, url: str, secret: str) -> None:
     [message] = pre_gen.validate(answers_with(field, url))
-    assert message.startswith(f"{field}: got ")
+    assert message.startswith(f"{URL_FIELD}: got ")
     assert secret not in message
 
 
@@ -431,7 +495,7 @@ PASSWORD_URLS = {
 def test_store_credentials_are_reported_with_the_other_errors(field: str) -> None:
     answers = {**answers_with(field, PASSWORD_URLS[field]), "http_port": "0"}
     fields = [message.split(":")[0] for message in pre_gen.validate(answers)]
-    assert fields == ["http_port", field]
+    assert fields == [URL_FIELD, "http_port"]  # in the order of the prompts
 
 
 @pytest.mark.parametrize("slug", ["shop", "my_app2"])
@@ -443,6 +507,16 @@ def test_the_refusal_names_the_projects_own_variable(field: str, slug: str) -> N
     assert url_variable(field) not in message
 
 
+@pytest.mark.parametrize("slug", ["class", "My-App", "a" * 41], ids=["keyword", "bad", "long"])
+@pytest.mark.parametrize("field", STORE_URLS)
+def test_a_refused_slug_is_never_made_into_a_variable_name(field: str, slug: str) -> None:
+    answers = {**answers_with(field, PASSWORD_URLS[field]), "project_slug": slug}
+    slug_error, url_error = pre_gen.validate(answers)
+    assert slug_error.startswith("project_slug: ")
+    assert f"the <SLUG>_{STORE_URLS[field][1]} environment variable" in url_error
+    assert slug.upper() not in url_error
+
+
 def test_every_failure_is_reported_at_once() -> None:
     answers = {**GOOD_ANSWERS, "project_slug": "class", "http_port": "0", "author_email": "x"}
     fields = [message.split(":")[0] for message in pre_gen.validate(answers)]
@@ -452,7 +526,7 @@ def test_every_failure_is_reported_at_once() -> None:
 def test_every_prompted_field_is_checked() -> None:
     variables = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text())
     prompted = {name for name in variables if not name.startswith("_")}
-    assert prompted == set(pre_gen.CHECKS).union(*pre_gen.STORE_CHECKS.values())
+    assert prompted == set(pre_gen.CHECKS)
     assert prompted == set(variables["__prompts__"])
 
 
@@ -631,7 +705,7 @@ def test_bake_with_a_bad_answer_fails_and_leaves_nothing(
     assert type(result.exception).__name__ == "FailedHookException"
     errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("ERROR")]
     assert len(errors) == 2, errors
-    assert errors[0].startswith(f"ERROR: {field}: got {value!r}; expected ")
+    assert errors[0].startswith(f"ERROR: {answer_field(field)}: got {value!r}; expected ")
     assert expected in errors[0]
     assert errors[1] == "ERROR: 1 answer(s) must change; nothing was generated."
     assert baked_dirs(tmp_path) == []
@@ -653,7 +727,7 @@ def test_bake_with_store_credentials_fails_leaves_nothing_and_prints_no_secret(
     out, err = capfd.readouterr()
     errors = [line for line in err.splitlines() if line.startswith("ERROR")]
     assert len(errors) == 2, errors
-    assert errors[0].startswith(f"ERROR: {field}: got ")
+    assert errors[0].startswith(f"ERROR: {URL_FIELD}: got ")
     assert url_variable(field) in errors[0]
     assert secret not in out + err
     assert baked_dirs(tmp_path) == []
@@ -711,9 +785,9 @@ CLI_SECRET_URLS = [
 )
 def test_cli_never_shows_store_credentials(tmp_path: Path, field: str, url: str, shown) -> None:
     store = STORE_URLS[field][0]
-    result = cookiecutter_cli(tmp_path, f"session_factory={store}", f"{field}={url}")
+    result = cookiecutter_cli(tmp_path, f"session_factory={store}", f"{URL_FIELD}={url}")
     assert result.returncode != 0
-    assert f"ERROR: {field}: got {shown!r}" in result.stderr
+    assert f"ERROR: {URL_FIELD}: got {shown!r}" in result.stderr
     assert f"{url_variable(field)} environment variable" in result.stderr
     assert "hunter2" not in result.stdout + result.stderr
     assert "hunter3" not in result.stdout + result.stderr
