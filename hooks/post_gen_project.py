@@ -90,7 +90,7 @@ def new_secret(session_factory: str) -> str:
 def write_development_secret(project: Path, session_factory: str) -> None:
     """Give the project a development secret, readable by its owner only.
 
-    A re-rendered project (``--replay-file``, ``cruft update``) keeps the secret it has.
+    A project updated with ``cruft update`` keeps the secret it has.
     """
     path = project / DEVELOPMENT_SECRET_FILE
     if path.exists():
@@ -114,6 +114,7 @@ def next_steps(project: Path, answers: dict[str, Any]) -> str:
         "  .venv/bin/pytest\n"
         f"  .venv/bin/pserve development.ini --reload{redis_note}\n"
         f"  # then open http://localhost:{answers['http_port']}/\n"
+        "\nOr with uv: uv sync, uv run pytest, uv run pserve development.ini --reload\n"
     )
 
 
