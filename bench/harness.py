@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FACTORIES = tuple(json.loads((ROOT / "cookiecutter.json").read_text())["session_factory"])
 # The SQL store's databases: an SQLite file, or a private PostgreSQL server (bench/postgres.py).
 DATABASES = ("sqlite", "postgresql")
-README_COMMANDS = re.compile(r"## Install, test, serve\n\n```sh\n(.*?)```", re.DOTALL)
+README_SECTION = "## Install, test, serve\n"
+SHELL_BLOCK = re.compile(r"```sh\n(.*?)```", re.DOTALL)
 SERVE_SCRIPT = """
 import sys
 import waitress
@@ -312,12 +313,19 @@ def render(output_dir: Path, template: Path = ROOT, **answers: str) -> Path:
     return Path(rendered)
 
 
+def readme_command_blocks(project: Path) -> list[list[str]]:
+    """The command blocks of the project README's "Install, test, serve" section: the
+    venv and pip one first, then uv's."""
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    if README_SECTION not in readme:
+        raise ValueError(f"{project}/README.md has no 'Install, test, serve' section")
+    section = readme.split(README_SECTION, 1)[1].split("\n## ", 1)[0]
+    return [block.strip().splitlines() for block in SHELL_BLOCK.findall(section)]
+
+
 def readme_commands(project: Path) -> list[str]:
-    """The commands of the project README's "Install, test, serve" block."""
-    match = README_COMMANDS.search((project / "README.md").read_text(encoding="utf-8"))
-    if not match:
-        raise ValueError(f"{project}/README.md has no 'Install, test, serve' block")
-    return match.group(1).strip().splitlines()
+    """The commands of the project README's first "Install, test, serve" block (pip's)."""
+    return readme_command_blocks(project)[0]
 
 
 def clean_environment(**extra: str) -> dict[str, str]:
@@ -328,12 +336,13 @@ def clean_environment(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_readme_command(command: str, project: Path) -> None:
-    """Run one README command in ``project``; raise with its output when it fails."""
+def run_readme_command(command: str, project: Path, **env: str) -> None:
+    """Run one README command in ``project`` (``env`` added to the environment); raise
+    with its output when it fails."""
     result = subprocess.run(
         shlex.split(command),
         cwd=project,
-        env=clean_environment(),
+        env=clean_environment(**env),
         capture_output=True,
         text=True,
         check=False,

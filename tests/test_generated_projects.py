@@ -75,6 +75,20 @@ SERVED_ON = {"redis": ("server",), "database": DATABASES}
 # end, so those two run on one worker and everything else on the other, half the suite each.
 RUN_ORDER = ("database", "signed_cookie", "encrypted_cookie", "redis")
 FACTORIES_IN_RUN_ORDER = sorted(FACTORIES, key=RUN_ORDER.index)
+# Each factory's project is made with answers other than the defaults, at the edges the
+# hook accepts, so that its own tests prove they assume none of the defaults: the shortest
+# and longest timeouts, others between, and for the SQL store the longest slug (its table
+# and index names are the longest) with a PostgreSQL URL answer (psycopg installed).
+NON_DEFAULT_ANSWERS = {
+    "signed_cookie": {"session_timeout": "600"},
+    "encrypted_cookie": {"session_timeout": "60"},
+    "redis": {"session_timeout": "2592000"},
+    "database": {
+        "session_timeout": "3600",
+        "project_slug": "shop_whose_package_name_is_forty_chars_x",
+        "session_store_url": "postgresql+psycopg://app@localhost:5432/sessions",
+    },
+}
 # Seconds of load without a fault: enough to show no error under concurrency. No warm-up:
 # the figures it keeps clean are not checked here, and load takes both cores.
 QUIET_LOAD_SECONDS = 2
@@ -207,7 +221,12 @@ def serve_browse_scale_out_and_load(
 @pytest.mark.parametrize("factory", FACTORIES_IN_RUN_ORDER)
 def test_readme_install_test_serve_browse_scale_out_and_load(cookies, factory: str) -> None:
     port = free_port()
-    answers = {**AWKWARD_ANSWERS, "session_factory": factory, "http_port": str(port)}
+    answers = {
+        **AWKWARD_ANSWERS,
+        **NON_DEFAULT_ANSWERS[factory],
+        "session_factory": factory,
+        "http_port": str(port),
+    }
     result = cookies.bake(extra_context=answers)
     assert result.exit_code == 0, result.exception
     project = result.project_path

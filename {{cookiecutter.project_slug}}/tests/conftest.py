@@ -44,7 +44,14 @@ import redis
 {% endif -%}
 import webtest
 {%- if cookiecutter.session_factory == "database" %}
-from database_servers import PostgresServer, StoredSessions, libpq_url
+from database_servers import (
+    DATABASE_URL_ENV,
+    SKIPPED_LINE,
+    PostgresServer,
+    StoredSessions,
+    libpq_url,
+    postgresql_found,
+)
 {%- endif %}
 from pyramid.config import Configurator
 from pyramid.paster import get_appsettings
@@ -53,11 +60,18 @@ from pyramid.request import Request
 from {{ cookiecutter.project_slug }} import main
 from {{ cookiecutter.project_slug }} import settings as settings_module
 {%- if cookiecutter.session_factory == "redis" %}
-from {{ cookiecutter.project_slug }}.redis_settings import ENVIRONMENT as REDIS_ENVIRONMENT
+from {{ cookiecutter.project_slug }}.redis_settings import (
+    ENVIRONMENT as REDIS_ENVIRONMENT,
+)
 from {{ cookiecutter.project_slug }}.redis_store import KEY_PREFIX
 {%- elif cookiecutter.session_factory == "database" %}
-from {{ cookiecutter.project_slug }}.database_settings import ENVIRONMENT as DATABASE_ENVIRONMENT
-from {{ cookiecutter.project_slug }}.database_store import TABLE_NAME, create_table
+from {{ cookiecutter.project_slug }}.database_settings import (
+    ENVIRONMENT as DATABASE_ENVIRONMENT,
+)
+from {{ cookiecutter.project_slug }}.database_store import (
+    TABLE_NAME,
+    create_table,
+)
 {%- endif %}
 from {{ cookiecutter.project_slug }}.sessions import regenerate_session
 
@@ -543,9 +557,44 @@ def app_settings(redis_client: redis.Redis, redis_url: str) -> dict:
 {%- elif cookiecutter.session_factory == "database" %}
 
 
-DATABASE_URL_ENV = "TEST_DATABASE_URL"
 # Every test of the sessions runs on both: the default file, and the server for scale.
 BACKENDS = ["sqlite", "postgresql"]
+# The fixtures that start or reach a PostgreSQL server (private_postgres: the outage tests').
+POSTGRESQL_FIXTURES = {"postgres_url", "postgres_admin", "private_postgres"}
+SKIPPED_WITHOUT_POSTGRESQL = pytest.StashKey[int]()
+
+
+def needs_postgresql(item: pytest.Item) -> bool:
+    """Whether a test runs on PostgreSQL: as its ``database_url``, or through a server
+    fixture of its own."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and callspec.params.get("database_url") == "postgresql":
+        return True
+    return not POSTGRESQL_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+
+
+@pytest.hookimpl(trylast=True)  # after -k, -m and --deselect: count only what runs
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without PostgreSQL, skip its tests rather than fail each one: the SQLite ones still
+    run, and the coverage gate leaves out the code only PostgreSQL's run (database_servers)."""
+    if postgresql_found():
+        return
+    skip = pytest.mark.skip(reason="PostgreSQL not found (the run's last lines say more)")
+    skipped = [item for item in items if needs_postgresql(item)]
+    for item in skipped:
+        item.add_marker(skip)
+    config.stash[SKIPPED_WITHOUT_POSTGRESQL] = len(skipped)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """One line after the coverage report: what was skipped, and how to run it."""
+    count = config.stash.get(SKIPPED_WITHOUT_POSTGRESQL, 0)
+    if count:
+        line = SKIPPED_LINE.format(count=count, env=DATABASE_URL_ENV)
+        terminalreporter.write_line(line, yellow=True, bold=True)
 
 
 @pytest.fixture(scope="session")
@@ -611,6 +660,14 @@ def development_ini() -> dict:
 def development_settings() -> dict:
     """development.ini's settings, with a fresh secret: tests need no .session_secret file."""
     return {**development_ini(), "session.secret": secrets.token_hex(settings_module.SECRET_BYTES)}
+
+
+def development_timeouts() -> tuple[int, int]:
+    """The idle and absolute timeouts development.ini sets: the answers the project was
+    generated with. Tests take them from here, never as numbers of their own, so that
+    they hold for any answer."""
+    settings = development_ini()
+    return int(settings["session.timeout"]), int(settings["session.absolute_timeout"])
 
 
 @pytest.fixture(autouse=True)

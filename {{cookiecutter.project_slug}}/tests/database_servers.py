@@ -5,6 +5,10 @@ Written here rather than taken from pytest-postgresql: this is one class over in
 pg_ctl that also stops the server in the middle of a test and starts it again on the same
 data (the outage tests), and runs initdb as the postgres user when the tests run as
 root, which PostgreSQL requires (README.md, "Tests").
+
+Without PostgreSQL (no server programs, no TEST_DATABASE_URL) its tests are skipped
+(conftest.py) and, as coverage.py's plugin (``coverage_init``), this module leaves the
+code only they run out of the coverage report: the rest must still be covered in full.
 """
 
 from __future__ import annotations
@@ -22,16 +26,26 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import coverage
 import psycopg
 import pytest
 import sqlalchemy
 
-from {{ cookiecutter.project_slug }}.database_store import sessions
+# Nothing from the app up here: coverage.py imports this module (its plugin) before it
+# starts measuring, and would count the app's module-level lines as never run.
 
+DATABASE_URL_ENV = "TEST_DATABASE_URL"
 # Where Debian and Ubuntu keep the server programs (not on PATH): the newest version wins.
 DEBIAN_BINARIES = "/usr/lib/postgresql/*/bin"
+SERVER_PROGRAMS = ("initdb", "pg_ctl")
 INSTALL_HINT = "install PostgreSQL (apt-get install postgresql) or set TEST_DATABASE_URL"
 DATABASE = "sessions"
+# What a run without PostgreSQL says once, at the end.
+SKIPPED_LINE = (
+    "PostgreSQL not found: {count} tests skipped, and the code only they run left out of "
+    "coverage. To run them, set {env}=postgresql+psycopg://user@host/dbname (a database "
+    "they may empty) or install PostgreSQL (apt-get install postgresql)."
+)
 
 
 def free_port() -> int:
@@ -51,8 +65,8 @@ def admin_url(url: str) -> str:
     return libpq_url(url).rsplit("/", 1)[0] + "/postgres"
 
 
-def server_program(name: str) -> str:
-    """The path of initdb or pg_ctl: on PATH, else Debian's newest."""
+def find_server_program(name: str) -> str | None:
+    """The path of initdb or pg_ctl: on PATH, else Debian's newest; None if neither."""
     found = shutil.which(name)
     if found:
         return found
@@ -60,9 +74,48 @@ def server_program(name: str) -> str:
         glob.glob(f"{DEBIAN_BINARIES}/{name}"),
         key=lambda path: int(Path(path).parts[-3]) if Path(path).parts[-3].isdigit() else 0,
     )
-    if not versions:
+    return versions[-1] if versions else None
+
+
+def server_program(name: str) -> str:
+    """The path of initdb or pg_ctl; the test fails if there is none."""
+    found = find_server_program(name)
+    if found is None:
         pytest.fail(f"PostgreSQL's {name} not found: {INSTALL_HINT}")
-    return versions[-1]
+    return found
+
+
+def postgresql_found() -> bool:
+    """Whether the PostgreSQL tests can run: on $TEST_DATABASE_URL, or on a private
+    server this machine's programs start."""
+    if os.environ.get(DATABASE_URL_ENV):
+        return True
+    return all(find_server_program(name) for name in SERVER_PROGRAMS)
+
+
+def coverage_init(registry: Any, options: dict[str, Any]) -> None:
+    """coverage.py's hook for this module as its plugin ([tool.coverage.run] plugins in
+    pyproject.toml): without PostgreSQL, leave the code only its tests run out of the
+    report. With PostgreSQL, every line and branch counts."""
+    if not postgresql_found():
+        registry.add_configurer(PostgresqlOnlyCode(options))
+
+
+class PostgresqlOnlyCode(coverage.CoveragePlugin):
+    """Adds ``[tool.coverage.database_servers]``'s patterns to coverage.py's exclusions:
+    ``lines`` (a block's first line leaves out the block) and ``branches`` (lines whose
+    other way only PostgreSQL takes)."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.patterns = {
+            "report:exclude_lines": list(options.get("lines", [])),
+            "report:partial_branches": list(options.get("branches", [])),
+        }
+
+    def configure(self, config: Any) -> None:
+        """Append the patterns to the settings pyproject.toml gave coverage.py."""
+        for option, patterns in self.patterns.items():
+            config.set_option(option, [*config.get_option(option), *patterns])
 
 
 def as_server_user(command: list[str]) -> list[str]:
@@ -77,6 +130,10 @@ class StoredSessions:
     """The sessions table as another program sees it, through a connection of its own."""
 
     def __init__(self, url: str) -> None:
+        # Imported here, not at the top: see the note under the imports.
+        from {{ cookiecutter.project_slug }}.database_store import sessions
+
+        self.table = sessions
         self.engine = sqlalchemy.create_engine(url, pool_size=1)
 
     def run(self, statement: sqlalchemy.Executable) -> list:
@@ -87,11 +144,11 @@ class StoredSessions:
 
     def ids(self) -> list[str]:
         """The ids of the stored sessions."""
-        return [row.id for row in self.run(sqlalchemy.select(sessions.c.id))]
+        return [row.id for row in self.run(sqlalchemy.select(self.table.c.id))]
 
     def row(self, session_id: str) -> Any:
         """The stored row of ``session_id``."""
-        [row] = self.run(sqlalchemy.select(sessions).where(sessions.c.id == session_id))
+        [row] = self.run(sqlalchemy.select(self.table).where(self.table.c.id == session_id))
         return row
 
     def data(self, session_id: str) -> dict:
@@ -117,8 +174,8 @@ class StoredSessions:
     def set(self, session_id: str, column: str, value: Any) -> None:
         """Overwrite one column of a session's row, as a bug or another program might."""
         self.run(
-            sqlalchemy.update(sessions)
-            .where(sessions.c.id == session_id)
+            sqlalchemy.update(self.table)
+            .where(self.table.c.id == session_id)
             .values({column: sqlalchemy.literal(value, literal_type(value))})
         )
 
@@ -129,12 +186,13 @@ class StoredSessions:
     def age(self, seconds: int) -> None:
         """Make every session older by ``seconds``: the database's clock cannot be moved,
         so the times the rows hold move back instead."""
-        older = {"created": sessions.c.created - seconds, "expiry": sessions.c.expiry - seconds}
-        self.run(sqlalchemy.update(sessions).values(older))
+        columns = self.table.c
+        older = {"created": columns.created - seconds, "expiry": columns.expiry - seconds}
+        self.run(sqlalchemy.update(self.table).values(older))
 
     def delete_all(self) -> None:
         """Delete every session, as "forget" in every tab would."""
-        self.run(sqlalchemy.delete(sessions))
+        self.run(sqlalchemy.delete(self.table))
 
 
 def literal_type(value: Any) -> sqlalchemy.types.TypeEngine:

@@ -5,24 +5,43 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 import webtest
+from conftest import development_timeouts
 from database_servers import StoredSessions
 from helpers import counter
 
 from {{ cookiecutter.project_slug }} import main
-from {{ cookiecutter.project_slug }}.clear_sessions import PROGRAM
 from {{ cookiecutter.project_slug }}.clear_sessions import main as clear_sessions
 from {{ cookiecutter.project_slug }}.database_settings import URL_ENV
 
-WEEK = 7 * 24 * 3600
+
+def installed_command() -> str:
+    """The command's name as pip installed it (pyproject.toml's [project.scripts]): what
+    a cron line types, and what the command's messages must call it."""
+    target = f"{clear_sessions.__module__}:{clear_sessions.__name__}"
+    scripts = entry_points(group="console_scripts")
+    [name] = [script.name for script in scripts if script.value == target]
+    return name
+
+
+# Every message starts with it, exactly as typed: lowercase, never capitalised.
+COMMAND = installed_command()
 
 
 def write_ini(directory: Path, database_url: str, **settings: str) -> Path:
-    """An ini file as a deployment has, on ``database_url``; no session secret in it."""
-    settings = {"session.database_url": database_url, "session.timeout": "1200", **settings}
+    """An ini file as a deployment has, on ``database_url``, with the project's timeouts;
+    no session secret in it."""
+    timeout, absolute_timeout = development_timeouts()
+    settings = {
+        "session.database_url": database_url,
+        "session.timeout": str(timeout),
+        "session.absolute_timeout": str(absolute_timeout),
+        **settings,
+    }
     lines = [
         "[app:main]",
         "use = egg:{{ cookiecutter.project_slug }}",
@@ -40,8 +59,9 @@ def three_sessions(app_settings: dict, stored: StoredSessions) -> dict[str, str]
         assert counter(webtest.TestApp(app).get("/")) == 1
     live, idle, old = stored.ids()
     now = int(time.time())
+    _, absolute_timeout = development_timeouts()
     stored.set(idle, "expiry", now - 1)
-    stored.set(old, "created", now - WEEK - 1)
+    stored.set(old, "created", now - absolute_timeout - 1)
     return {"live": live, "idle": idle, "old": old}
 
 
@@ -52,21 +72,21 @@ def test_expired_sessions_are_deleted_and_live_ones_kept(
     ini = write_ini(tmp_path, app_settings["session.database_url"])
     assert clear_sessions([str(ini)]) == 0
     assert stored.ids() == [sessions["live"]]
-    assert capsys.readouterr().out == f"{PROGRAM}: deleted 2 expired sessions\n"
+    assert capsys.readouterr().out == f"{COMMAND}: deleted 2 expired sessions\n"
     assert clear_sessions([str(ini)]) == 0
-    assert capsys.readouterr().out == f"{PROGRAM}: deleted 0 expired sessions\n"
+    assert capsys.readouterr().out == f"{COMMAND}: deleted 0 expired sessions\n"
 
 
 def test_the_installed_command_runs_from_cron(app_settings, stored, tmp_path) -> None:
     """The console script pip installed, as a cron line or systemd timer runs it."""
     three_sessions(app_settings, stored)
     ini = write_ini(tmp_path, app_settings["session.database_url"])
-    command = Path(sys.executable).parent / PROGRAM
+    command = Path(sys.executable).parent / COMMAND
     done = subprocess.run([str(command), str(ini)], capture_output=True, text=True, check=False)
-    assert (done.returncode, done.stdout) == (0, f"{PROGRAM}: deleted 2 expired sessions\n")
+    assert (done.returncode, done.stdout) == (0, f"{COMMAND}: deleted 2 expired sessions\n")
     # Nothing of its own on stderr: only what dependencies warn about on newer Pythons
     # (Pyramid imports pkg_resources).
-    assert (PROGRAM in done.stderr, "Traceback" in done.stderr) == (False, False)
+    assert (COMMAND in done.stderr, "Traceback" in done.stderr) == (False, False)
     assert len(stored.ids()) == 1
 
 
@@ -74,7 +94,7 @@ def test_one_expired_session_is_one(app_settings, stored, tmp_path, capsys) -> N
     sessions = three_sessions(app_settings, stored)
     stored.set(sessions["old"], "created", int(time.time()))
     assert clear_sessions([str(write_ini(tmp_path, app_settings["session.database_url"]))]) == 0
-    assert capsys.readouterr().out == f"{PROGRAM}: deleted 1 expired session\n"
+    assert capsys.readouterr().out == f"{COMMAND}: deleted 1 expired session\n"
 
 
 @pytest.mark.parametrize(
@@ -100,7 +120,7 @@ def test_bad_settings_exit_2_in_one_line(tmp_path, capsys, problem: str, message
         arguments += ["--app", "elsewhere"]
     assert clear_sessions(arguments) == 2
     error = capsys.readouterr().err
-    assert error.startswith(f"{PROGRAM}: " + message.format(ini=ini))
+    assert error.startswith(f"{COMMAND}: " + message.format(ini=ini))
     assert error.count("\n") == 1
     assert "hunter2" not in error
 
@@ -110,5 +130,14 @@ def test_an_unreachable_database_exits_1(tmp_path, monkeypatch, capsys) -> None:
     ini = write_ini(tmp_path, "sqlite:///" + str(tmp_path / "unused.sqlite"))
     assert clear_sessions([str(ini), "--app", "main"]) == 1
     error = capsys.readouterr().err
-    assert error.startswith(f"{PROGRAM}: session database unavailable: ")
+    assert error.startswith(f"{COMMAND}: session database unavailable: ")
     assert "hunter2" not in error
+
+
+def test_argparse_names_the_command_as_typed(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_status:
+        clear_sessions([])
+    assert exit_status.value.code == 2
+    error = capsys.readouterr().err
+    assert error.split()[:2] == ["usage:", COMMAND]
+    assert f"\n{COMMAND}: error: the following arguments are required: config_uri" in error

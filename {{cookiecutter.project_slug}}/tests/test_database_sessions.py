@@ -53,6 +53,16 @@ from {{ cookiecutter.project_slug }}.sessions import increment_counter
 from {{ cookiecutter.project_slug }}.settings import session_settings
 
 
+def test_the_table_and_its_index_keep_their_full_names(stored) -> None:
+    """PostgreSQL cuts a longer name than 63 bytes without an error: the table would then
+    not be found under the name the app looks for (names derive from the project's)."""
+    with stored.engine.connect() as connection:
+        database = sqlalchemy.inspect(connection)
+        assert database.has_table(sessions.name)
+        indexes = {index["name"] for index in database.get_indexes(sessions.name)}
+    assert indexes == {index.name for index in sessions.indexes}
+
+
 def test_counter_is_a_column_and_the_row_expires(testapp, stored, app_settings) -> None:
     testapp.get("/")
     before = int(time.time())
@@ -262,6 +272,22 @@ def test_postgresql_down_at_start_up_is_a_503_then_the_table_is_made(
     outage_postgres.start()
     assert counter(testapp.get("/")) == 1
     assert counter(testapp.get("/")) == 2
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sqlite_file_unreachable_at_start_up_is_a_503_then_the_table_is_made(
+    app_settings, tmp_path, caplog
+) -> None:
+    """The same start-up on SQLite (its directory not there yet, as a volume not yet
+    mounted): covered without PostgreSQL too."""
+    directory = tmp_path / "not-mounted-yet"
+    url = f"sqlite:///{directory / 'sessions.sqlite'}"
+    with caplog.at_level(logging.ERROR):
+        testapp = webtest.TestApp(main({}, **{**app_settings, "session.database_url": url}))
+    assert "session database unavailable at start-up" in caplog.text
+    testapp.get("/", status=503)
+    directory.mkdir()
+    assert counter(testapp.get("/")) == 1
 
 
 def hold_the_lock(url: str, session_id: str, seconds: float) -> threading.Thread:
@@ -675,12 +701,13 @@ def test_a_forked_worker_has_its_own_connections_and_watchdog(
     assert (exited, os.waitstatus_to_exitcode(status) if exited else None) == (child, 0)
 
 
-def renewed_meanwhile(url: str, session_id: str) -> psycopg.Connection:
-    """Another request's renewal of the session, its transaction still open (the row
-    locked): it commits while a DELETE that found the row dead waits for the lock."""
+def renewed_meanwhile(url: str, session_id: str, timeout: int) -> psycopg.Connection:
+    """Another request's renewal of the session by ``timeout`` seconds, its transaction
+    still open (the row locked): it commits while a DELETE that found the row dead waits
+    for the lock."""
     renewal = psycopg.connect(libpq_url(url))
-    renew = "UPDATE {} SET expiry = floor(extract(epoch from now()))::bigint + 1200 WHERE id = %s"
-    renewal.execute(renew.format(sessions.name), [session_id])
+    renew = "UPDATE {} SET expiry = floor(extract(epoch from now()))::bigint + %s WHERE id = %s"
+    renewal.execute(renew.format(sessions.name), [timeout, session_id])
     return renewal
 
 
@@ -690,7 +717,8 @@ def test_a_session_renewed_while_a_delete_waits_is_kept(app_settings, stored, de
     store = store_of(app_settings)
     store.count("renewed", new=True)
     stored.expire("renewed")
-    renewal = renewed_meanwhile(app_settings["session.database_url"], "renewed")
+    url, timeout = app_settings["session.database_url"], session_settings(app_settings).timeout
+    renewal = renewed_meanwhile(url, "renewed", timeout)
     arguments = [] if deleting == "clear_expired" else ["renewed"]
     with ThreadPoolExecutor(max_workers=1) as pool:
         waiting = pool.submit(getattr(store, deleting), *arguments)

@@ -9,7 +9,10 @@ import pytest
 from conftest import SETTINGS_ENV, development_settings
 
 from {{ cookiecutter.project_slug }} import main
-from {{ cookiecutter.project_slug }}.database_settings import URL_ENV, read_database_settings
+from {{ cookiecutter.project_slug }}.database_settings import (
+    URL_ENV,
+    read_database_settings,
+)
 
 SQLITE = "sqlite:////var/lib/app/sessions.sqlite"
 # Settings that must stop the app at start-up: (ini settings, message).

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 import webtest
-from helpers import csrf_token, flash_groups, post_form
+from helpers import counter, csrf_token, flash_groups, post_form
 from pyramid.interfaces import ISession
 from pyramid.scripting import prepare
 
@@ -21,11 +21,17 @@ from {{ cookiecutter.project_slug }}.flash import (
     shorten,
 )
 
+RESET_MESSAGE = "The counter was reset: it starts again at 1 on this page."
+
 
 def test_reset_flashes_once_after_the_redirect(testapp: webtest.TestApp) -> None:
+    for _ in range(3):
+        testapp.get("/howdy")
     response = post_form(testapp, "/reset")
     assert response.location.endswith("/")
-    assert flash_groups(response.follow()) == {"success": ["The counter is back to zero."]}
+    page = response.follow()
+    assert flash_groups(page) == {"success": [RESET_MESSAGE]}
+    assert counter(page) == 1  # what the message says this page shows
     assert flash_groups(testapp.get("/")) == {}
 
 

@@ -11,6 +11,7 @@ import pytest
 import redis
 {%- endif %}
 import webtest
+from conftest import development_timeouts
 from helpers import counter, csrf_token, session_cookie
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -102,16 +103,20 @@ def age_sessions(redis_client: redis.Redis) -> Callable[[int], None]:
 def test_a_session_past_its_absolute_timeout_is_deleted(app, app_settings, redis_client) -> None:
     cookie = valid_cookie(app)
     old_key = session_key(redis_client)
-    redis_client.hset(old_key, "created", int(time.time()) - WEEK - 1)
+    lifetime = session_settings(app_settings).absolute_timeout
+    redis_client.hset(old_key, "created", int(time.time()) - lifetime - 1)
     assert counter(visit_with(app, cookie)) == 1
     assert not redis_client.exists(old_key)
 
 
-def test_redis_expires_a_session_at_its_absolute_timeout(app, redis_client) -> None:
+def test_redis_expires_a_session_at_its_absolute_timeout(app, app_settings, redis_client) -> None:
     cookie = valid_cookie(app)
-    redis_client.hset(session_key(redis_client), "created", int(time.time()) - WEEK + 100)
+    settings = session_settings(app_settings)
+    left = settings.timeout // 2  # sooner than the idle timeout: the absolute end decides
+    created = int(time.time()) - settings.absolute_timeout + left
+    redis_client.hset(session_key(redis_client), "created", created)
     assert counter(visit_with(app, cookie)) == 3
-    assert 0 < redis_client.ttl(session_key(redis_client)) <= 100
+    assert 0 < redis_client.ttl(session_key(redis_client)) <= left
 
 
 def test_session_expired_by_redis_starts_afresh(app, redis_client: redis.Redis) -> None:
@@ -150,12 +155,14 @@ def test_every_visit_renews_the_expiry(app, app_settings, stored) -> None:
     assert stored.row(session_id).expiry >= int(time.time()) + timeout - 5
 
 
-def test_the_expiry_never_passes_the_absolute_end(app, stored) -> None:
+def test_the_expiry_never_passes_the_absolute_end(app, app_settings, stored) -> None:
     cookie = valid_cookie(app)
     [session_id] = stored.ids()
-    stored.set(session_id, "created", int(time.time()) - WEEK + 100)
+    settings = session_settings(app_settings)
+    left = settings.timeout // 2  # sooner than the idle timeout: the absolute end decides
+    stored.set(session_id, "created", int(time.time()) - settings.absolute_timeout + left)
     assert counter(visit_with(app, cookie)) == 3
-    assert stored.row(session_id).expiry <= int(time.time()) + 100
+    assert stored.row(session_id).expiry <= int(time.time()) + left
 {%- else -%}
 # Where the session factory reads the clock to decide that a session has expired.
 EXPIRY_CLOCK = "time.time"
@@ -214,29 +221,67 @@ def test_a_stolen_cookie_replayed_inside_every_idle_window_dies_after_a_week(
     assert csrf_token(page) != token
 
 
+def without_timeouts(app_settings: dict) -> dict:
+    """``app_settings`` without the two timeouts, so that the app's defaults apply."""
+    unset = ("session.timeout", "session.absolute_timeout")
+    return {name: value for name, value in app_settings.items() if name not in unset}
+
+
+HOUR = 3600
+# Timeouts as an ini file sets them, and the idle and absolute timeouts the app then uses.
+TIMEOUTS = {
+    "short-idle-timeout-gets-a-week": ({"session.timeout": str(HOUR)}, HOUR, WEEK),
+    "absolute-timeout-set": (
+        {"session.timeout": str(HOUR), "session.absolute_timeout": str(DAY)},
+        HOUR,
+        DAY,
+    ),
+    "long-idle-timeout-is-also-the-absolute-one": (
+        {"session.timeout": str(30 * DAY)},
+        30 * DAY,
+        30 * DAY,
+    ),
+    "both-set": (LIFETIME_SETTINGS, DAY, WEEK),
+}
+
+
 @pytest.mark.parametrize(
-    ("configured", "timeout", "absolute_timeout"),
-    [
-        ({}, 1200, WEEK),
-        ({"session.absolute_timeout": "3600"}, 1200, 3600),
-        ({"session.timeout": str(30 * DAY)}, 30 * DAY, 30 * DAY),
-        (LIFETIME_SETTINGS, DAY, WEEK),
-    ],
-    ids=["default-a-week", "an-hour", "default-at-least-the-idle-timeout", "both-set"],
+    ("configured", "timeout", "absolute_timeout"), TIMEOUTS.values(), ids=TIMEOUTS
 )
 def test_the_absolute_timeout_and_its_default(app_settings, configured, timeout, absolute_timeout):
-    unset = {k: v for k, v in app_settings.items() if not k.endswith("session.timeout")}
-    unset.pop("session.absolute_timeout")
-    checked = session_settings({**unset, **configured})
+    checked = session_settings({**without_timeouts(app_settings), **configured})
     assert (checked.timeout, checked.absolute_timeout) == (timeout, absolute_timeout)
 
 
-@pytest.mark.parametrize("value", ["1199", "0", "7776001", "a week", "1.5", "", "١٢٠٠٠"], ids=repr)
+def test_without_timeouts_the_app_uses_those_the_project_was_made_with(app_settings) -> None:
+    """settings.py's defaults are the answers the ini files were written with."""
+    checked = session_settings(without_timeouts(app_settings))
+    assert (checked.timeout, checked.absolute_timeout) == development_timeouts()
+
+
+# session.absolute_timeout values refused, made from the idle timeout in force.
+BAD_ABSOLUTE_TIMEOUTS: dict[str, Callable[[int], str]] = {
+    "below-the-idle-timeout": lambda timeout: str(timeout - 1),
+    "zero": lambda timeout: "0",
+    "over-90-days": lambda timeout: "7776001",
+    "words": lambda timeout: "a week",
+    "fraction": lambda timeout: "1.5",
+    "empty": lambda timeout: "",
+    "arabic-indic-digits": lambda timeout: "١٢٠٠٠",
+}
+
+
+@pytest.mark.parametrize("bad_value", BAD_ABSOLUTE_TIMEOUTS.values(), ids=BAD_ABSOLUTE_TIMEOUTS)
 def test_an_absolute_timeout_below_the_idle_timeout_or_malformed_is_refused(
-    app_settings, value: str
+    app_settings, bad_value: Callable[[int], str]
 ) -> None:
-    expected = r"refusing to start: session\.absolute_timeout must be a whole number of seconds"
-    with pytest.raises(SystemExit, match=f"{expected} from 1200 to 7776000, got {value!r}"):
+    timeout = session_settings(app_settings).timeout
+    value = bad_value(timeout)
+    expected = (
+        r"refusing to start: session\.absolute_timeout must be a whole number of seconds "
+        f"from {timeout} to 7776000, got {value!r}"
+    )
+    with pytest.raises(SystemExit, match=expected):
         main({}, **{**app_settings, "session.absolute_timeout": value})
 
 

@@ -1,8 +1,12 @@
-"""``{{ cookiecutter.project_slug | replace("_", "-") }}-clear-sessions INI``: delete the sessions past their timeout.
+"""Delete the sessions past their idle or absolute timeout.
+
+Run it from cron or a systemd timer, as Django's ``clearsessions``::
+
+    {{ cookiecutter.project_slug | replace("_", "-") }}-clear-sessions production.ini
 
 Expired sessions are never read again (every statement checks), but their rows stay
-until this runs: from cron or a systemd timer, as Django's ``clearsessions``. It reads
-only the database and timeout settings: no session secret needed.
+until this runs. It reads only the database and timeout settings: no session secret
+needed.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ SECRET_FALLBACKS_ENV = "{{ cookiecutter.project_slug | upper }}_SESSION_SECRET_F
 SECRET_BYTES = {{ 32 if cookiecutter.session_factory == "encrypted_cookie" else 64 }}
 MIN_TIMEOUT = 60
 MAX_TIMEOUT = 30 * 24 * 3600
+# The idle timeout the project was generated with: development.ini and production.ini
+# set it too, so this applies only to an ini file that leaves session.timeout out.
+DEFAULT_TIMEOUT = {{ cookiecutter.session_timeout | int }}
 # A session ends this long after it was created, however active it is: a week unless the
 # idle timeout is longer (OWASP's absolute timeout).
 DEFAULT_ABSOLUTE_TIMEOUT = 7 * 24 * 3600
@@ -103,7 +106,7 @@ def read_seconds(settings: Mapping[str, str], name: str, default: int, low: int,
 
 def read_timeouts(settings: Mapping[str, str]) -> tuple[int, int]:
     """The idle timeout and the absolute timeout, which may not be shorter."""
-    timeout = read_seconds(settings, "session.timeout", 1200, MIN_TIMEOUT, MAX_TIMEOUT)
+    timeout = read_seconds(settings, "session.timeout", DEFAULT_TIMEOUT, MIN_TIMEOUT, MAX_TIMEOUT)
     default_absolute = max(DEFAULT_ABSOLUTE_TIMEOUT, timeout)
     absolute = read_seconds(
         settings, "session.absolute_timeout", default_absolute, timeout, MAX_ABSOLUTE_TIMEOUT

@@ -12,6 +12,8 @@ from . import sessions
 from .flash import CATEGORIES, flash
 from .pages import COUNTER_TEMPLATE, ERROR_TEMPLATE, error_page, page
 
+RESET_MESSAGE = "The counter was reset: it starts again at 1 on this page."
+
 
 @view_defaults(renderer=COUNTER_TEMPLATE, request_method="GET")
 class CounterViews:
@@ -67,9 +69,10 @@ def redirect_home(request: Request) -> HTTPSeeOther:
 
 @view_config(route_name="reset", request_method="POST")
 def reset(request: Request) -> HTTPSeeOther:
-    """Set the counter back to zero and say so on the next page."""
+    """Reset the counter, and say so in the terms of the page the redirect lands on:
+    that page counts its own visit, so it shows 1, not 0."""
     sessions.reset_counter(request)
-    flash(request.session, "success", "The counter is back to zero.")
+    flash(request.session, "success", RESET_MESSAGE)
     return redirect_home(request)
 
 
