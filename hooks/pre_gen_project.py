@@ -10,6 +10,7 @@ so this file stays valid Python and its functions can be imported by unit tests.
 
 from __future__ import annotations
 
+import email.errors
 import functools
 import itertools
 import json
@@ -18,6 +19,7 @@ import re
 import sys
 import unicodedata
 from collections.abc import Callable, Mapping
+from email.headerregistry import Address
 from importlib import metadata
 from typing import Any
 from urllib.parse import SplitResult, unquote_plus, urlsplit
@@ -36,6 +38,9 @@ YES_NO_TEXT = frozenset("1 true t yes y on 0 false f no n off".split())
 SESSION_FACTORIES = ("signed_cookie", "encrypted_cookie", "redis", "database")
 REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
 DATABASE_URL_SCHEMES = ("sqlite", "postgresql+psycopg")
+# How an SQLite file's name may end: .gitignore lists the file, and a name no file of the
+# project has keeps the list from hiding one.
+SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db", ".db3")
 # One part of an SQLite file's path (\\w is any Unicode letter or digit, and _).
 SQLITE_SEGMENT = re.compile(r"(?!\.{1,2}$)[\w.-]+")
 # Query parameters that libpq takes as a password.
@@ -46,21 +51,48 @@ MAX_TEXT_LENGTH = {"project_name": 80, "description": 300, "author_name": 100}
 # characters at most, under PostgreSQL's 63-byte limit for names. cookiecutter.json's
 # default slug is cut to the same length.
 MAX_SLUG_LENGTH = 40
-SLUG_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
-EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# A PEP 508 name too (pip builds the project under it): no _ at the end.
+SLUG_PATTERN = re.compile(r"[a-z]([a-z0-9_]*[a-z0-9])?")
 # Query parameters that redis-py turns into credentials (and their look-alikes).
 CREDENTIAL_PARAMETER = re.compile(r"pass|pwd|secret|token|user", re.IGNORECASE)
 # A query parameter's value, with the parameter's name.
 QUERY_PARAMETER = re.compile(r"[?&;](?P<name>[^=&;#]*)=(?P<value>[^&;#]*)")
 # Names the generated project imports or installs, or that its layout uses.
+# Every top-level module the installed project's environment holds, on any store and any
+# supported Python (tests/test_generated_projects.py checks the list against the installed
+# projects), and the generated tests' own helper modules, which pytest puts on sys.path.
 TAKEN_NAMES = frozenset(
     """
-    chameleon hupper hypothesis nacl paste pastedeploy pip plaster plaster_pastedeploy
-    pyramid pyramid_chameleon pyramid_nacl_session pytest pytest_cov
-    psycopg psycopg_binary redis ruff setuptools sqlalchemy tests translationstring venusian
-    waitress webob webtest zope
+    attrs bs4 cffi chameleon coverage exceptiongroup greenlet hupper hypothesis iniconfig
+    nacl packaging paste pastedeploy pip pkg_resources plaster plaster_pastedeploy pluggy
+    psycopg psycopg_binary py pycparser pygments pyramid pyramid_chameleon
+    pyramid_nacl_session pytest pytest_cov redis ruff setuptools sortedcontainers soupsieve
+    sqlalchemy tomli translationstring typing_extensions venusian waitress webob webtest zope
+    conftest database_servers helpers test tests
     """.split()
 )
+# Characters of a format category (Cf) that text answers may hold all the same: the
+# joiners that make one emoji of several (👨‍👩‍👧). Bidirectional overrides stay refused.
+ALLOWED_FORMAT_CHARACTERS = frozenset("\u200c\u200d")
+# The e-mail address package metadata takes (setuptools checks it when pip builds the
+# project): an ASCII dot-atom before the @, a dotted domain after it.
+ASCII_EMAIL_PATTERN = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+"
+)
+# The query parameters each store's URL may carry, and the values each takes: the app
+# hands the URL to redis-py or libpq, which fail at the first request on any other.
+REDIS_QUERY = {
+    "db": re.compile(r"\d+"),
+    "client_name": re.compile(r"[\w.-]+"),
+    "socket_timeout": re.compile(r"\d+(\.\d+)?"),
+    "socket_connect_timeout": re.compile(r"\d+(\.\d+)?"),
+}
+POSTGRESQL_QUERY = {
+    "application_name": re.compile(r"[\w%.-]+"),
+    "sslmode": re.compile(r"disable|allow|prefer|require|verify-ca|verify-full"),
+    "connect_timeout": re.compile(r"\d+"),
+    "target_session_attrs": re.compile(r"any|read-write|read-only|primary|standby|prefer-standby"),
+}
 
 Check = Callable[[Any], "str | None"]
 
@@ -78,7 +110,11 @@ def has_control_characters(text: str) -> bool:
     and the ini files and the README write them on one line, so every answer written there
     must pass this test.
     """
-    return any(unicodedata.category(char).startswith(REFUSED_CATEGORIES) for char in text)
+    return any(
+        unicodedata.category(char).startswith(REFUSED_CATEGORIES)
+        and char not in ALLOWED_FORMAT_CHARACTERS
+        for char in text
+    )
 
 
 def check_text(field: str) -> Check:
@@ -102,7 +138,7 @@ def check_slug(value: Any) -> str | None:
     """The package name: importable, lowercase, and shadowing nothing the project uses."""
     expected = "a lowercase Python package name such as my_app"
     if not isinstance(value, str) or not SLUG_PATTERN.fullmatch(value):
-        return f"{expected} (a-z first, then a-z, 0-9 or _)"
+        return f"{expected} (a-z first, then a-z, 0-9 or _, not _ last)"
     if len(value) > MAX_SLUG_LENGTH:
         return (
             f"{expected}, at most {MAX_SLUG_LENGTH} characters (got {len(value)}): the SQL"
@@ -114,17 +150,31 @@ def check_slug(value: Any) -> str | None:
         return f"{expected}, not the name of a standard-library module"
     if value in TAKEN_NAMES:
         return f"{expected}, not the name of a package the project uses"
+    if value.startswith("test"):
+        return f"{expected}, not starting with 'test' (pytest's test modules are named so)"
     return None
 
 
 def check_email(value: Any) -> str | None:
-    """An e-mail address, loosely, and printable (pyproject.toml holds it as a TOML string)."""
-    if (
-        not isinstance(value, str)
-        or not EMAIL_PATTERN.fullmatch(value)
-        or has_control_characters(value)
-    ):
-        return "an e-mail address such as you@example.com"
+    """An e-mail address that package metadata takes: setuptools refuses any other (a
+    non-ASCII local part, <brackets>, a list) when pip builds the project."""
+    if not isinstance(value, str) or not ASCII_EMAIL_PATTERN.fullmatch(value):
+        return "an e-mail address such as you@example.com, in ASCII characters"
+    try:
+        Address(addr_spec=value)
+    except (ValueError, email.errors.HeaderParseError):
+        return "an e-mail address such as you@example.com, in ASCII characters"
+    return None
+
+
+def check_query(query: str, allowed: Mapping[str, re.Pattern[str]]) -> str | None:
+    """What is wrong with a URL's query, given the parameters it may carry; None if nothing."""
+    for part in filter(None, re.split("[&;]", query)):
+        name, _, value = part.partition("=")
+        if name not in allowed:
+            return f"only the query parameters {', '.join(allowed)}, not {name!r}"
+        if not allowed[name].fullmatch(value):
+            return f"a valid value for the query parameter {name}, not {value!r}"
     return None
 
 
@@ -223,7 +273,9 @@ def check_redis_url(value: Any, variable: str = "<SLUG>_REDIS_URL") -> str | Non
     if url.scheme not in REDIS_URL_SCHEMES:
         return f"{expected} (the scheme must be one of {', '.join(REDIS_URL_SCHEMES)})"
     if url.scheme == "unix":
-        return None if url.path else f"{expected} (a unix URL needs a socket path)"
+        if not url.path:
+            return f"{expected} (a unix URL needs a socket path)"
+        return redis_query_error(url, expected)
     if not url.hostname:
         return f"{expected} (a host is missing)"
     if port == 0:
@@ -231,7 +283,13 @@ def check_redis_url(value: Any, variable: str = "<SLUG>_REDIS_URL") -> str | Non
     database = url.path.lstrip("/")
     if database and not database.isdigit():
         return f"{expected} (the database after the last / must be a number)"
-    return None
+    return redis_query_error(url, expected)
+
+
+def redis_query_error(url: SplitResult, expected: str) -> str | None:
+    """The message for a Redis URL's query parameters redis-py would choke on; None if none."""
+    problem = check_query(url.query, REDIS_QUERY)
+    return f"{expected} ({problem})" if problem else None
 
 
 def check_database_url(value: Any, variable: str = "<SLUG>_DATABASE_URL") -> str | None:
@@ -262,7 +320,8 @@ def check_database_url(value: Any, variable: str = "<SLUG>_DATABASE_URL") -> str
         return check_sqlite_path(value.removeprefix("sqlite:///"))
     if not url.hostname or port == 0:
         return f"{expected} (a host, and a port from 1 to 65535 if any)"
-    return None
+    problem = check_query(url.query, POSTGRESQL_QUERY)
+    return f"{expected} ({problem})" if problem else None
 
 
 def check_sqlite_path(path: str) -> str | None:
@@ -283,6 +342,8 @@ def check_sqlite_path(path: str) -> str | None:
             f"{expected}, its path made of letters, digits, '.', '_', '-' and '/' (no empty,"
             " '.' or '..' parts; not :memory:)"
         )
+    if not segments[-1].endswith(SQLITE_SUFFIXES):
+        return f"{expected}, its name ending {', '.join(SQLITE_SUFFIXES)}"
     return None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import re
 import shlex
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,8 +25,10 @@ from bench.harness import (
     ROOT,
     clean_environment,
     free_port,
+    load_hook,
     production_env,
     project_env,
+    project_python,
     readme_commands,
     run_readme_command,
     served_sqlite_file,
@@ -42,6 +45,10 @@ from bench.load import (
     load_project,
     session_store,
 )
+
+pre_gen = load_hook("pre_gen_project")
+# Lists the top-level modules of everything installed in an environment.
+LIST_MODULES = "import importlib.metadata as m; print(*m.packages_distributions(), sep='\\n')"
 
 EXPECTED_COMMANDS = [
     "python3 -m venv .venv",
@@ -217,6 +224,16 @@ def serve_browse_scale_out_and_load(
         assert report.unavailable > 0, f"the outage was not noticed: {report.line()}"
 
 
+def modules_a_slug_could_shadow(project: Path) -> set[str]:
+    """The top-level modules installed in the project's environment that an accepted slug
+    could name (a-z first), the project's own package aside: the hook must refuse them."""
+    listed = subprocess.run(
+        [project_python(project), "-c", LIST_MODULES], capture_output=True, text=True, check=True
+    )
+    names = set(listed.stdout.split()) - {project.name}
+    return {name for name in names if pre_gen.SLUG_PATTERN.fullmatch(name)}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("factory", FACTORIES_IN_RUN_ORDER)
 def test_readme_install_test_serve_browse_scale_out_and_load(cookies, factory: str) -> None:
@@ -234,6 +251,7 @@ def test_readme_install_test_serve_browse_scale_out_and_load(cookies, factory: s
     assert commands == EXPECTED_COMMANDS
     for command in commands[:-1]:  # create the venv, install, run the project's own tests
         run_readme_command(command, project)
+    assert modules_a_slug_could_shadow(project) <= pre_gen.TAKEN_NAMES
 
     stores = SERVED_ON.get(factory, ("server",))
     for store in stores:

@@ -50,6 +50,7 @@ BAD_ANSWERS = [
     ("project_slug", "my app", "a-z first, then a-z, 0-9 or _"),
     ("project_slug", "1app", "a-z first, then a-z, 0-9 or _"),
     ("project_slug", "_app", "a-z first, then a-z, 0-9 or _"),
+    ("project_slug", "app_", "not _ last"),
     ("project_slug", "café", "a-z first, then a-z, 0-9 or _"),
     ("project_slug", "class", "not a Python keyword"),
     ("project_slug", "import", "not a Python keyword"),
@@ -70,6 +71,17 @@ BAD_ANSWERS = [
     ("author_email", "you\x07@example.com", "an e-mail address"),
     ("author_email", "you\x7f@example.com", "an e-mail address"),
     ("author_email", "you\u202e@example.com", "an e-mail address"),
+    # setuptools refuses these when pip builds the project (its metadata must parse).
+    ("author_email", "zoë@example.com", "in ASCII characters"),
+    ("author_email", "<zoe@example.com>", "in ASCII characters"),
+    ("author_email", "zoe@example.com,", "in ASCII characters"),
+    ("author_email", "zoe..x@example.com", "in ASCII characters"),
+    # Modules the installed project's environment or its tests already have.
+    ("project_slug", "test", "not the name of a package the project uses"),
+    ("project_slug", "helpers", "not the name of a package the project uses"),
+    ("project_slug", "coverage", "not the name of a package the project uses"),
+    ("project_slug", "packaging", "not the name of a package the project uses"),
+    ("project_slug", "testing_app", "not starting with 'test'"),
     ("session_factory", "memcached", "one of signed_cookie, encrypted_cookie, redis, database"),
     ("session_timeout", "0", "a whole number of seconds from 60 to 2592000"),
     ("session_timeout", "59", "a whole number of seconds from 60 to 2592000"),
@@ -104,6 +116,13 @@ BAD_REDIS_URLS = [
     ("redis://localhost/zero", "the database after the last / must be a number"),
     ("unix://", "a unix URL needs a socket path"),
     ("redis://local host/0", "a URL such as redis://localhost:6379/0"),
+    # redis-py takes other query parameters as keyword arguments: every page a 500.
+    ("redis://localhost/0?decode_responses=true", "only the query parameters db, client_name"),
+    ("redis://localhost/0?foo=bar", "only the query parameters db, client_name"),
+    ("unix:///run/redis.sock?foo=1", "only the query parameters db, client_name"),
+    ("rediss://localhost/0?ssl_cert_reqs=none", "only the query parameters db, client_name"),
+    ("redis://localhost/0?db=abc", "a valid value for the query parameter db"),
+    ("redis://localhost/0?socket_timeout=abc", "a valid value for the query parameter"),
     ("", "the scheme must be one of redis, rediss, unix"),
 ]
 GOOD_REDIS_URLS = [
@@ -143,6 +162,8 @@ BAD_DATABASE_URLS = [
     ("sqlite:///!sessions.db", "letters, digits, '.', '_', '-' and '/'"),
     ("sqlite:///a%20b.db", "letters, digits, '.', '_', '-' and '/'"),
     ("sqlite:///sessions.sqlite?mode=ro", "letters, digits, '.', '_', '-' and '/'"),
+    ("sqlite:///pyproject.toml", "its name ending .sqlite, .sqlite3, .db, .db3"),
+    ("sqlite:////var/lib/app/sessions", "its name ending .sqlite, .sqlite3, .db, .db3"),
     ("mysql://db.example/app", "it must start with sqlite:/// or postgresql+psycopg://"),
     ("postgresql://db.example/app", "it must start with sqlite:/// or postgresql+psycopg://"),
     ("postgresql+psycopg2://db.example/app", "must start with sqlite:/// or postgresql+psycopg"),
@@ -154,6 +175,9 @@ BAD_DATABASE_URLS = [
     ("postgresql+psycopg://db.example:0/app", "a port from 1 to 65535"),
     ("postgresql+psycopg://db.example:70000/app", "the port must be 1 to 65535"),
     ("postgresql+psycopg://db.example:port/app", "the port must be 1 to 65535"),
+    # libpq refuses other connection options at the first request.
+    ("postgresql+psycopg://db.example/app?foo=bar", "only the query parameters application_name"),
+    ("postgresql+psycopg://db.example/app?sslmode=maybe", "a valid value for the query parameter"),
 ]
 # Each store's URL answer: the factory that reads it, the variable (after <SLUG>_) that
 # overrides it, and what its refusal of credentials says.
@@ -460,6 +484,11 @@ def test_characters_toml_forbids_are_refused(field: str, char: str) -> None:
 @pytest.mark.parametrize("field", TEXT_FIELDS)
 def test_characters_outside_the_basic_multilingual_plane_are_accepted(field: str) -> None:
     assert pre_gen.validate({**GOOD_ANSWERS, field: "Launch 🚀 in 𝄞 time"}) == []
+
+
+@pytest.mark.parametrize("field", TEXT_FIELDS)
+def test_emoji_made_of_several_with_joiners_are_accepted(field: str) -> None:
+    assert pre_gen.validate({**GOOD_ANSWERS, field: "Family 👨\u200d👩\u200d👧 App"}) == []
 
 
 @pytest.mark.parametrize(("field", "url", "secret", "shown"), CREDENTIAL_URLS)
