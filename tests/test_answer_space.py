@@ -229,6 +229,7 @@ def assert_derived_names_fit(answered: dict, project: Path) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings(r"ignore:Support for `\[tool.setuptools\]`")  # "still beta"
 @settings(
     max_examples=30,
     deadline=None,
