@@ -16,13 +16,13 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import pytest
+from chromium_cookie_size import ARTIFACTS, assert_chromium_keeps_the_largest_cookie
 from conftest import AWKWARD_ANSWERS
 from playwright.sync_api import expect, sync_playwright
 
 from bench.harness import (
     DATABASES,
     FACTORIES,
-    ROOT,
     clean_environment,
     free_port,
     load_hook,
@@ -62,7 +62,8 @@ FORGED_HOST_HEADERS = {
     "X-Forwarded-Host": "evil.example",
     "X-Forwarded-Port": "666",
 }
-ARTIFACTS = ROOT / "test-artifacts"
+# The stores whose whole session is the cookie: Chromium must keep their largest one.
+COOKIE_FACTORIES = ("signed_cookie", "encrypted_cookie")
 CHROMIUM = "/usr/bin/chromium"  # Debian's; never a browser that Playwright downloads
 # No sandbox as root; no calls home, which this machine's closed network refuses.
 CHROMIUM_ARGS = [
@@ -112,8 +113,9 @@ def serving(command: str, project: Path, port: int, sessions: SessionStore) -> I
         stop(server)
 
 
-def browse_like_a_person(site: str, screenshot: Path) -> None:
-    """Drive headless Chromium through the counter, the flash form and a reload."""
+def browse_like_a_person(site: str, screenshot: Path, project: Path, factory: str) -> None:
+    """Drive headless Chromium through the counter, the flash form and a reload; for a
+    cookie store, then fill a production session to the cookie's cap."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -135,6 +137,8 @@ def browse_like_a_person(site: str, screenshot: Path) -> None:
             page.reload()
             expect(page.locator("#counter")).to_have_text("4")
             expect(page.get_by_text("Saved from Chromium")).to_have_count(0)
+            if factory in COOKIE_FACTORIES:
+                assert_chromium_keeps_the_largest_cookie(browser, project, factory)
         finally:
             browser.close()
 
@@ -213,7 +217,8 @@ def serve_browse_scale_out_and_load(
         assert count_on(after_restart) == 3, "the count did not survive a restart"
         if browse:
             ARTIFACTS.mkdir(exist_ok=True)
-            browse_like_a_person(site, ARTIFACTS / f"{sessions.case.replace(' ', '-')}.png")
+            screenshot = ARTIFACTS / f"{sessions.case.replace(' ', '-')}.png"
+            browse_like_a_person(site, screenshot, project, factory)
     alternate_between_two_processes(project, factory, sessions)
 
     seconds = MIN_SECONDS if sessions.fault else QUIET_LOAD_SECONDS
