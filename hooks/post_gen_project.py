@@ -24,7 +24,12 @@ DEVELOPMENT_SECRET_FILE = ".session_secret"  # noqa: S105 - a file name
 # becomes sessions.py.
 FILE_GROUPS = {
     "cookie": ("{package}/sessions_cookie.py", "tests/test_cookie_sessions.py"),
-    "server": ("{package}/sessions_server.py", "tests/test_server_sessions.py"),
+    "server": (
+        "{package}/sessions_server.py",
+        "{package}/clear_sessions.py",
+        "tests/test_server_sessions.py",
+        "tests/test_clear_sessions.py",
+    ),
     "redis": (
         "{package}/redis_settings.py",
         "{package}/redis_store.py",
@@ -34,11 +39,9 @@ FILE_GROUPS = {
     "database": (
         "{package}/database_settings.py",
         "{package}/database_store.py",
-        "{package}/clear_sessions.py",
         "tests/database_servers.py",
         "tests/test_database_sessions.py",
         "tests/test_database_settings.py",
-        "tests/test_clear_sessions.py",
     ),
 }
 FACTORY_GROUPS = {

@@ -86,7 +86,8 @@ FACTORIES_IN_RUN_ORDER = sorted(FACTORIES, key=RUN_ORDER.index)
 # Each factory's project is made with answers other than the defaults, at the edges the
 # hook accepts, so that its own tests prove they assume none of the defaults: the shortest
 # and longest timeouts, others between, and for the SQL store the longest slug (its table
-# and index names are the longest) with a PostgreSQL URL answer (psycopg installed).
+# and index names are the longest; its own tests run on PostgreSQL too) with an SQLite file
+# in a directory a fresh checkout does not have (the app makes it).
 NON_DEFAULT_ANSWERS = {
     "signed_cookie": {"session_timeout": "600"},
     "encrypted_cookie": {"session_timeout": "60"},
@@ -94,7 +95,7 @@ NON_DEFAULT_ANSWERS = {
     "database": {
         "session_timeout": "3600",
         "project_slug": "shop_whose_package_name_is_forty_chars_x",
-        "session_store_url": "postgresql+psycopg://app@localhost:5432/sessions",
+        "session_store_url": "sqlite:///var/data/sessions.db",
     },
 }
 # Seconds of load without a fault: enough to show no error under concurrency. No warm-up:

@@ -875,7 +875,7 @@ def test_no_secret_in_the_template() -> None:
 SESSION_TESTS = {
     "signed_cookie": ["test_cookie_sessions.py"],
     "encrypted_cookie": ["test_cookie_sessions.py"],
-    "redis": ["test_redis_sessions.py", "test_server_sessions.py"],
+    "redis": ["test_clear_sessions.py", "test_redis_sessions.py", "test_server_sessions.py"],
     "database": ["test_clear_sessions.py", "test_database_sessions.py", "test_server_sessions.py"],
 }
 

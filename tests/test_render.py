@@ -58,8 +58,9 @@ WORKFLOW_PACKAGES = {
     "database": {"postgresql"},
 }
 APT_INSTALL = re.compile(r"apt-get install((?: [^&|;\n]+)+)")
-# The console script the SQL store's project installs, and what it runs.
-DATABASE_SCRIPTS = {"shop-clear-sessions": "shop.clear_sessions:main"}
+# The console script a server-side store's project installs (expired rows, or --all to end
+# every session), and what it runs.
+SERVER_SIDE_SCRIPTS = {"shop-clear-sessions": "shop.clear_sessions:main"}
 
 
 @pytest.fixture(scope="module", params=SUPPORTED_COMBINATIONS, ids=combination_id)
@@ -163,10 +164,11 @@ def test_only_the_chosen_factory_is_installed(rendered) -> None:
     assert names(read_pyproject(project)["project"]["dependencies"]) == expected_packages(answers)
 
 
-def test_only_the_sql_store_installs_its_clear_sessions_command(rendered) -> None:
+def test_only_the_server_side_stores_install_the_clear_sessions_command(rendered) -> None:
     answers, project = rendered
     scripts = read_pyproject(project)["project"].get("scripts", {})
-    assert scripts == (DATABASE_SCRIPTS if answers["session_factory"] == "database" else {})
+    server_side = answers["session_factory"] in ("redis", "database")
+    assert scripts == (SERVER_SIDE_SCRIPTS if server_side else {})
 
 
 @pytest.mark.parametrize("factory", ["signed_cookie", "encrypted_cookie"])

@@ -63,7 +63,7 @@ from {{ cookiecutter.project_slug }} import settings as settings_module
 from {{ cookiecutter.project_slug }}.redis_settings import (
     ENVIRONMENT as REDIS_ENVIRONMENT,
 )
-from {{ cookiecutter.project_slug }}.redis_store import KEY_PREFIX
+from {{ cookiecutter.project_slug }}.redis_store import KEY_PREFIX, MOVED_FIELD
 {%- elif cookiecutter.session_factory == "database" %}
 from {{ cookiecutter.project_slug }}.database_settings import (
     ENVIRONMENT as DATABASE_ENVIRONMENT,
@@ -499,6 +499,11 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
+def is_moved_marker(client: redis.Redis, key: bytes) -> bool:
+    """Whether ``key`` holds the marker a login leaves under a session's old id."""
+    return client.type(key) == b"hash" and bool(client.hexists(key, MOVED_FIELD))
+
+
 class StoredSessions:
     """The sessions in Redis as another program sees them."""
 
@@ -506,9 +511,13 @@ class StoredSessions:
         self.client = client
 
     def ids(self) -> list[str]:
-        """The ids of the stored sessions."""
+        """The ids of the stored sessions (not the markers logins leave)."""
         keys = self.client.scan_iter(f"{KEY_PREFIX}*")
-        return [key.decode().removeprefix(KEY_PREFIX) for key in keys]
+        return [
+            key.decode().removeprefix(KEY_PREFIX)
+            for key in keys
+            if not is_moved_marker(self.client, key)
+        ]
 
     def field(self, session_id: str, name: str) -> bytes:
         """One field of the session's hash."""

@@ -10,6 +10,7 @@ import os
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -18,6 +19,7 @@ import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -31,11 +33,13 @@ from helpers import (
     counter,
     csrf_token,
     post_form,
+    session_cookie,
     text,
 )
 from pyramid.interfaces import ISessionFactory
 from pyramid.request import Request
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from {{ cookiecutter.project_slug }} import database_store, main
 from {{ cookiecutter.project_slug }}.database_store import (
@@ -48,6 +52,7 @@ from {{ cookiecutter.project_slug }}.database_store import (
     error_reason,
     make_database_store,
     sessions,
+    switch_to_wal,
 )
 from {{ cookiecutter.project_slug }}.sessions import increment_counter
 from {{ cookiecutter.project_slug }}.settings import session_settings
@@ -278,16 +283,40 @@ def test_postgresql_down_at_start_up_is_a_503_then_the_table_is_made(
 def test_sqlite_file_unreachable_at_start_up_is_a_503_then_the_table_is_made(
     app_settings, tmp_path, caplog
 ) -> None:
-    """The same start-up on SQLite (its directory not there yet, as a volume not yet
-    mounted): covered without PostgreSQL too."""
-    directory = tmp_path / "not-mounted-yet"
-    url = f"sqlite:///{directory / 'sessions.sqlite'}"
+    """The same start-up on SQLite (a file where its directory should be, as a volume not
+    yet mounted): covered without PostgreSQL too."""
+    in_the_way = tmp_path / "not-mounted-yet"
+    in_the_way.write_text("")
+    url = f"sqlite:///{in_the_way / 'sessions.sqlite'}"
     with caplog.at_level(logging.ERROR):
         testapp = webtest.TestApp(main({}, **{**app_settings, "session.database_url": url}))
     assert "session database unavailable at start-up" in caplog.text
     testapp.get("/", status=503)
-    directory.mkdir()
+    in_the_way.unlink()  # now the app can make the directory, and the file in it
     assert counter(testapp.get("/")) == 1
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_directory_of_a_new_sqlite_file_is_made(app_settings, tmp_path) -> None:
+    """``sqlite:///data/sessions.db`` works in a fresh checkout, where data/ is missing."""
+    url = f"sqlite:///{tmp_path / 'data' / 'deeper' / 'sessions.db'}"
+    testapp = webtest.TestApp(main({}, **{**app_settings, "session.database_url": url}))
+    assert [counter(testapp.get("/")), counter(testapp.get("/"))] == [1, 2]
+    assert (tmp_path / "data" / "deeper" / "sessions.db").is_file()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_thread_waiting_for_the_table_shares_the_failed_try(app_settings) -> None:
+    """A request that finds another thread making the table waits for it and, when that
+    try failed, fails too (a 503) rather than trying again after it."""
+    store = store_of(app_settings)
+    store._lock.acquire()  # another thread is making the table...
+    waiting = ThreadPoolExecutor(1).submit(store.prepare)
+    time.sleep(0.1)
+    store._lock.release()  # ...and gives up without it
+    with pytest.raises(PoolTimeoutError, match="another thread could not make"):
+        waiting.result(timeout=5)
+    store.engine.dispose()
 
 
 def hold_the_lock(url: str, session_id: str, seconds: float) -> threading.Thread:
@@ -367,6 +396,46 @@ def test_the_threads_of_a_process_make_the_table_once(app_settings, monkeypatch)
             pool.map(lambda _: store.count(secrets.token_urlsafe(32), new=True), range(4))
         )
     assert (counts, len(made)) == ([1, 1, 1, 1], 1)
+    store.engine.dispose()
+
+
+def reader_of_a_new_file(path: Path, seconds: float) -> threading.Timer:
+    """Another program reads a new file (not yet in WAL mode) for ``seconds``."""
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    reader.execute("CREATE TABLE other (x)")
+    reader.execute("BEGIN")
+    reader.execute("SELECT * FROM other").fetchall()
+    done = threading.Timer(seconds, lambda: (reader.execute("COMMIT"), reader.close()))
+    done.start()
+    return done
+
+
+@pytest.mark.parametrize(("reading", "switched"), [(0.2, True), (1.0, False)])
+def test_the_switch_to_wal_waits_for_a_reader_until_the_deadline(
+    tmp_path, reading: float, switched: bool
+) -> None:
+    """SQLite refuses the switch at once while another connection reads (no busy
+    timeout): processes starting together on a new file met that."""
+    path = tmp_path / "new.sqlite"
+    done = reader_of_a_new_file(path, reading)
+    cursor = sqlite3.connect(path, timeout=0, isolation_level=None).cursor()
+    try:
+        switch_to_wal(cursor, time.monotonic() + 0.5)
+    except sqlite3.OperationalError as error:
+        assert "locked" in str(error)
+    done.join()
+    assert (cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal") == switched
+
+
+def test_a_thread_that_finds_the_table_made_meanwhile_makes_it_no_second_time(
+    app_settings,
+) -> None:
+    """It saw the table missing, then another thread made it before this one's turn."""
+    store = store_of(app_settings)
+    store.prepare()
+    sent = watch_statements(store)
+    store.prepare()
+    assert sent == []
     store.engine.dispose()
 
 
@@ -728,3 +797,165 @@ def test_a_session_renewed_while_a_delete_waits_is_kept(app_settings, stored, de
     renewal.close()
     assert stored.ids() == ["renewed"]
     store.engine.dispose()
+
+
+# An SQLite file deleted or replaced under the running app (issue: the running processes
+# kept the old file open and served its sessions; processes started afterwards made a new
+# one, so that one browser's requests met either).
+
+
+def sqlite_file(app_settings: dict) -> Path:
+    """The SQLite file the settings name."""
+    return Path(app_settings["session.database_url"].removeprefix("sqlite:///"))
+
+
+def pool_several_connections(testapp: webtest.TestApp, count: int = 4) -> None:
+    """Let the app's pool hold ``count`` connections, as after concurrent requests: each
+    must follow the file, not only the one the next request takes."""
+    engine = app_store(testapp).engine
+    held = [engine.connect() for _ in range(count)]
+    for connection in held:
+        connection.close()
+
+
+def delete_sqlite_files(path: Path) -> None:
+    """``rm sessions.sqlite sessions.sqlite-wal sessions.sqlite-shm``."""
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        name.unlink(missing_ok=True)
+
+
+def move_sqlite_files_away(path: Path) -> None:
+    """``mv`` the file and its WAL files to another directory (an archive, say)."""
+    archive = path.parent / "archive"
+    archive.mkdir()
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if name.exists():
+            name.rename(archive / name.name)
+
+
+FILE_REMOVALS = {"deleted": delete_sqlite_files, "moved-away": move_sqlite_files_away}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("remove", FILE_REMOVALS.values(), ids=FILE_REMOVALS)
+def test_removing_the_sqlite_file_ends_every_session_in_every_process(
+    app_settings, remove
+) -> None:
+    running = webtest.TestApp(main({}, **app_settings))  # a process that has the file open
+    assert [counter(running.get("/")) for _ in range(2)] == [1, 2]
+    pool_several_connections(running)
+    remove(sqlite_file(app_settings))
+    # Every connection of the running process now uses a new, empty file: the old session
+    # is gone, and the new one counts on whichever connection serves it.
+    assert [counter(running.get("/")) for _ in range(6)] == [1, 2, 3, 4, 5, 6]
+    started_later = webtest.TestApp(main({}, **app_settings))  # a worker restarted
+    started_later.set_cookie("session", session_cookie(running))
+    assert counter(started_later.get("/")) == 7  # the same file, the same session
+    assert counter(running.get("/")) == 8
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_deleting_the_file_but_not_its_wal_files_is_a_503_that_says_so(
+    app_settings, caplog
+) -> None:
+    """A new file beside the old one's -shm would be unreadable while any process still
+    has the old one open: the store refuses to make it, and says what to delete."""
+    running = webtest.TestApp(main({}, **app_settings))
+    assert [counter(running.get("/")) for _ in range(2)] == [1, 2]
+    path = sqlite_file(app_settings)
+    path.unlink()
+    with caplog.at_level(logging.ERROR):
+        running.get("/", status=503)
+    assert f"{path} is gone but {path}-wal and {path}-shm are not" in caplog.text
+    delete_sqlite_files(path)
+    assert [counter(running.get("/")) for _ in range(2)] == [1, 2]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_restore_through_sqlite_reaches_every_process_at_once(app_settings, tmp_path) -> None:
+    """The supported way to put a copy back while the app runs (``sqlite3 sessions.sqlite
+    ".restore copy.sqlite"``): SQLite's backup API writes through its locks."""
+    running = webtest.TestApp(main({}, **app_settings))
+    assert [counter(running.get("/")) for _ in range(2)] == [1, 2]
+    copy = tmp_path / "copy.sqlite"
+    with sqlite3.connect(sqlite_file(app_settings)) as live, sqlite3.connect(copy) as backup:
+        live.backup(backup)
+    assert [counter(running.get("/")) for _ in range(2)] == [3, 4]
+    with sqlite3.connect(copy) as backup, sqlite3.connect(sqlite_file(app_settings)) as live:
+        backup.backup(live)
+    assert counter(running.get("/")) == 3
+
+
+# Concurrent requests during an outage: each waits once, never for another thread's
+# attempt and then its own (issue: with four tabs on a frozen PostgreSQL, 4 s instead of
+# the promised 3 s; on a locked SQLite file, twice the timeout).
+
+
+def timed_counter_pages(app: Any, cookie: str, tabs: int, pages: int) -> list[tuple[int, float]]:
+    """``tabs`` threads each load ``pages`` counter pages with ``cookie``, at once: the
+    status and seconds of each. The error page is rendered once before: Chameleon's first
+    compilation of a template, in several threads at once, can fail (a 500 seen once)."""
+    webtest.TestApp(app).get("/no-such-page", status=404)
+    barrier = threading.Barrier(tabs)
+
+    def tab(_: int) -> list[tuple[int, float]]:
+        browser = webtest.TestApp(app)
+        browser.set_cookie("session", cookie)
+        barrier.wait()
+        timings = []
+        for _ in range(pages):
+            started = time.monotonic()
+            status = browser.get("/howdy", status="*").status_int
+            timings.append((status, time.monotonic() - started))
+        return timings
+
+    with ThreadPoolExecutor(max_workers=tabs) as pool:
+        return [timing for timings in pool.map(tab, range(tabs)) for timing in timings]
+
+
+# The watchdog looks at the clocks every 0.1 s; a busy test machine adds a little.
+WATCHDOG_TICK, SCHEDULING = 0.1, 0.3
+
+
+def outage_bound(timeout: float) -> float:
+    """The longest a request waits on a PostgreSQL server that stopped answering: 1.5
+    times the timeout for a statement (the watchdog), or a new connection's connect
+    timeout (libpq's shortest is 2 s), whichever is longer."""
+    return max(database_store.WATCHDOG_FACTOR * timeout, 2.0) + WATCHDOG_TICK
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_frozen_postgresql_answers_every_concurrent_request_within_the_bound(
+    app_settings, outage_postgres
+) -> None:
+    settings = {**app_settings, "session.database_url": outage_postgres.url}
+    testapp = webtest.TestApp(main({}, **settings))  # the default timeout: 2 s
+    testapp.get("/")
+    with outage_postgres.frozen():
+        timings = timed_counter_pages(testapp.app, session_cookie(testapp), tabs=6, pages=2)
+    timeout = float(settings["session.database_timeout"])
+    assert {status for status, _ in timings} == {503}
+    assert max(seconds for _, seconds in timings) < outage_bound(timeout) + SCHEDULING
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_locked_sqlite_answers_every_concurrent_request_within_the_timeout(
+    app_settings, stored
+) -> None:
+    """Another program holds an exclusive lock (no reader gets in) from before the app
+    starts: each request gives up after the busy timeout, once."""
+    settings = {**app_settings, "session.database_timeout": "1"}
+    first = webtest.TestApp(main({}, **settings))
+    first.get("/")
+    for engine in (app_store(first).engine, stored.engine):
+        engine.dispose()  # no connection left open: the lock is the other program's alone
+    holder = sqlite3.connect(sqlite_file(settings), isolation_level=None)
+    try:
+        holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+        holder.execute("BEGIN EXCLUSIVE")
+        app = main({}, **settings)  # its table check fails, the first requests try again
+        timings = timed_counter_pages(app, session_cookie(first), tabs=6, pages=2)
+    finally:
+        holder.close()
+    assert {status for status, _ in timings} == {503}
+    assert max(seconds for _, seconds in timings) < 1 + SCHEDULING

@@ -21,6 +21,7 @@ from helpers import post_form
 
 import {{ cookiecutter.project_slug }}
 from {{ cookiecutter.project_slug }} import main
+from {{ cookiecutter.project_slug }}.limits import DEFAULT_MAX_BODY_SIZE
 
 CSP_DIRECTIVES = {
     "default-src 'self'",
@@ -88,6 +89,17 @@ def path_not_utf8(testapp: webtest.TestApp) -> webtest.TestResponse:
     return testapp.get("/%FF", status=400)
 
 
+def body_over_the_limit(testapp: webtest.TestApp) -> webtest.TestResponse:
+    """The 413 page of a body larger than request.max_body_size."""
+    body = b"a=&" * DEFAULT_MAX_BODY_SIZE
+    return testapp.request("/flash", method="POST", body=body, status=413)
+
+
+def static_directory_redirect(testapp: webtest.TestApp) -> webtest.TestResponse:
+    """The static view's redirect from a directory's name to the name with a slash."""
+    return testapp.get("/static/.", status=301)
+
+
 Visit = Callable[[webtest.TestApp], webtest.TestResponse]
 # How each kind of response is got, and whether browsers and caches may keep it.
 RESPONSES: dict[str, tuple[Visit, bool]] = {
@@ -97,6 +109,8 @@ RESPONSES: dict[str, tuple[Visit, bool]] = {
     "404-page": (not_found_page, False),
     "400-page-form-without-csrf-token": (form_without_csrf_token, False),
     "400-page-path-not-utf8": (path_not_utf8, False),
+    "413-page-body-over-the-limit": (body_over_the_limit, False),
+    "301-static-directory-redirect": (static_directory_redirect, False),
 }
 
 

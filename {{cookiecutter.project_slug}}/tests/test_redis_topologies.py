@@ -25,6 +25,7 @@ from conftest import (
     TLSDeployment,
     app_with_test_views,
     development_settings,
+    is_moved_marker,
     login_view,
     wait_until,
 )
@@ -37,8 +38,10 @@ from helpers import (
     text,
 )
 from redis.cluster import RedisCluster
+from test_clear_sessions import write_ini
 
 from {{ cookiecutter.project_slug }} import main
+from {{ cookiecutter.project_slug }}.clear_sessions import main as clear_sessions
 from {{ cookiecutter.project_slug }}.redis_settings import (
     PASSWORD_ENV,
     SENTINEL_PASSWORD_ENV,
@@ -97,9 +100,15 @@ def key_holders(deployment: Deployment) -> list[RedisServer]:
 
 
 def stored_ids(server: RedisServer) -> set[str]:
-    """The ids of the sessions ``server`` itself holds (KEYS is never redirected)."""
+    """The ids of the sessions ``server`` itself holds (KEYS is never redirected), not
+    the markers logins leave."""
     with server.client() as client:
-        return {key.decode().removeprefix(KEY_PREFIX) for key in client.keys(f"{KEY_PREFIX}*")}
+        keys = client.keys(f"{KEY_PREFIX}*")
+        return {
+            key.decode().removeprefix(KEY_PREFIX)
+            for key in keys
+            if not is_moved_marker(client, key)
+        }
 
 
 def where(deployment: Deployment) -> dict[str, int]:
@@ -195,6 +204,22 @@ def test_counter_flash_regenerate_and_forget_work(deployment: Deployment) -> Non
     thief.set_cookie("session", copied)
     assert counter(thief.get("/")) == 1
     assert counter(browser.get("/")) == 1
+
+
+def test_clear_sessions_all_ends_every_session_on_every_server(
+    deployment: Deployment, tmp_path, capsys
+) -> None:
+    """``--all`` finds the sessions wherever they live: on the one server, on Sentinel's
+    primary, on each node of the Cluster (SCAN runs per node)."""
+    app = make_app(deployment.settings()).app
+    browsers = [webtest.TestApp(app) for _ in range(12)]
+    assert [counter(browser.get("/")) for browser in browsers] == [1] * 12
+    assert len(where(deployment)) == 12
+    settings = {**deployment.settings(), "session.redis_socket_timeout": str(SOCKET_TIMEOUT)}
+    assert clear_sessions(["--all", str(write_ini(tmp_path, settings))]) == 0
+    assert capsys.readouterr().out.endswith(" ended every session (12 sessions deleted)\n")
+    assert where(deployment) == {}
+    assert [counter(browser.get("/")) for browser in browsers] == [1] * 12
 
 
 # Cluster

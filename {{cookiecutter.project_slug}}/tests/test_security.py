@@ -6,16 +6,22 @@ import logging
 import re
 from collections.abc import Callable
 from html import escape
+from urllib.parse import urljoin, urlsplit
 
 import plaster
 import pytest
 import webtest
-from conftest import PROJECT_DIR
+from conftest import PROJECT_DIR, app_with_test_views
 from helpers import csrf_token, flash_groups, post_form, session_cookie, text
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from pyramid.httpexceptions import HTTPFound
+from pyramid.request import Request
 from waitress.adjustments import Adjustments
 from waitress.proxy_headers import proxy_headers_middleware
 
 from {{ cookiecutter.project_slug }} import main
+from {{ cookiecutter.project_slug }}.security import path_of
 
 FORMS = ["/reset", "/flash", "/forget"]
 
@@ -39,6 +45,24 @@ def test_token_from_another_session_is_rejected(app) -> None:
     token = csrf_token(attacker.get("/"))
     victim.get("/")
     victim.post("/reset", {"csrf_token": token}, status=400)
+
+
+# Posts a browser sends without the session cookie: a form on another site (SameSite=Lax
+# keeps the cookie off a cross-site POST), or one whose session expired.
+POSTS_WITHOUT_A_COOKIE = {
+    "no-token": {},
+    "a-token": {"csrf_token": "0" * 40},
+    "an-empty-token": {"csrf_token": ""},
+}
+
+
+@pytest.mark.parametrize("form", POSTS_WITHOUT_A_COOKIE.values(), ids=POSTS_WITHOUT_A_COOKIE)
+@pytest.mark.parametrize("path", FORMS)
+def test_a_post_without_a_cookie_gets_no_session_cookie(app, path: str, form: dict) -> None:
+    """The browser would store it, over the session cookie it holds: any site could end
+    the user's session with one hidden form."""
+    response = webtest.TestApp(app).post(path, form, status=400)
+    assert "Set-Cookie" not in response.headers
 
 
 def test_token_in_header_is_accepted(testapp: webtest.TestApp) -> None:
@@ -147,6 +171,158 @@ def test_no_client_chosen_host_in_any_response(testapp: webtest.TestApp, visit: 
 
 def test_the_redirect_location_is_a_path(testapp: webtest.TestApp) -> None:
     assert redirect_after_a_form(testapp, {}).headers["Location"] == "/"
+
+
+# Every redirect the app sends by itself, asked for with a forged host, and where it leads.
+# The static view redirects a path that names its directory to the path with a slash.
+APP_REDIRECTS = {
+    "static-dot": ("/static/.", 301, "/static/./"),
+    "static-dot-dot": ("/static/..", 301, "/static/../"),
+    "static-escaped-dot": ("/static/%2e", 301, "/static/./"),
+    "static-escaped-dot-dot": ("/static/%2E%2E", 301, "/static/../"),
+    "static-dot-with-a-query": ("/static/.?page=1", 301, "/static/./?page=1"),
+    "static-double-slash-dot": ("/static//.", 301, "/static//./"),
+    "no-add-slash-for-pages": ("/howdy/", 404, None),
+    "no-redirect-for-a-double-slash": ("//evil.example/", 404, None),
+}
+
+
+@pytest.mark.parametrize(("path", "status", "location"), APP_REDIRECTS.values(), ids=APP_REDIRECTS)
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_every_redirect_the_app_sends_is_a_path(testapp, method, path, status, location) -> None:
+    response = testapp.request(path, method=method, headers=POISONED_HEADERS, expect_errors=True)
+    assert (response.status_int, response.headers.get("Location")) == (status, location)
+    assert poison_in(response) == []
+    assert response.headers["X-Frame-Options"] == "DENY"
+
+
+@pytest.mark.parametrize("path", FORMS)
+def test_every_form_redirects_to_a_path(testapp: webtest.TestApp, path: str) -> None:
+    token = csrf_token(testapp.get("/"))
+    cookie = {"Cookie": f"session={session_cookie(testapp)}"}
+    form = {"csrf_token": token, "category": "info", "message": "x"}
+    response = testapp.post(path, form, headers={**POISONED_HEADERS, **cookie}, status=303)
+    assert response.headers["Location"] == "/"
+    assert poison_in(response) == []
+
+
+# Locations a view of yours might write, and the path each goes out as: a URL naming the
+# host the client sent becomes its path, and no path may read as a host (other.example)
+# in a browser.
+VIEW_LOCATIONS: dict[str, tuple[Callable[[Request], str], str]] = {
+    "route-url-with-the-client-host": (lambda request: request.route_url("home"), "/"),
+    "url-with-a-query-and-fragment": (
+        lambda request: request.route_url("home", _query={"a": "1"}, _anchor="top"),
+        "/?a=1#top",
+    ),
+    "relative": (lambda request: "howdy", "howdy"),
+    "protocol-relative": (lambda request: "//other.example/x", "/x"),
+    "backslash-after-the-slash": (lambda request: "/\\other.example/x", "/%5Cother.example/x"),
+    "space-before-two-slashes": (lambda request: " //other.example/x", "/x"),
+    "tab-between-the-slashes": (lambda request: "/\t/other.example/x", "/x"),
+    "client-host-then-two-slashes": (
+        lambda request: request.host_url + "//other.example/x",
+        "/%2Fother.example/x",
+    ),
+    "client-host-over-https": (lambda request: "https://EVIL.example/x", "/x"),
+    "client-host-with-a-user-and-port": (lambda request: "http://u@evil.example:8080", "/"),
+}
+
+
+@pytest.mark.parametrize(("location", "path"), VIEW_LOCATIONS.values(), ids=VIEW_LOCATIONS)
+def test_a_redirect_of_a_view_goes_out_as_a_path(app_settings, location, path: str) -> None:
+    def redirect(request: Request) -> HTTPFound:
+        return HTTPFound(location=location(request))
+
+    testapp = app_with_test_views(app_settings, redirect=redirect)
+    response = testapp.get("/redirect", headers=POISONED_HEADERS, status=302)
+    assert response.headers["Location"] == path
+    assert poison_in(response) == []
+
+
+@pytest.mark.parametrize(
+    "location", ["https://accounts.example/sign-in?next=%2F", "mailto:help@other.example"]
+)
+def test_a_redirect_to_another_site_is_left_alone(app_settings, location: str) -> None:
+    """A URL with another host was written by the app itself (a sign-in provider, say)."""
+
+    def redirect(request: Request) -> HTTPFound:
+        return HTTPFound(location=location)
+
+    testapp = app_with_test_views(app_settings, redirect=redirect)
+    response = testapp.get("/redirect", headers=POISONED_HEADERS, status=302)
+    assert response.headers["Location"] == location
+
+
+# Pieces a Location may be made of, in any order: hosts, schemes, and what browsers drop
+# or read as a slash.
+LOCATION_PIECES = ["/", "\\", "\t", " ", "http:", "HTTPS:", "//", "evil.example", "o.example"]
+LOCATION_PIECES += [":8080", "@", "?", "#", "x"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(st.sampled_from(LOCATION_PIECES), max_size=8))
+@example(pieces=[" ", "http:", " ", "//", "\\"])  # a path that starts with a space
+@example(pieces=["evil.example", "http:"])  # a path a browser reads as a scheme
+def test_no_location_made_a_path_leads_to_another_host(pieces: list[str]) -> None:
+    location = "".join(pieces)
+    request = Request.blank("/page/", headers={"Host": "evil.example"})
+    path = path_of(request, location)
+    if path is None:  # another site's URL, which WebOb sends as it is: it has a scheme
+        assert re.match(r"[a-z]+:", location.replace("\t", ""), re.IGNORECASE)
+        assert urlsplit(location.replace("\t", "")).hostname != "evil.example"
+        return
+    assert not path.startswith("//")
+    assert not any(character in path for character in "\\\t\r\n")
+    assert urlsplit(urljoin("http://evil.example/page/", path)).hostname == "evil.example"
+
+
+# Host headers no URL parser reads (urllib raises on brackets that do not pair), and others.
+ODD_HOSTS = ["[", "]", "[::1", "a]b", "[::1]", "evil.example:80", "u@evil.example", "ev il"]
+
+
+@pytest.mark.parametrize("host", ODD_HOSTS)
+def test_any_host_header_gets_the_redirect_as_a_path(app, host: str) -> None:
+    client = webtest.TestApp(app, lint=False)  # its cookie jar cannot read such a host
+    response = client.get("/static/.", headers={"Host": host}, status=301)
+    assert response.headers["Location"] == "/static/./"
+
+
+# Host headers with a character that ends a URL's host (/ \ ? #), or with no host before
+# the port. No browser sends one, but a client can (waitress passes it on); WebOb writes
+# it into every URL it makes: the add-slash redirect, request.route_url.
+HOSTS_THAT_END_EARLY = {
+    "slash": "evil.example/x",
+    "backslash": "evil.example\\x",
+    "question-mark": "evil.example?x",
+    "hash": "evil.example#x",
+    "user-after-a-slash": "this.site/@evil.example",
+    "port-only": ":80",
+    "colon-only": ":",
+    "tab-only": "\t",
+}
+
+
+@pytest.mark.parametrize("host", HOSTS_THAT_END_EARLY.values(), ids=HOSTS_THAT_END_EARLY)
+def test_a_host_that_ends_early_gets_the_redirect_as_a_path(app, host: str) -> None:
+    client = webtest.TestApp(app, lint=False)  # its cookie jar cannot read such a host
+    location = client.get("/static/.", headers={"Host": host}, status=301).headers["Location"]
+    assert location.startswith("/")
+    assert urlsplit(urljoin("http://this.site/static/.", location)).hostname == "this.site"
+
+
+HOST_PIECES = ["evil.example", "/", "\\", "?", "#", ":", "80", "@", "[", "]", "\t", " "]
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(st.sampled_from(HOST_PIECES), max_size=6))
+@example(pieces=["evil.example", "/"])
+def test_no_url_made_of_any_host_header_keeps_the_host(pieces: list[str]) -> None:
+    """Whatever the Host header holds, a URL WebOb makes of it goes out as a path."""
+    request = Request.blank("/", headers={"Host": "".join(pieces)})
+    path = path_of(request, request.host_url + "/page")
+    assert path is not None
+    assert urlsplit(urljoin("http://this.site/", path)).hostname == "this.site"
 
 
 def production_server() -> Adjustments:

@@ -14,8 +14,9 @@ from .settings import SettingsError
 def includeme(config: Configurator) -> None:
     """Add the whole app to ``config`` (tests include it beside views of their own)."""
     config.include("pyramid_chameleon")
-    config.add_tween(f"{__name__}.tweens.utf8_cookies_tween_factory", under=INGRESS)
+    config.add_tween(f"{__name__}.tweens.clean_headers_tween_factory", under=INGRESS)
     config.include(".security")
+    config.include(".limits")
     config.include(".sessions")
     config.set_csrf_storage_policy(SessionCSRFPolicy())
     config.set_default_csrf_options(require_csrf=True, callback=refuse_malformed_posts)

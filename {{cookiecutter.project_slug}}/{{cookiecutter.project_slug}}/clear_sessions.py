@@ -1,12 +1,23 @@
-"""Delete the sessions past their idle or absolute timeout.
-
+{%- set command = cookiecutter.project_slug | replace("_", "-") ~ "-clear-sessions" -%}
+"""End sessions from the command line: {% if cookiecutter.session_factory == "database" %}the expired ones, or {% endif %}every one (``--all``).
+{% if cookiecutter.session_factory == "database" %}
 Run it from cron or a systemd timer, as Django's ``clearsessions``::
 
-    {{ cookiecutter.project_slug | replace("_", "-") }}-clear-sessions production.ini
+    {{ command }} production.ini
 
 Expired sessions are never read again (every statement checks), but their rows stay
-until this runs. It reads only the database and timeout settings: no session secret
-needed.
+until this runs.
+{%- else %}
+Redis deletes expired sessions by itself: without ``--all`` there is nothing to do.
+{%- endif %}
+
+To end every session at once (a leaked secret or store copy, a security incident),
+while the app runs::
+
+    {{ command }} --all production.ini
+
+Every visitor starts afresh: no request still running brings an ended session back. It
+reads only the store and timeout settings: no session secret needed.
 """
 
 from __future__ import annotations
@@ -14,47 +25,93 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pyramid.paster import get_appsettings
 
-from .database_store import STORE_ERRORS, error_reason, make_database_store
+{% if cookiecutter.session_factory == "database" -%}
+from .database_settings import MAX_TIMEOUT
+from .database_store import STORE_ERRORS, DatabaseStore, error_reason, make_database_store
+{%- else -%}
+from .redis_settings import read_redis_settings
+from .redis_store import STORE_ERRORS, RedisStore, error_reason, make_redis_store
+{%- endif %}
 from .settings import SettingsError, read_timeouts
 
-PROGRAM = "{{ cookiecutter.project_slug | replace("_", "-") }}-clear-sessions"
+PROGRAM = "{{ command }}"
+{%- if cookiecutter.session_factory == "database" %}
+STORE = "session database"
+{%- else %}
+STORE = "Redis"
+{%- endif %}
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
-    """The command line: the ini file, and which section of it."""
+    """The command line: the ini file, which section of it, and whether to end them all."""
     parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
     parser.add_argument("config_uri", help="the ini file the app runs with, e.g. production.ini")
     parser.add_argument("--app", default="main", help="its app section (default: main)")
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        dest="end_all",
+        help="end every session that exists now, live ones too (everyone starts afresh)",
+    )
     return parser.parse_args(argv)
 
 
-def clear_sessions(config_uri: str, app: str) -> int:
-    """Delete the expired sessions of the app configured in ``config_uri``; how many."""
-    settings = get_appsettings(config_uri, name=app)
+{% if cookiecutter.session_factory == "database" -%}
+def open_store(settings: Mapping[str, str], end_all: bool) -> DatabaseStore:
+    """The store the app configured in ``settings`` uses. Ending every session is one
+    statement over the whole table (about a second per three million rows), which may
+    outlast a request's timeout: it gets the longest there is."""
     timeout, absolute_timeout = read_timeouts(settings)
-    store = make_database_store(settings, os.environ, timeout, absolute_timeout)
+    if end_all:
+        settings = {**settings, "session.database_timeout": str(MAX_TIMEOUT)}
+    return make_database_store(settings, os.environ, timeout, absolute_timeout)
+{% else -%}
+def open_store(settings: Mapping[str, str]) -> RedisStore:
+    """The store the app configured in ``settings`` uses."""
+    timeout, absolute_timeout = read_timeouts(settings)
+    return make_redis_store(read_redis_settings(settings, os.environ), timeout, absolute_timeout)
+{% endif %}
+
+def plural(count: int, noun: str) -> str:
+    """``count`` and ``noun``, in the plural unless there is one."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def clear_sessions(config_uri: str, app: str, end_all: bool) -> str:
+    """Do what was asked of the app configured in ``config_uri``; what was done."""
+{%- if cookiecutter.session_factory == "database" %}
+    store = open_store(get_appsettings(config_uri, name=app), end_all)
+{%- else %}
+    store = open_store(get_appsettings(config_uri, name=app))
+{%- endif %}
     try:
-        return store.clear_expired()
+        if end_all:
+            return f"ended every session ({plural(store.end_all_sessions(), 'session')} deleted)"
+{%- if cookiecutter.session_factory == "database" %}
+        return f"deleted {plural(store.clear_expired(), 'expired session')}"
+{%- else %}
+        return "Redis deletes expired sessions by itself: nothing to do (--all ends every one)"
+{%- endif %}
     finally:
-        store.engine.dispose()
+        store.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; exit status 0, 1 (database unavailable) or 2 (bad settings)."""
+    """Run the command; exit status 0, 1 ({{ "database" if cookiecutter.session_factory == "database" else "Redis" }} unavailable) or 2 (bad settings)."""
     arguments = parse_arguments(argv)
     try:
-        cleared = clear_sessions(arguments.config_uri, arguments.app)
+        done = clear_sessions(arguments.config_uri, arguments.app, arguments.end_all)
     except (OSError, LookupError, SettingsError) as error:
         print(f"{PROGRAM}: cannot read {arguments.config_uri}: {error}", file=sys.stderr)
         return 2
     except STORE_ERRORS as error:
-        print(f"{PROGRAM}: session database unavailable: {error_reason(error)}", file=sys.stderr)
+        print(f"{PROGRAM}: {STORE} unavailable: {error_reason(error)}", file=sys.stderr)
         return 1
-    print(f"{PROGRAM}: deleted {cleared} expired session{'' if cleared == 1 else 's'}")
+    print(f"{PROGRAM}: {done}")
     return 0
 
 

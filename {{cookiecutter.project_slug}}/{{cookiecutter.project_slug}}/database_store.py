@@ -5,11 +5,14 @@ SQLAlchemy Core on an SQLite file (WAL, a busy timeout) or PostgreSQL through ps
 the condition that it is live (not expired, not past its absolute lifetime, of a sane
 shape), so a session revoked or expired while a request used it is never brought back;
 counting a visit is one atomic UPDATE ... RETURNING. The table is made at start-up when
-missing; if the database is down then, at the first request that reaches it.
+missing; if the database is down then, at the first request that reaches it. An SQLite
+connection follows the file at its path: one deleted or replaced under the running app is
+noticed at the connection's next use (``watch_sqlite_file``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -17,7 +20,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -42,13 +45,12 @@ from sqlalchemy import (
     func,
     inspect,
     not_,
-    or_,
     select,
     text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -70,14 +72,19 @@ MAX_COUNTER = 10**18
 # A creation time further ahead of the database's clock than this is corrupt (a row
 # restored from another server whose clock was ahead, say).
 CLOCK_SKEW = 60
-# Expired rows deleted per statement: each batch stays well inside the statement timeout,
-# and SQLite's writers wait for one batch at most.
+# Rows deleted per statement by clear-sessions: each batch is a range of an index, stays
+# well inside the statement timeout, and SQLite's writers wait for one batch at most.
 CLEAR_BATCH = 5000
 # A statement the server's own timeouts should have ended gets this many times the
 # timeout before the watchdog cuts its connection.
 WATCHDOG_FACTOR = 1.5
 # Serializes table creation across the processes that start at once (PostgreSQL).
 SCHEMA_LOCK = 0x5E55_10_05
+# PostgreSQL's code for "relation does not exist", and SQLite's message.
+UNDEFINED_TABLE = "42P01"
+NO_SUCH_TABLE = "no such table"
+# What SQLite keeps beside a database file in WAL mode, and only while it exists.
+WAL_FILES = ("-wal", "-shm")
 
 metadata = MetaData()
 sessions = Table(
@@ -169,14 +176,24 @@ class Statements:
         # earlier statement's finding it would not check again).
         self.delete_dead = delete(sessions).where(sessions.c.id == ID, not_(alive(now)))
         self.reset_counter = update(sessions).where(sessions.c.id == ID).values(counter=0)
-        expired = (
-            select(sessions.c.id)
-            .where(or_(sessions.c.expiry <= now, sessions.c.created <= now - LIFETIME))
-            .limit(CLEAR_BATCH)
-        )
+        # clear-sessions: a range of the expiry index. A row's expiry never lies past its
+        # absolute end (next_expiry), so this finds every dead row; only after
+        # session.absolute_timeout is shortened does a row past the new end wait for its
+        # expiry (one idle timeout at most: no statement renews it meanwhile).
+        expired = select(sessions.c.id).where(sessions.c.expiry <= now).limit(CLEAR_BATCH)
         self.clear_expired = delete(sessions).where(
             sessions.c.id.in_(expired.scalar_subquery()), not_(alive(now))
         )
+        # clear-sessions --all: every row, in one statement (SQLite frees the table's pages
+        # at once; PostgreSQL only marks each row deleted): every session ends at the same
+        # instant, and no request can bring one back (all their writes check liveness).
+        self.end_all = delete(sessions)
+
+
+def table_missing(error: Exception) -> bool:
+    """Whether ``error`` says the sessions table is not there."""
+    reason = getattr(error, "orig", None)
+    return getattr(reason, "sqlstate", None) == UNDEFINED_TABLE or NO_SUCH_TABLE in str(reason)
 
 
 def error_reason(error: Exception) -> str:
@@ -200,8 +217,12 @@ def make_engine(settings: DatabaseSettings) -> Engine:
         "pool_pre_ping": settings.pool_pre_ping,
     }
     if settings.dialect == "sqlite":
-        engine = create_engine(settings.url, connect_args={"timeout": settings.timeout}, **pool)
-        event.listen(engine, "connect", tune_sqlite_connection)
+        # The path made absolute once: every connection and every check names one file.
+        path = os.path.abspath(settings.url.database)
+        url = settings.url.set(database=path)
+        engine = create_engine(url, connect_args={"timeout": settings.timeout}, **pool)
+        event.listen(engine, "connect", sqlite_tuner(settings.timeout))
+        watch_sqlite_file(engine, path)
         return engine
     milliseconds = max(1, round(settings.timeout * 1000))
     timeouts = f"-c statement_timeout={milliseconds} -c lock_timeout={milliseconds}"
@@ -321,12 +342,119 @@ def call_if_alive(method: weakref.WeakMethod) -> None:
         bound()
 
 
-def tune_sqlite_connection(connection: Any, _record: object) -> None:
-    """Each SQLite connection: WAL's readers never wait for the writer; in WAL, NORMAL
-    sync cannot corrupt the file (a power cut may lose the last commits)."""
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+# The table and its index, as SQLite's CREATE ... IF NOT EXISTS (no write when present).
+SQLITE_SCHEMA = [
+    str(create.compile(dialect=sqlite.dialect()))
+    for create in (
+        CreateTable(sessions, if_not_exists=True),
+        *(CreateIndex(index, if_not_exists=True) for index in sessions.indexes),
+    )
+]
+# Where a connection's record keeps the identity of the file it opened.
+OPENED_FILE = "opened_file"
+
+
+def sqlite_tuner(wait: float) -> Callable[[Any, object], None]:
+    """What each new SQLite connection runs first (waiting ``wait`` seconds at most)."""
+
+    def tune_sqlite_connection(connection: Any, _record: object) -> None:
+        """WAL's readers never wait for the writer; in WAL, NORMAL sync cannot corrupt the
+        file (a power cut may lose the last commits). A file new to this connection (the
+        first one, or one made after the old one was deleted) gets WAL and the table
+        here, so that its first request already finds them."""
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        switch_to_wal(cursor, time.monotonic() + wait)
+        for statement in SQLITE_SCHEMA:
+            cursor.execute(statement)
+        cursor.close()
+
+    return tune_sqlite_connection
+
+
+def switch_to_wal(cursor: Any, deadline: float) -> None:
+    """Put the file in WAL mode, unless it is already (it keeps the mode).
+
+    SQLite answers "database is locked" at once, without its busy timeout, to a switch
+    while another connection reads the file: processes starting together on a new file
+    meet that, so the switch is tried again until ``deadline``.
+    """
+    import sqlite3  # only SQLite gets here
+
+    while cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def file_identity(path: str) -> tuple[int, int, int] | None:
+    """Which file ``path`` names now, and its permissions; None when there is none."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino, status.st_mode
+
+
+def watch_sqlite_file(engine: Engine, path: str) -> None:
+    """Let every pooled connection follow the file at ``path``.
+
+    An SQLite connection keeps the file it opened, even once it is deleted or another
+    is renamed in its place: without this, the running processes would go on with the old
+    sessions while every process started later used the new file. Each check-out compares
+    the file at the path with the one the connection opened (a stat: about two
+    microseconds) and, if they differ, opens the path again (SQLAlchemy's reconnect on
+    check-out). A change of permissions counts too, so that every process meets the
+    file's new permissions, not only those started after the change.
+    """
+
+    @event.listens_for(engine, "do_connect")
+    def connect(dialect: Any, record: Any, cargs: list, cparams: dict) -> Any:
+        before = file_identity(path)
+        if before is None:
+            make_directory_of(path)
+            refuse_leftovers(path)
+        connection = dialect.connect(*cargs, **cparams)
+        after = file_identity(path)
+        # Replaced while it was being opened: unknown, so the next check-out opens it again.
+        record.info[OPENED_FILE] = after if before in (None, after) else None
+        return connection
+
+    @event.listens_for(engine, "checkout")
+    def check_out(_connection: Any, record: Any, _proxy: Any) -> None:
+        if record.info.get(OPENED_FILE) != file_identity(path):
+            raise DisconnectionError("the SQLite file was deleted or replaced")
+
+
+def make_directory_of(path: str) -> None:
+    """Make the file's directory if it is missing (``sqlite:///data/sessions.db`` in a
+    fresh checkout): SQLite makes a file, never a directory. If it cannot be made (a file
+    in the way, no permission), opening the file fails next, and says so."""
+    with contextlib.suppress(OSError):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+
+
+def refuse_leftovers(path: str) -> None:
+    """Refuse to make a new database where the old one's -wal or -shm file is left.
+
+    SQLite would take them for the new file's own (it cannot tell whose they are): the
+    processes that still have the old file open share that -shm, and a new file beside
+    it is unreadable ("disk I/O error") until every connection to either is closed.
+    Deleting them too (the old file is deleted already) makes a clean new database.
+    SQLite makes a file before its WAL files: they are leftovers only if the file is
+    still missing once they were seen (not another process's new database).
+    """
+    left = [path + end for end in WAL_FILES if os.path.exists(path + end)]
+    if left and file_identity(path) is None:
+        import sqlite3  # only SQLite gets here
+
+        raise sqlite3.OperationalError(
+            f"{path} is gone but {' and '.join(left)} {'is' if len(left) == 1 else 'are'} "
+            "not: delete the WAL files too, then a new, empty database is made"
+        )
 
 
 def create_table(connection: Connection) -> None:
@@ -366,17 +494,27 @@ class DatabaseStore:
         self._lock = threading.Lock()
 
     def prepare(self) -> None:
-        """Make the table if it is missing (once per process). A thread that finds
-        another one at it waits ``wait`` seconds at most, as for a pooled connection."""
+        """Make the table if it is missing (once per process).
+
+        One thread tries; a thread that finds it at it waits for that try (``wait``
+        seconds at most, as for a pooled connection) and shares its outcome, rather than
+        trying again after it: against a database that does not answer, a request waits
+        once, never for another thread's try and then for its own.
+        """
+        if self._lock.acquire(blocking=False):
+            try:
+                if not self.table_ready:
+                    with self.engine.connect() as connection:
+                        create_table(connection)
+                    self.table_ready = True
+            finally:
+                self._lock.release()
+            return
         if not self._lock.acquire(timeout=self.wait):
             raise PoolTimeoutError("another thread is still making the sessions table")
-        try:
-            if not self.table_ready:
-                with self.engine.connect() as connection:
-                    create_table(connection)
-                self.table_ready = True
-        finally:
-            self._lock.release()
+        self._lock.release()
+        if not self.table_ready:
+            raise PoolTimeoutError("another thread could not make the sessions table")
 
     def prepare_at_start_up(self) -> None:
         """Make the table now; if the database is down, the first request will."""
@@ -393,16 +531,19 @@ class DatabaseStore:
     def connection(self) -> Iterator[Connection]:
         """A pooled connection (in autocommit mode); the table made first if need be.
 
-        After a failure the table is made again (if missing) once the database answers:
-        a database restored empty, or an SQLite file deleted, recovers without a restart.
+        A statement that finds no table (dropped, or a database restored empty) makes the
+        next request make it again: no restart needed. Any other failure leaves the table
+        be, so that a request during an outage waits for the database once, not once more
+        to look for the table.
         """
         if not self.table_ready:
             self.prepare()
         try:
             with self.engine.connect() as connection:
                 yield connection
-        except STORE_ERRORS:
-            self.table_ready = False
+        except STORE_ERRORS as error:
+            if table_missing(error):
+                self.table_ready = False
             raise
 
     def parameters(self, session_id: str, **more: Any) -> dict[str, Any]:
@@ -479,6 +620,21 @@ class DatabaseStore:
             cleared += batch
             if batch < CLEAR_BATCH:
                 return cleared
+
+    def end_all_sessions(self) -> int:
+        """Delete every session, live or not, at once; how many there were.
+
+        One statement: about a second per three million rows (BENCHMARKS.md), during
+        which requests that write a session wait for it. A session a login moves meanwhile
+        is deleted under its new id (PostgreSQL follows a row updated under a waiting
+        DELETE); a session made after it is new.
+        """
+        with self.connection() as connection:
+            return connection.execute(self.statements.end_all).rowcount
+
+    def close(self) -> None:
+        """Close the pooled connections (a command's last step)."""
+        self.engine.dispose()
 
 
 def make_database_store(

@@ -4,14 +4,16 @@ The client follows the deployment that ``redis_settings`` describes: one server 
 ``rediss://``), a primary watched by Sentinel (failover followed without a restart), or a
 Cluster. Every script touches one key, so it runs in a Cluster too; regenerate moves a
 session between slots in two scripts. The client is made on first use, so the app starts
-(and answers 503) while Redis is down.
+(and answers 503) while Redis is down. ``end_all_sessions`` (clear-sessions --all) ends
+every session on every server that holds some.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +31,13 @@ from .settings import SessionSettings
 # client that cannot reach any node raises the one that is no RedisError.
 STORE_ERRORS = (redis.RedisError, RedisClusterException)
 HEALTH_CHECK_SECONDS = 30
+# Keys per SCAN call, and per pipeline of scripts, when every session is ended.
+SCAN_BATCH = 1000
 
 KEY_PREFIX = "{{ cookiecutter.project_slug }}:session:"
 COUNTER_FIELD = "counter"
+# The marker a login leaves under a session's old key: its new key (and its creation time).
+MOVED_FIELD = "moved_to"
 # The Lua every script starts with. A session is one hash: "data" (JSON), "created" (epoch
 # seconds, from Redis's clock, set once when the hash is made) and "counter" (HINCRBY).
 # KEYS[1] is the session's hash; ARGV[1] and ARGV[2] the idle and absolute timeouts.
@@ -99,13 +105,19 @@ return 1
 """,
     # regenerate, in two steps, since in a Cluster the old and the new id live in other
     # slots (RENAME across slots fails): take the live session out (it is revoked at once,
-    # so no request can bring it back), then put it in under the new, random id. Data,
-    # counter, creation time and remaining lifetime move together.
+    # so no request can bring it back), then put it in under the new, random id (ARGV[3]
+    # is its key). Data, counter, creation time and remaining lifetime move together. The
+    # old key becomes a marker of where the session went, for an idle timeout: no request
+    # reads it as a session (it has no data), and clear-sessions --all, whose SCAN may
+    # have passed the new key already, finds it under the old name and follows it.
     "detach": """
-if not live() then return false end
+local session = live()
+if not session then return false end
 local fields = redis.call("HGETALL", key)
 table.insert(fields, 1, redis.call("PTTL", key))
 redis.call("DEL", key)
+redis.call("HSET", key, "moved_to", ARGV[3], "moved_created", session[2])
+redis.call("EXPIRE", key, idle)
 return fields
 """,
     "adopt": """
@@ -113,8 +125,27 @@ redis.call("HSET", key, unpack(ARGV, 4))
 redis.call("PEXPIRE", key, ARGV[3])
 return 1
 """,
+    # clear-sessions --all, for one key: 1 when it deleted a session, 0 when it kept one
+    # created after the cutoff (ARGV[3]) by this server's clock (a creation time ahead of
+    # the clock, or of no sane shape, cannot be told from an old session's: that goes),
+    # -1 when there is no key; for the marker of an older session a login moved, the key
+    # it went to.
+    "end": """
+local function made_after_cutoff(created)
+  return whole(created) and tonumber(created) > tonumber(ARGV[3]) and tonumber(created) <= now()
+end
+if redis.call("EXISTS", key) == 0 then return -1 end
+local marker = redis.pcall("HMGET", key, "moved_to", "moved_created")
+if marker[1] then
+  if made_after_cutoff(marker[2]) then return 0 end
+  return marker[1]
+end
+if made_after_cutoff(redis.pcall("HGET", key, "created")) then return 0 end
+return redis.call("DEL", key)
+""",
 }
 NEW, EXISTING = "1", "0"  # ARGV[3] of count, ARGV[4] of save
+ENDED, ABSENT = 1, -1  # what the "end" script says of a key, besides 0 (kept) or a marker
 
 
 def error_reason(error: Exception) -> str:
@@ -125,6 +156,18 @@ def error_reason(error: Exception) -> str:
 def session_key(session_id: str) -> str:
     """The Redis key of a session's hash."""
     return KEY_PREFIX + session_id
+
+
+def in_batches(keys: Iterator[bytes], size: int) -> Iterator[list[bytes]]:
+    """``keys`` in lists of ``size`` (the last one shorter)."""
+    batch: list[bytes] = []
+    for key in keys:
+        batch.append(key)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def make_redis_client(settings: RedisSettings) -> redis.Redis | RedisCluster:
@@ -178,10 +221,12 @@ class RedisStore:
         connect: Callable[[], redis.Redis | RedisCluster],
         timeout: int,
         absolute_timeout: int,
+        socket_timeout: float = 1.0,
     ) -> None:
         self.connect = connect
         self.timeout = timeout
         self.absolute_timeout = absolute_timeout
+        self.socket_timeout = socket_timeout
         self._client: redis.Redis | RedisCluster | None = None
         self._lock = threading.Lock()
 
@@ -240,15 +285,78 @@ class RedisStore:
     def move(self, old_id: str, new_id: str) -> bool:
         """Move the live session to ``new_id``: detach revokes the old id at once, adopt
         puts it in under the new one (in a Cluster, the two live in other slots)."""
-        moved = self.run("detach", [session_key(old_id)])
+        moved = self.run("detach", [session_key(old_id)], session_key(new_id))
         if moved:
             self.run("adopt", [session_key(new_id)], *moved)
         return bool(moved)
 
+    # clear-sessions --all
+    def end_all_sessions(self) -> int:
+        """Delete every session that exists now; how many there were.
+
+        SCAN finds every key that is there for the whole scan; the script deletes the
+        sessions made up to the start, by the latest clock of the servers, and keeps those
+        made meanwhile. A login moves a session to a key that SCAN may have passed, but
+        leaves a marker under the old one, which SCAN finds: the sessions the markers lead
+        to are ended once their move is complete (a socket timeout later, at the latest).
+        """
+        servers = self.servers()
+        cutoff = max(int(server.time()[0]) for server in servers)
+        ended, moved = self.sweep(servers, cutoff)
+        while moved:
+            time.sleep(self.socket_timeout)
+            followed = [self.follow(key, cutoff) for key in moved]
+            ended += sum(outcome == ENDED for outcome, _ in followed)
+            moved = [key for outcome, key in followed if outcome == ABSENT and key is not None]
+        return ended
+
+    def follow(self, key: bytes, cutoff: int) -> tuple[int, bytes | None]:
+        """End the session a marker leads to, along every later move at once: what the
+        "end" script says of it, and, if it was reached through a marker found just now
+        and is not there, its key: its move may be on its way still (look again later)."""
+        outcome, moved_now = self.run("end", [key], cutoff), None
+        while isinstance(outcome, bytes):
+            key = moved_now = outcome
+            outcome = self.run("end", [key], cutoff)
+        return outcome, moved_now
+
+    def servers(self) -> list[redis.Redis]:
+        """A client of each server that holds sessions: the one server, Sentinel's
+        primary, or each primary of the Cluster (SCAN runs on one server)."""
+        client = self.client
+        if isinstance(client, RedisCluster):
+            return [client.get_redis_connection(node) for node in client.get_primaries()]
+        return [client]
+
+    def sweep(self, servers: list[redis.Redis], cutoff: int) -> tuple[int, list[bytes]]:
+        """Delete the sessions made up to ``cutoff`` on ``servers``: how many, and the
+        keys the markers of moved sessions lead to."""
+        script, ended, moved = LUA_SCRIPTS["end"], 0, []
+        for server in servers:
+            server.script_load(script.source)
+            keys = server.scan_iter(match=f"{KEY_PREFIX}*", count=SCAN_BATCH)
+            for batch in in_batches(keys, SCAN_BATCH):
+                pipeline = server.pipeline(transaction=False)
+                for key in batch:
+                    pipeline.evalsha(
+                        script.sha, 1, key, self.timeout, self.absolute_timeout, cutoff
+                    )
+                outcomes = pipeline.execute()
+                ended += sum(outcome == ENDED for outcome in outcomes)
+                moved += [outcome for outcome in outcomes if isinstance(outcome, bytes)]
+        return ended, moved
+
+    def close(self) -> None:
+        """Close the client's connections (a command's last step)."""
+        if self._client is not None:
+            self._client.close()
+
 
 def make_redis_store(settings: RedisSettings, timeout: int, absolute_timeout: int) -> RedisStore:
     """The store for ``settings``; it connects on first use."""
-    return RedisStore(lambda: make_redis_client(settings), timeout, absolute_timeout)
+    return RedisStore(
+        lambda: make_redis_client(settings), timeout, absolute_timeout, settings.socket_timeout
+    )
 
 
 def make_store(

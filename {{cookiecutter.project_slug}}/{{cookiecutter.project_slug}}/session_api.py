@@ -83,12 +83,16 @@ class SessionAPI:
         token = self[CSRF_TOKEN_KEY] = secrets.token_hex(20)
         return token
 
-    def get_csrf_token(self) -> str:
-        """The session's CSRF token, made on first use, or when the stored one is not
-        ASCII text (Pyramid compares tokens as Latin-1 bytes)."""
+    def stored_csrf_token(self) -> str | None:
+        """The session's CSRF token, or None when it holds none that is ASCII text
+        (Pyramid compares tokens as Latin-1 bytes)."""
         token = self.get(CSRF_TOKEN_KEY)
         valid = isinstance(token, str) and token.isascii() and token
-        return token if valid else self.new_csrf_token()
+        return token if valid else None
+
+    def get_csrf_token(self) -> str:
+        """The session's CSRF token, made on first use, or when the stored one is not valid."""
+        return self.stored_csrf_token() or self.new_csrf_token()
 
 
 class SessionCSRFPolicy(SessionCSRFStoragePolicy):
@@ -105,3 +109,15 @@ class SessionCSRFPolicy(SessionCSRFStoragePolicy):
     def get_csrf_token(self, request: Request) -> str:
         """The session's token, made on first use."""
         return request.session.get_csrf_token()
+
+    def check_csrf_token(self, request: Request, supplied_token: str) -> bool:
+        """Whether ``supplied_token`` is the session's token; never when it has none.
+
+        Pyramid's own check makes a token when the session has none, which changes the
+        session: its 400 page would then send a new session cookie. A POST from another
+        site comes without the cookie (SameSite=Lax), and the browser would store that new
+        cookie over the user's own, ending their session.
+        """
+        if request.session.stored_csrf_token() is None:
+            return False
+        return super().check_csrf_token(request, supplied_token)

@@ -37,7 +37,6 @@ from pyramid.config import Configurator
 from pyramid.interfaces import ISession
 from pyramid.request import Request
 from pyramid.response import Response
-from pyramid.router import Router
 from zope.interface import implementer
 
 {% if cookiecutter.session_factory == "database" -%}
@@ -47,7 +46,6 @@ from .pages import ERROR_TEMPLATE, error_page
 {%- if cookiecutter.session_factory == "redis" %}
 from .redis_store import STORE_ERRORS, error_reason, make_store
 {%- endif %}
-from .security import secure_response
 from .serializers import JSONSerializer, RotatingSerializer, SignedSerializer
 from .session_api import SessionAPI, cookie_attributes, cookie_name, request_cookie
 from .settings import SessionSettings, session_settings
@@ -346,25 +344,12 @@ def includeme(config: Configurator) -> None:
     settings = session_settings(config.get_settings())
     store = make_store(config.get_settings(), os.environ, settings)
     config.set_session_factory(make_session_factory(settings, store))
+    # Also when the store fails as the session is written, after the view and outside
+    # the tweens: security.execution_policy gives that error this page too.
     for error in STORE_ERRORS:
         config.add_exception_view(
             session_store_unavailable, context=error, renderer=ERROR_TEMPLATE
         )
-    config.set_execution_policy(execution_policy)
-
-
-def execution_policy(environ: dict, router: Router) -> Response:
-    """Pyramid's policy, plus the 503 page when the store fails after the view.
-
-    The session is written to the store in a response callback, after the view and outside
-    Pyramid's exception views and the tweens; if the store goes away just then, this still
-    answers 503, with the security headers the tween gives every other page.
-    """
-    with router.request_context(environ) as request:
-        try:
-            return router.invoke_request(request)
-        except STORE_ERRORS:
-            return secure_response(request, request.invoke_exception_view(reraise=True))
 
 
 def session_store_unavailable(error: Exception, request: Request) -> dict:

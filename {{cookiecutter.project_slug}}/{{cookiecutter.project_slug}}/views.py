@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import logging
+import traceback
+
 from pyramid.csrf import get_csrf_token
 from pyramid.exceptions import URLDecodeError
-from pyramid.httpexceptions import HTTPBadRequest, HTTPNotFound, HTTPSeeOther
+from pyramid.httpexceptions import HTTPBadRequest, HTTPClientError, HTTPNotFound, HTTPSeeOther
 from pyramid.request import Request
 from pyramid.view import exception_view_config, notfound_view_config, view_config, view_defaults
 
 from . import sessions
 from .flash import CATEGORIES, flash
 from .pages import COUNTER_TEMPLATE, ERROR_TEMPLATE, error_page, page
+from .tweens import raw_path
+
+log = logging.getLogger(__name__)
 
 RESET_MESSAGE = "The counter was reset: it starts again at 1 on this page."
+# What the 4xx pages without a view of their own say, by status.
+CLIENT_ERROR_MESSAGES = {
+    413: "This request is larger than this site accepts.",
+    414: "This address is longer than this site accepts.",
+}
 
 
 @view_defaults(renderer=COUNTER_TEMPLATE, request_method="GET")
@@ -48,23 +59,10 @@ class CounterViews:
         )
 
 
-class SeeOtherPath(HTTPSeeOther):
-    """A 303 whose Location header goes out as the path it was given.
-
-    WebOb makes a relative Location absolute as it sends the response, with the host the
-    client named in its Host header (WebOb issue #414): a forged Host would land in the
-    redirect, and in any cache that keeps it. A path is a valid Location (RFC 9110) and
-    names no host at all.
-    """
-
-    def _abs_headerlist(self, environ: dict) -> list[tuple[str, str]]:
-        """WebOb's hook that makes the Location absolute: send the headers unchanged."""
-        return list(self.headerlist)
-
-
 def redirect_home(request: Request) -> HTTPSeeOther:
-    """POST-redirect-GET: the browser's reload button never posts the form twice."""
-    return SeeOtherPath(location=request.route_path("home"))
+    """POST-redirect-GET: the browser's reload button never posts the form twice. The
+    Location goes out as this path (``security.secure_response``), never with a host."""
+    return HTTPSeeOther(location=request.route_path("home"))
 
 
 @view_config(route_name="reset", request_method="POST")
@@ -119,3 +117,34 @@ def undecodable_url(error: URLDecodeError, request: Request) -> dict:
 def not_found(error: HTTPNotFound, request: Request) -> dict:
     """404 in the site's layout."""
     return error_page(request, 404, "Not found", "There is no page at this address.")
+
+
+@exception_view_config(HTTPClientError, renderer=ERROR_TEMPLATE)
+def client_error(error: HTTPClientError, request: Request) -> dict:
+    """Any other refusal of what the client sent (413 and 414: over the request limits) in
+    the site's layout, under the status's own title."""
+    message = CLIENT_ERROR_MESSAGES.get(error.code, "This request cannot be answered.")
+    return error_page(request, error.code, error.title, message)
+
+
+def raised_at(error: BaseException) -> str:
+    """Where ``error`` was raised: the file and line of the innermost frame."""
+    frame = traceback.extract_tb(error.__traceback__)[-1]
+    return f"{frame.filename}:{frame.lineno}"
+
+
+@exception_view_config(Exception, renderer=ERROR_TEMPLATE)
+def unexpected_error(error: Exception, request: Request) -> dict:
+    """A bug of the app's own: the 500 page and one log line that names the exception's
+    type and where it was raised, not its message nor a traceback (either may repeat what
+    the client sent, into every log reader's terminal)."""
+    log.error(
+        "%s raised at %s on %s %s",
+        type(error).__name__,
+        raised_at(error),
+        request.method,
+        raw_path(request.environ),
+    )
+    return error_page(
+        request, 500, "Server error", "Something went wrong on our side. Please try again."
+    )
