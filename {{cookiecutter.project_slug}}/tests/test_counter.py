@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import webtest
 from helpers import counter, post_form, session_cookie, text
+from pyramid.renderers import get_renderer
 
-from {{ cookiecutter.project_slug }} import main
+from {{ cookiecutter.project_slug }} import TEMPLATES, main
 
 
 def test_home_and_howdy_share_one_counter(testapp: webtest.TestApp) -> None:
@@ -47,3 +48,12 @@ def test_forget_starts_a_new_session(testapp: webtest.TestApp) -> None:
 def test_the_page_counts_in_words(testapp: webtest.TestApp) -> None:
     assert "visited these pages 1 time in this session" in text(testapp.get("/"))
     assert "visited these pages 2 times in this session" in text(testapp.get("/"))
+
+
+def test_every_template_is_compiled_before_the_first_request(app) -> None:
+    """Chameleon compiling one template in several threads at once can fail (a 500 among
+    the first requests after a start): main() compiles them all before any request."""
+    for template in sorted(TEMPLATES.glob("*.pt")):
+        spec = f"{{ cookiecutter.project_slug }}:templates/{template.name}"
+        renderer = get_renderer(spec, registry=app.registry)
+        assert renderer.implementation()._cooked, f"{template.name} is left to a request"

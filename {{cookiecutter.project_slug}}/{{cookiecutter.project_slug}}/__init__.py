@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pyramid.config import Configurator
+from pyramid.registry import Registry
+from pyramid.renderers import get_renderer
 from pyramid.router import Router
 from pyramid.tweens import INGRESS
 
@@ -24,6 +28,17 @@ def includeme(config: Configurator) -> None:
     config.scan(".views")
 
 
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def compile_templates(registry: Registry) -> None:
+    """Compile every page template now, in one thread: Chameleon compiling a template in
+    several request threads at once can fail, a 500 among the first requests after a start."""
+    for template in sorted(TEMPLATES.glob("*.pt")):
+        renderer = get_renderer(f"{__name__}:templates/{template.name}", registry=registry)
+        renderer.implementation().cook_check()
+
+
 def main(global_config: dict, **settings: str) -> Router:
     """Build the WSGI application; refuse to start when a session setting is unsafe."""
     try:
@@ -31,4 +46,6 @@ def main(global_config: dict, **settings: str) -> Router:
             config.include(includeme)
     except SettingsError as error:
         raise SystemExit(f"{__name__}: refusing to start: {error}") from None
-    return config.make_wsgi_app()
+    app = config.make_wsgi_app()
+    compile_templates(app.registry)
+    return app
