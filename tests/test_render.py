@@ -23,7 +23,7 @@ from conftest import (
 )
 from cookiecutter.environment import StrictEnvironment
 
-from bench.harness import load_hook
+from bench.harness import FACTORIES, load_hook
 
 pre_gen = load_hook("pre_gen_project")
 post_gen = load_hook("post_gen_project")
@@ -289,10 +289,25 @@ def test_pre_commit_config_runs_ruff(rendered) -> None:
 
 def test_rendered_project_is_ruff_clean(rendered) -> None:
     _, project = rendered
+    assert_ruff_clean(project)
+
+
+def assert_ruff_clean(project: Path) -> None:
+    """Ruff's check and format pass on ``project`` with its own configuration."""
     check = ruff("check", "--no-cache", str(project))
     assert check.returncode == 0, check.stdout + check.stderr
     formatted = ruff("format", "--no-cache", "--check", str(project))
     assert formatted.returncode == 0, formatted.stdout + formatted.stderr
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_the_longest_accepted_slug_renders_ruff_clean(bake, factory: str) -> None:
+    """Every line that names the package stays within the line length at 40 characters."""
+    slug = "abcdefghij" * 4
+    assert pre_gen.check_slug(slug) is None and len(slug) == pre_gen.MAX_SLUG_LENGTH
+    result = bake(session_factory=factory, project_slug=slug)
+    assert result.exit_code == 0, result.exception
+    assert_ruff_clean(result.project_path)
 
 
 @pytest.mark.parametrize("ini", ["development.ini", "production.ini"])

@@ -26,7 +26,10 @@ from test_headers import assert_security_headers
 
 from {{ cookiecutter.project_slug }} import main
 from {{ cookiecutter.project_slug }}.flash import MAX_MESSAGE_LENGTH
-from {{ cookiecutter.project_slug }}.limits import DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_FORM_FIELDS
+from {{ cookiecutter.project_slug }}.limits import (
+    DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_MAX_FORM_FIELDS,
+)
 
 FORM = "application/x-www-form-urlencoded"
 BOUNDARY = "b0undary"
