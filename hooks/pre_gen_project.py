@@ -57,7 +57,6 @@ SLUG_PATTERN = re.compile(r"[a-z]([a-z0-9_]*[a-z0-9])?")
 CREDENTIAL_PARAMETER = re.compile(r"pass|pwd|secret|token|user", re.IGNORECASE)
 # A query parameter's value, with the parameter's name.
 QUERY_PARAMETER = re.compile(r"[?&;](?P<name>[^=&;#]*)=(?P<value>[^&;#]*)")
-# Names the generated project imports or installs, or that its layout uses.
 # Every top-level module the installed project's environment holds, on any store and any
 # supported Python (tests/test_generated_projects.py checks the list against the installed
 # projects), and the generated tests' own helper modules, which pytest puts on sys.path.
@@ -158,23 +157,27 @@ def check_slug(value: Any) -> str | None:
 def check_email(value: Any) -> str | None:
     """An e-mail address that package metadata takes: setuptools refuses any other (a
     non-ASCII local part, <brackets>, a list) when pip builds the project."""
+    expected = "an e-mail address such as you@example.com, in ASCII characters"
     if not isinstance(value, str) or not ASCII_EMAIL_PATTERN.fullmatch(value):
-        return "an e-mail address such as you@example.com, in ASCII characters"
+        return expected
     try:
         Address(addr_spec=value)
     except (ValueError, email.errors.HeaderParseError):
-        return "an e-mail address such as you@example.com, in ASCII characters"
+        return expected
     return None
 
 
-def check_query(query: str, allowed: Mapping[str, re.Pattern[str]]) -> str | None:
-    """What is wrong with a URL's query, given the parameters it may carry; None if nothing."""
-    for part in filter(None, re.split("[&;]", query)):
+def query_error(
+    url: SplitResult, allowed: Mapping[str, re.Pattern[str]], expected: str
+) -> str | None:
+    """The message for a URL's query parameters its driver would choke on, given those it
+    may carry; None if there are none."""
+    for part in filter(None, re.split("[&;]", url.query)):
         name, _, value = part.partition("=")
         if name not in allowed:
-            return f"only the query parameters {', '.join(allowed)}, not {name!r}"
+            return f"{expected} (only the query parameters {', '.join(allowed)}, not {name!r})"
         if not allowed[name].fullmatch(value):
-            return f"a valid value for the query parameter {name}, not {value!r}"
+            return f"{expected} (a valid value for the query parameter {name}, not {value!r})"
     return None
 
 
@@ -275,7 +278,7 @@ def check_redis_url(value: Any, variable: str = "<SLUG>_REDIS_URL") -> str | Non
     if url.scheme == "unix":
         if not url.path:
             return f"{expected} (a unix URL needs a socket path)"
-        return redis_query_error(url, expected)
+        return query_error(url, REDIS_QUERY, expected)
     if not url.hostname:
         return f"{expected} (a host is missing)"
     if port == 0:
@@ -283,13 +286,7 @@ def check_redis_url(value: Any, variable: str = "<SLUG>_REDIS_URL") -> str | Non
     database = url.path.lstrip("/")
     if database and not database.isdigit():
         return f"{expected} (the database after the last / must be a number)"
-    return redis_query_error(url, expected)
-
-
-def redis_query_error(url: SplitResult, expected: str) -> str | None:
-    """The message for a Redis URL's query parameters redis-py would choke on; None if none."""
-    problem = check_query(url.query, REDIS_QUERY)
-    return f"{expected} ({problem})" if problem else None
+    return query_error(url, REDIS_QUERY, expected)
 
 
 def check_database_url(value: Any, variable: str = "<SLUG>_DATABASE_URL") -> str | None:
@@ -320,8 +317,7 @@ def check_database_url(value: Any, variable: str = "<SLUG>_DATABASE_URL") -> str
         return check_sqlite_path(value.removeprefix("sqlite:///"))
     if not url.hostname or port == 0:
         return f"{expected} (a host, and a port from 1 to 65535 if any)"
-    problem = check_query(url.query, POSTGRESQL_QUERY)
-    return f"{expected} ({problem})" if problem else None
+    return query_error(url, POSTGRESQL_QUERY, expected)
 
 
 def check_sqlite_path(path: str) -> str | None:

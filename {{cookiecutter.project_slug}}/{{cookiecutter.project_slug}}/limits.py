@@ -25,7 +25,7 @@ from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.tweens import EXCVIEW
 
-from .settings import SettingsError
+from .settings import SettingsError, read_whole_setting
 
 Handler = Callable[[Request], Response]
 
@@ -59,13 +59,7 @@ class RequestLimits:
 
 def read_limit(settings: Mapping[str, str], name: str) -> int:
     """The whole number that setting ``name`` holds, within its bounds."""
-    default, low, high, unit = LIMIT_SETTINGS[name]
-    raw = str(settings.get(name, default)).strip()
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
-        raise SettingsError(
-            f"{name} must be a whole number of {unit} from {low} to {high}, got {raw!r}"
-        )
-    return int(raw)
+    return read_whole_setting(settings, name, *LIMIT_SETTINGS[name])
 
 
 def request_limits(settings: Mapping[str, str]) -> RequestLimits:

@@ -94,22 +94,32 @@ def read_secrets(settings: Mapping[str, str], environ: Mapping[str, str]) -> tup
     )
 
 
-def read_seconds(settings: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    """The whole number of seconds of setting ``name``, within ``low..high``."""
+def read_whole_setting(
+    settings: Mapping[str, str], name: str, default: int, low: int, high: int, unit: str
+) -> int:
+    """The whole number of ``unit`` (seconds, bytes, ...) of setting ``name``, within
+    ``low..high``."""
     raw = str(settings.get(name, default)).strip()
     if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise SettingsError(
-            f"{name} must be a whole number of seconds from {low} to {high}, got {raw!r}"
+            f"{name} must be a whole number of {unit} from {low} to {high}, got {raw!r}"
         )
     return int(raw)
 
 
 def read_timeouts(settings: Mapping[str, str]) -> tuple[int, int]:
     """The idle timeout and the absolute timeout, which may not be shorter."""
-    timeout = read_seconds(settings, "session.timeout", DEFAULT_TIMEOUT, MIN_TIMEOUT, MAX_TIMEOUT)
+    timeout = read_whole_setting(
+        settings, "session.timeout", DEFAULT_TIMEOUT, MIN_TIMEOUT, MAX_TIMEOUT, "seconds"
+    )
     default_absolute = max(DEFAULT_ABSOLUTE_TIMEOUT, timeout)
-    absolute = read_seconds(
-        settings, "session.absolute_timeout", default_absolute, timeout, MAX_ABSOLUTE_TIMEOUT
+    absolute = read_whole_setting(
+        settings,
+        "session.absolute_timeout",
+        default_absolute,
+        timeout,
+        MAX_ABSOLUTE_TIMEOUT,
+        "seconds",
     )
     return timeout, absolute
 
