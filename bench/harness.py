@@ -33,6 +33,16 @@ FACTORIES = tuple(json.loads((ROOT / "cookiecutter.json").read_text())["session_
 DATABASES = ("sqlite", "postgresql")
 README_SECTION = "## Install, test, serve\n"
 SHELL_BLOCK = re.compile(r"```sh\n(.*?)```", re.DOTALL)
+# The section's two blocks, in order: a venv and pip, then uv.
+PIP_COMMANDS = [
+    "python3 -m venv .venv",
+    '.venv/bin/pip install -e ".[testing]"',
+    ".venv/bin/pytest",
+    ".venv/bin/pserve development.ini --reload",
+]
+UV_COMMANDS = ["uv sync", "uv run pytest", "uv run pserve development.ini --reload"]
+# Where uv is: requirements-dev.txt installs it beside the python running the tests.
+UV_DIRECTORY = Path(sys.executable).parent
 SERVE_SCRIPT = """
 import sys
 import waitress
@@ -329,8 +339,10 @@ def readme_commands(project: Path) -> list[str]:
 
 
 def clean_environment(**extra: str) -> dict[str, str]:
-    """This process's environment without its virtual environment, plus ``extra``."""
-    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", **extra}
+    """This process's environment without its virtual environment, uv on its PATH (last:
+    a python3 of the system's comes first), plus ``extra``."""
+    path = f"{os.environ.get('PATH', '/usr/bin:/bin')}:{UV_DIRECTORY}"
+    env = {**os.environ, "PATH": path, "PIP_DISABLE_PIP_VERSION_CHECK": "1", **extra}
     for name in ("VIRTUAL_ENV", "PYTHONPATH"):
         env.pop(name, None)
     return env

@@ -6,6 +6,7 @@ import itertools
 from pathlib import Path
 
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 from bench.harness import FACTORIES, ROOT
 
@@ -48,9 +49,52 @@ AWKWARD_ANSWERS = {
 }
 
 
+# The slow tests in three lanes of about equal length (a minute and a half or more each,
+# longest first). `tasks.py test` runs three workers with --dist loadscope, whose scopes
+# here are the lanes (LaneScheduling): each lane on a worker of its own, the fast tests
+# filling in wherever one is free. Three workers on two cores, because the slow tests
+# spend a third of their time waiting on servers, timeouts and installs.
+SERVED = "test_readme_install_test_serve_browse_scale_out_and_load"
+LANES = [
+    [f"{SERVED}[database]"],
+    [f"{SERVED}[redis]", f"{SERVED}[encrypted_cookie]"],
+    [
+        "test_sqlite_project_passes_a_bare_pytest_without_postgresql",
+        f"{SERVED}[signed_cookie]",
+        "test_every_accepted_answer_renders_files_that_say_it",
+    ],
+]
+LANE_OF = {
+    name: (lane, place) for lane, names in enumerate(LANES) for place, name in enumerate(names)
+}
+
+
+def test_name(nodeid: str) -> str:
+    """A test's name with its parameters, from its node id."""
+    return nodeid.rsplit("::", 1)[-1]
+
+
+class LaneScheduling(LoadScopeScheduling):
+    """xdist's scope scheduling where a scope is a lane, or a single fast test."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        lane = LANE_OF.get(test_name(nodeid))
+        return f"lane-{lane[0]}" if lane else nodeid
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> LaneScheduling | None:
+    """--dist loadscope runs the lanes (None: xdist's own scheduler for the others)."""
+    return LaneScheduling(config, log) if config.getvalue("dist") == "loadscope" else None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Bake this repository's template wherever pytest is started from."""
     config.option.template = str(TEMPLATE_DIR)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The lanes' tests first, in their order; then every other test, in its order."""
+    items.sort(key=lambda item: LANE_OF.get(item.name, (len(LANES), 0)))
 
 
 def database_kind(url: str) -> str:

@@ -15,12 +15,18 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from bench.harness import clean_environment, readme_command_blocks, render, run_readme_command
+from bench.harness import (
+    UV_COMMANDS,
+    UV_DIRECTORY,
+    clean_environment,
+    readme_command_blocks,
+    render,
+    run_readme_command,
+)
 
 POSTGRESQL_PROGRAMS = Path("/usr/lib/postgresql")
 # Exit codes of the script below when the namespace does not hide PostgreSQL.
@@ -41,12 +47,6 @@ SKIP_LINE = re.compile(
     r"\(apt-get install postgresql\)\.$",
     re.MULTILINE,
 )
-
-
-# The README's uv block, in order.
-UV_COMMANDS = ["uv sync", "uv run pytest", "uv run pserve development.ini --reload"]
-# Where uv is: requirements-dev.txt installs it beside the python running these tests.
-UV_DIRECTORY = Path(sys.executable).parent
 
 
 def postgresql_free_environment(project: Path) -> dict[str, str]:
@@ -78,7 +78,7 @@ def run_tests_without_postgresql(project: Path) -> subprocess.CompletedProcess:
 def test_sqlite_project_passes_a_bare_pytest_without_postgresql(tmp_path: Path) -> None:
     project = render(tmp_path, session_factory="database", session_timeout="60")
     assert readme_command_blocks(project)[1] == UV_COMMANDS
-    run_readme_command(UV_COMMANDS[0], project, PATH=f"{UV_DIRECTORY}:{os.environ['PATH']}")
+    run_readme_command(UV_COMMANDS[0], project)
 
     result = run_tests_without_postgresql(project)
     output = result.stdout + result.stderr

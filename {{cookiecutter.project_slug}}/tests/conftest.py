@@ -566,8 +566,20 @@ def app_settings(redis_client: redis.Redis, redis_url: str) -> dict:
 {%- elif cookiecutter.session_factory == "database" %}
 
 
-# Every test of the sessions runs on both: the default file, and the server for scale.
+# Every test of the store runs on both: the default file, and the server for scale.
 BACKENDS = ["sqlite", "postgresql"]
+# The tests of the pages (counter, forms, flash, CSRF, headers, limits, settings) run on
+# SQLite alone: they reach the database through the same statements the store's own
+# tests run on both.
+PAGE_TEST_MODULES = {
+    "test_counter",
+    "test_flash",
+    "test_headers",
+    "test_request_limits",
+    "test_security",
+    "test_session_api",
+    "test_settings",
+}
 # The fixtures that start or reach a PostgreSQL server (private_postgres: the outage tests').
 POSTGRESQL_FIXTURES = {"postgres_url", "postgres_admin", "private_postgres"}
 SKIPPED_WITHOUT_POSTGRESQL = pytest.StashKey[int]()
@@ -580,6 +592,20 @@ def needs_postgresql(item: pytest.Item) -> bool:
     if callspec is not None and callspec.params.get("database_url") == "postgresql":
         return True
     return not POSTGRESQL_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
+
+
+def chooses_its_database(metafunc: pytest.Metafunc) -> bool:
+    """Whether the test names its database itself (``parametrize("database_url", ...)``)."""
+    markers = metafunc.definition.iter_markers("parametrize")
+    return any("database_url" in str(marker.args[0]) for marker in markers)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Give each test that takes ``database_url`` its databases: both, or SQLite alone."""
+    if "database_url" in metafunc.fixturenames and not chooses_its_database(metafunc):
+        module = metafunc.module.__name__.rsplit(".", 1)[-1]
+        backends = ["sqlite"] if module in PAGE_TEST_MODULES else BACKENDS
+        metafunc.parametrize("database_url", backends, indirect=True)
 
 
 @pytest.hookimpl(trylast=True)  # after -k, -m and --deselect: count only what runs
@@ -625,7 +651,7 @@ def postgres_admin(postgres_url: str) -> Iterator[psycopg.Connection]:
         yield connection
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty session database: an SQLite file of the test's own, or PostgreSQL with
     the sessions table dropped (the app makes it again)."""
