@@ -100,7 +100,7 @@ NON_DEFAULT_ANSWERS = {
 }
 # Seconds of load without a fault: enough to show no error under concurrency. No warm-up:
 # the figures it keeps clean are not checked here, and load takes both cores.
-QUIET_LOAD_SECONDS = 2
+QUIET_LOAD_SECONDS = 1
 
 
 @contextmanager

@@ -168,6 +168,7 @@ class Visitors(threading.Thread):
             for index, browser in enumerate(self.browsers):
                 self.statuses.add(VISITS[index % len(VISITS)](browser))
                 self.requests += 1
+            self.stopping.wait(0.02)  # traffic between the command's steps, not a busy loop
 
 
 def test_no_request_brings_back_a_session_ended_during_traffic(

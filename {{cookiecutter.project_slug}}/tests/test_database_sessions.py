@@ -153,8 +153,9 @@ def watch_statements(store: DatabaseStore) -> list[str]:
 
 
 def app_store(testapp: webtest.TestApp) -> DatabaseStore:
-    """The store of the app's session factory."""
-    return testapp.app.registry.getUtility(ISessionFactory).store
+    """The store of the app's session factory (inside the guard that turns its errors
+    into SessionStoreUnavailable)."""
+    return testapp.app.registry.getUtility(ISessionFactory).store.store
 
 
 def test_a_counter_page_costs_one_statement(testapp) -> None:

@@ -41,9 +41,7 @@ from zope.interface import implementer
 
 {% if cookiecutter.session_factory == "database" -%}
 from .database_store import STORE_ERRORS, error_reason, make_store
-{% endif -%}
-from .pages import ERROR_TEMPLATE, error_page
-{%- if cookiecutter.session_factory == "redis" %}
+{%- else -%}
 from .redis_store import STORE_ERRORS, error_reason, make_store
 {%- endif %}
 from .serializers import JSONSerializer, RotatingSerializer, SignedSerializer
@@ -51,6 +49,36 @@ from .session_api import SessionAPI, cookie_attributes, cookie_name, request_coo
 from .settings import SessionSettings, session_settings
 
 log = logging.getLogger(__name__)
+
+
+class SessionStoreUnavailable(Exception):
+    """The session store is down, or slower than its timeout: this request cannot have its
+    session. The message names the store's own error; the app renders it (a 503 page)."""
+
+
+class GuardedStore:
+    """A store whose errors reach the app as SessionStoreUnavailable (theirs as the cause);
+    everything else is the store's own."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self.store = store
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self.store, name)
+        return self.guard(value) if callable(value) else value
+
+    @staticmethod
+    def guard(method: Any) -> Any:
+        """``method``, raising SessionStoreUnavailable for the store's errors."""
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except STORE_ERRORS as error:
+                reason = f"{type(error).__name__}: {error_reason(error)}"
+                raise SessionStoreUnavailable(reason) from error
+
+        return guarded
 
 
 class SessionIdSerializer:
@@ -276,7 +304,7 @@ class ServerSession(SessionAPI, MutableMapping):
     def write_back(self, request: Request, response: Response) -> None:
         """The response callback that writes the session to the store and sends its cookie."""
         self.request = None  # the request holds the session: break the cycle for the GC
-        if isinstance(request.exception, STORE_ERRORS):
+        if isinstance(request.exception, SessionStoreUnavailable):
             return  # the store just failed this request: the 503 page goes out as it is
         if self.has_data_to_store():
             self.ensure_id()
@@ -309,7 +337,7 @@ def make_session_factory(settings: SessionSettings, store: SessionStore) -> type
         ]
     )
     attributes = {
-        "store": store,
+        "store": GuardedStore(store),
         "signer": signer,
         "cookie_name": cookie_name(settings),
         "attributes": cookie_attributes(settings),
@@ -344,27 +372,3 @@ def includeme(config: Configurator) -> None:
     settings = session_settings(config.get_settings())
     store = make_store(config.get_settings(), os.environ, settings)
     config.set_session_factory(make_session_factory(settings, store))
-    # Also when the store fails as the session is written, after the view and outside
-    # the tweens: security.execution_policy gives that error this page too.
-    for error in STORE_ERRORS:
-        config.add_exception_view(
-            session_store_unavailable, context=error, renderer=ERROR_TEMPLATE
-        )
-
-
-def session_store_unavailable(error: Exception, request: Request) -> dict:
-    """The store is down or too slow: a 503 page and a log line, never a traceback."""
-    log.error(
-        "session store unavailable for %s %s: %s: %s",
-        request.method,
-        request.path,
-        type(error).__name__,
-        error_reason(error),
-    )
-    request.response.headers["Retry-After"] = "5"
-    return error_page(
-        request,
-        503,
-        "Service unavailable",
-        "Sessions are unavailable for a moment. Please try again in a few seconds.",
-    )

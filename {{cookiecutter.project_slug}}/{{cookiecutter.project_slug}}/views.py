@@ -127,6 +127,23 @@ def client_error(error: HTTPClientError, request: Request) -> dict:
     return error_page(request, error.code, error.title, message)
 
 
+{% if cookiecutter.session_factory in ("redis", "database") -%}
+@exception_view_config(sessions.SessionStoreUnavailable, renderer=ERROR_TEMPLATE)
+def session_store_unavailable(error: sessions.SessionStoreUnavailable, request: Request) -> dict:
+    """The session store is down or too slow: a 503 page and a log line, never a traceback
+    (also when it fails as the session is written, after the view: security.py's
+    execution_policy gives that error this view too)."""
+    log.error("session store unavailable for %s %s: %s", request.method, request.path, error)
+    request.response.headers["Retry-After"] = "5"
+    return error_page(
+        request,
+        503,
+        "Service unavailable",
+        "Sessions are unavailable for a moment. Please try again in a few seconds.",
+    )
+
+
+{% endif -%}
 def raised_at(error: BaseException) -> str:
     """Where ``error`` was raised: the file and line of the innermost frame."""
     frame = traceback.extract_tb(error.__traceback__)[-1]
