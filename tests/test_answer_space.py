@@ -233,7 +233,7 @@ def assert_derived_names_fit(answered: dict, project: Path) -> None:
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.filterwarnings(r"ignore:Support for `\[tool.setuptools\]`")  # "still beta"
 @settings(
-    max_examples=30,
+    max_examples=20,
     deadline=None,
     derandomize=True,  # the same examples on every run: CI never fails by chance
     # No shrinking: a render takes half a second, and shrinking one failure took minutes.
