@@ -57,15 +57,18 @@ class SessionStoreUnavailable(Exception):
 
 
 class GuardedStore:
-    """A store whose errors reach the app as SessionStoreUnavailable (theirs as the cause);
-    everything else is the store's own."""
+    """A store whose errors reach the app as SessionStoreUnavailable (theirs as the cause).
+    Sessions use a store through its methods only (SessionStore)."""
 
     def __init__(self, store: SessionStore) -> None:
         self.store = store
 
     def __getattr__(self, name: str) -> Any:
-        value = getattr(self.store, name)
-        return self.guard(value) if callable(value) else value
+        """The store's method ``name``, guarded once and then kept on this object (Python
+        looks here only for what the object lacks: later requests call it directly)."""
+        method = self.guard(getattr(self.store, name))
+        setattr(self, name, method)
+        return method
 
     @staticmethod
     def guard(method: Any) -> Any:
