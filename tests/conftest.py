@@ -59,7 +59,7 @@ LANES = [
     [f"{SERVED}[database]"],
     [f"{SERVED}[redis]", f"{SERVED}[encrypted_cookie]"],
     [
-        "test_sqlite_project_passes_a_bare_pytest_without_postgresql",
+        "test_sqlite_project_passes_a_bare_pytest_without_postgresql_and_serves",
         f"{SERVED}[signed_cookie]",
         "test_every_accepted_answer_renders_files_that_say_it",
     ],

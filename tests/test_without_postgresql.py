@@ -1,6 +1,8 @@
 """A project whose answer is SQLite passes a bare `pytest` on a machine without PostgreSQL:
 its PostgreSQL tests are skipped, one line says so and how to run them, and the coverage
-gate holds for everything but the PostgreSQL-only code.
+gate holds for everything but the PostgreSQL-only code. Then it is served on its SQLite
+file as every project is (serving.py): its answer's directory does not exist in a fresh
+checkout, and the app makes it.
 
 "Without PostgreSQL" for real: the tests run in a mount namespace of their own where an
 empty tmpfs hides /usr/lib/postgresql (Debian's server programs; /usr/local/bin's links
@@ -18,15 +20,19 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from serving import serve_browse_scale_out_and_load
 
 from bench.harness import (
     UV_COMMANDS,
     UV_DIRECTORY,
     clean_environment,
+    free_port,
     readme_command_blocks,
     render,
     run_readme_command,
+    served_sqlite_file,
 )
+from bench.load import session_store
 
 POSTGRESQL_PROGRAMS = Path("/usr/lib/postgresql")
 # Exit codes of the script below when the namespace does not hide PostgreSQL.
@@ -47,6 +53,8 @@ SKIP_LINE = re.compile(
     r"\(apt-get install postgresql\)\.$",
     re.MULTILINE,
 )
+# An SQLite file in a directory a fresh checkout does not have: the app must make it.
+SQLITE_ANSWER, SQLITE_FILE = "sqlite:///var/data/sessions.db", Path("var/data/sessions.db")
 
 
 def postgresql_free_environment(project: Path) -> dict[str, str]:
@@ -75,8 +83,12 @@ def run_tests_without_postgresql(project: Path) -> subprocess.CompletedProcess:
     os.geteuid() != 0 or shutil.which("unshare") is None,
     reason="hiding PostgreSQL takes root and unshare (a mount namespace)",
 )
-def test_sqlite_project_passes_a_bare_pytest_without_postgresql(tmp_path: Path) -> None:
-    project = render(tmp_path, session_factory="database", session_timeout="60")
+def test_sqlite_project_passes_a_bare_pytest_without_postgresql_and_serves(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    answers = {"session_timeout": "60", "session_store_url": SQLITE_ANSWER}
+    project = render(tmp_path, session_factory="database", http_port=str(port), **answers)
     assert readme_command_blocks(project)[1] == UV_COMMANDS
     run_readme_command(UV_COMMANDS[0], project)
 
@@ -90,3 +102,8 @@ def test_sqlite_project_passes_a_bare_pytest_without_postgresql(tmp_path: Path) 
     assert re.search(rf"\b{skipped} skipped\b", result.stdout), "the line's count is not pytest's"
     assert int(skipped) > 0
     assert "Required test coverage of 100% reached" in result.stdout
+
+    with session_store("database", "sqlite") as sessions:
+        serve_browse_scale_out_and_load(project, UV_COMMANDS[-1], port, "database", sessions)
+    assert (project / SQLITE_FILE).exists(), "the README's server did not use the answer"
+    assert served_sqlite_file(project).exists(), "production ignored <SLUG>_DATABASE_URL"
