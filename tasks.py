@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""The template's two commands, on a machine with nothing but python3.
+"""The template's five commands, on a machine with nothing but python3.
 
-    python3 tasks.py demo [answer=value ...]   generate a demo project and serve it on :6543
-    python3 tasks.py test [pytest options ...]  lint and run every test (CI runs exactly this)
-    python3 tasks.py load [--clients N ...]     load and fault test of every factory (Redis
-                                                stopped, Sentinel's failover; the SQL store
-                                                on SQLite, and on PostgreSQL stopped)
-    python3 tasks.py bench [--suite ...]        measure every factory (BENCHMARKS.md)
-    python3 tasks.py pythons [--python PATH ...] every store's tests on every supported Python
+    python3 tasks.py demo [answer=value ...]      generate demo/<slug> afresh and serve it
+                                                  (development.ini: :6543 by default)
+    python3 tasks.py test [pytest options ...]    lint and run every test (CI runs exactly this)
+    python3 tasks.py load [--clients N ...]       load and fault test of every factory (Redis
+                                                  stopped, Sentinel's failover; the SQL store
+                                                  on SQLite, and on PostgreSQL stopped)
+    python3 tasks.py bench [--suite ...]          measure every factory (BENCHMARKS.md)
+    python3 tasks.py pythons [--python PATH ...]  every store's tests on every supported Python
 
-Both create .dev-venv/ with requirements-dev.txt on first use and keep it in step.
+Each creates .dev-venv/ with requirements-dev.txt on first use and keeps it in step. All but
+demo first install the Debian packages of the programs they drive when those are missing
+(apt-get, as root; otherwise they name the packages).
 """
 
 from __future__ import annotations
@@ -106,7 +109,7 @@ def demo(answers: list[str]) -> None:
     [project] = DEMO_DIR.iterdir()
     project_python = venv_python(project / ".venv")
     run([project_python, "-m", "pip", "install", "--quiet", "-e", "."], cwd=project)
-    print(f"Serving {project} on http://localhost:6543/ (Ctrl+C stops it)", flush=True)
+    print(f"Serving {project} (Ctrl+C stops it)", flush=True)
     run([project / ".venv" / "bin" / "pserve", "development.ini"], cwd=project)
 
 

@@ -235,9 +235,12 @@ def redis_location(package: str, settings: dict, checked: object) -> tuple[str, 
 
 
 def session_store(holder: Configurator | Router) -> object | None:
-    """The store of the app's session factory (Redis or SQL); None for the cookie ones."""
+    """The store of the app's session factory (Redis or SQL), without the guard that turns
+    its errors into SessionStoreUnavailable (older checkouts have none); None for the
+    cookie ones."""
     factory = holder.registry.queryUtility(ISessionFactory)
-    return getattr(factory, "store", None)
+    store = getattr(factory, "store", None)
+    return getattr(store, "store", store)
 
 
 def rate(action: Callable[[], object], seconds: float) -> float:

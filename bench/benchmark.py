@@ -25,15 +25,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from contextlib import suppress
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (
+    DATABASES,
     FACTORIES,
     REDIS_TOPOLOGIES,
     ROOT,
@@ -42,12 +41,10 @@ from bench.harness import (
     install,
     production_env,
     project_python,
-    redis_deployment,
     render,
-    start,
-    stop,
+    running,
 )
-from bench.postgres import postgres_server
+from bench.load import case_name, session_store
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results" / "latest.json"
@@ -73,8 +70,6 @@ STOCK_PACKAGES = {
     "database": "pyramid_beaker, Beaker's ext:database (SQLAlchemy)",
 }
 STOCK_REQUIREMENTS = {"redis": ["pyramid_session_redis"], "database": ["pyramid_beaker"]}
-# Where the SQL store's sessions live: a file beside the project, or a private server.
-DATABASES = ("sqlite", "postgresql")
 # The stock libraries know one Redis server only (no Sentinel, no Cluster).
 NO_STOCK = {"sentinel", "cluster"}
 # Answers that render a project for its store, beside the factory: a PostgreSQL project
@@ -108,32 +103,6 @@ def pin_server(pid: int, cores: set[int]) -> None:
     for process in [pid, *children(pid)]:
         with suppress(ProcessLookupError):  # it has just ended
             os.sched_setaffinity(process, cores)
-
-
-@dataclass
-class Store:
-    """Where a case's sessions live: what the app needs to reach them, and the processes
-    that serve them."""
-
-    environment: dict[str, str]
-    """The app's environment variables, without the <SLUG>_ prefix."""
-    pids: list[int]
-
-
-@contextmanager
-def store_servers(factory: str, store: str) -> Iterator[Store]:
-    """The private servers of ``factory``'s sessions on ``store`` for the block: a Redis
-    deployment, a PostgreSQL server, or none (cookies; an SQLite file beside the project,
-    as production.ini has it)."""
-    if factory == "redis":
-        with redis_deployment(store) as redis:
-            servers = [*redis.nodes, *redis.sentinels]
-            yield Store(redis.environment, [server.process.pid for server in servers])
-    elif factory == "database" and store == "postgresql":
-        with postgres_server() as postgres:
-            yield Store({"DATABASE_URL": postgres.url}, [postgres.pid])
-    else:
-        yield Store({}, [])
 
 
 def bench_app(project: Path, command: str, *extra: str) -> list[str]:
@@ -180,13 +149,6 @@ def served(project: Path, env: dict[str, str], seconds: float, inside: dict) -> 
     """
     cookie, token = inside["cookie"], inside["token"]
     port = free_port()
-    server = start(
-        bench_app(project, "serve", str(port), str(SERVER_THREADS)),
-        port,
-        cwd=project,
-        env=clean_environment(**env),
-        preexec_fn=pin_to(APP_CORES),
-    )
     base = f"http://127.0.0.1:{port}"
     with_cookie = ("-H", f"Cookie: {cookie}")
     flash = ("-s", str(BENCH_DIR / "flash_round.lua"))
@@ -197,11 +159,15 @@ def served(project: Path, env: dict[str, str], seconds: float, inside: dict) -> 
         "ping": lambda: wrk(f"{base}/ping", seconds, *with_cookie),
     }
     loads = {name: load for name, load in loads.items() if name in inside["rounds"][0]}
-    try:
+    with running(
+        bench_app(project, "serve", str(port), str(SERVER_THREADS)),
+        port,
+        cwd=project,
+        env=clean_environment(**env),
+        preexec_fn=pin_to(APP_CORES),
+    ):
         wrk(f"{base}/", 1, *with_cookie)  # warm up: template compilation, connection pools
         return [{name: load() for name, load in loads.items()} for _ in range(WRK_ROUNDS)]
-    finally:
-        stop(server)
 
 
 def summary(rounds: list[dict[str, float]]) -> dict[str, float]:
@@ -230,12 +196,10 @@ def measure_factory(
     if stock and STOCK_REQUIREMENTS.get(factory):
         pip = [str(python), "-m", "pip", "install", "--quiet", *STOCK_REQUIREMENTS[factory]]
         subprocess.run(pip, check=True)
-    with store_servers(factory, store) as servers:
+    with session_store(factory, store) as servers:
         for pid in servers.pids:
             pin_server(pid, CLIENT_CORES)
-        slug = project.name.upper()
-        env = production_env(project, factory)
-        env.update({f"{slug}_{name}": value for name, value in servers.environment.items()})
+        env = production_env(project, factory, servers.environment)
         inside = in_process(project, env, seconds, factory if stock else "")
         outside = served(project, env, seconds, inside)
     return {
@@ -252,14 +216,6 @@ def cases(factories: list[str], stores: dict[str, list[str]]) -> list[tuple[str,
     """(factory, store) pairs to measure: a server-side factory once per store it is given
     (Redis topologies, databases), a cookie factory once."""
     return [(factory, store) for factory in factories for store in stores.get(factory, ["server"])]
-
-
-def case_name(factory: str, store: str) -> str:
-    """'redis over sentinel' for Redis past one server, 'database on sqlite' for the SQL
-    store, else the factory."""
-    if factory == "database":
-        return f"{factory} on {store}"
-    return factory if store == "server" else f"{factory} over {store}"
 
 
 def template_factories(template: Path) -> tuple[str, ...]:

@@ -7,7 +7,6 @@ on a loopback port, with a private Redis server when it needs one.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -22,9 +21,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 
 from cookiecutter.main import cookiecutter
+
+from hooks import post_gen_project
 
 ROOT = Path(__file__).resolve().parent.parent
 # The session factory choices, as cookiecutter.json lists them (the default first).
@@ -95,6 +95,17 @@ def stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
     process.wait(timeout=10)
+
+
+@contextmanager
+def running(command: list[str], port: int, **popen_options) -> Iterator[subprocess.Popen]:
+    """``command`` started as ``start`` does, listening on ``port`` for the duration of
+    the block; stopped afterwards."""
+    process = start(command, port, **popen_options)
+    try:
+        yield process
+    finally:
+        stop(process)
 
 
 @dataclass
@@ -382,22 +393,8 @@ def waitress_server(
     """Serve the installed project with waitress on a loopback port; yield its URL and process."""
     port = free_port()
     command = [str(project_python(project)), "-c", SERVE_SCRIPT, ini, str(port), str(threads)]
-    process = start(command, port, cwd=project, env=clean_environment(**env))
-    try:
+    with running(command, port, cwd=project, env=clean_environment(**env)) as process:
         yield f"http://127.0.0.1:{port}", process
-    finally:
-        stop(process)
-
-
-def load_hook(name: str) -> ModuleType:
-    """Import hooks/<name>.py as a module (its Jinja lives only in string literals)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "hooks" / f"{name}.py")
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load hooks/{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def served_sqlite_file(project: Path) -> Path:
@@ -417,7 +414,7 @@ def production_env(
     """What production.ini needs from the environment: a fresh secret, for the SQL store
     an SQLite file (served_sqlite_file), and where the store's servers are:
     ``store_environment`` (names without the <SLUG>_ prefix), which wins."""
-    secret = load_hook("post_gen_project").new_secret(factory)
+    secret = post_gen_project.new_secret(factory)
     variables = {"SESSION_SECRET": secret}
     if factory == "database":
         variables["DATABASE_URL"] = f"sqlite:///{served_sqlite_file(project)}"

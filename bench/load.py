@@ -181,13 +181,14 @@ Fault = Callable[[], object]
 @dataclass
 class SessionStore:
     """Where a case's sessions live: what the app reads from its environment (names
-    without the <SLUG>_ prefix), the fault injected mid-load, and whether every session
-    must outlive it."""
+    without the <SLUG>_ prefix), the fault injected mid-load, whether every session
+    must outlive it, and the processes that serve them (the benchmark pins them)."""
 
     case: str
     environment: dict[str, str] = field(default_factory=dict)
     fault: Fault | None = None
     keeps_sessions: bool = True
+    pids: list[int] = field(default_factory=list)
 
 
 def outage(stop: Fault, start: Fault) -> Fault:
@@ -223,17 +224,20 @@ def case_name(factory: str, store: str) -> str:
 
 @contextmanager
 def session_store(factory: str, store: str) -> Iterator[SessionStore]:
-    """The private servers of ``factory``'s sessions on ``store`` for the block: a Redis
-    deployment, a PostgreSQL server, or none (the cookie factories; the SQLite file
-    production_env names)."""
+    """The private servers of ``factory``'s sessions on ``store`` (a Redis topology, a
+    database, or "server") for the block: a Redis deployment, a PostgreSQL server, or none
+    (the cookie factories; the SQLite file production_env names). Shared by the load test,
+    the benchmark and the template's tests."""
     name = case_name(factory, store)
     if factory == "redis":
         with redis_deployment(store) as redis:
             keeps = (factory, store) not in LOSES_SESSIONS
-            yield SessionStore(name, redis.environment, redis_fault(redis), keeps)
+            pids = [server.process.pid for server in [*redis.nodes, *redis.sentinels]]
+            yield SessionStore(name, redis.environment, redis_fault(redis), keeps, pids)
     elif factory == "database" and store == "postgresql":
         with postgres_server() as postgres:
-            yield SessionStore(name, {"DATABASE_URL": postgres.url}, postgres_fault(postgres))
+            environment = {"DATABASE_URL": postgres.url}
+            yield SessionStore(name, environment, postgres_fault(postgres), pids=[postgres.pid])
     else:
         yield SessionStore(name)
 

@@ -1,7 +1,8 @@
 """Finish the generated project: keep the chosen factory's files, render secrets, say what next.
 
 Secrets are made here, with ``secrets``, and never pass through cookiecutter's context, so
-they cannot leak into the replay file. Jinja appears only inside the string literal below.
+they cannot leak into the replay file. Jinja appears only inside the string literal below,
+so this file stays valid Python for the template's tests (``from hooks import post_gen_project``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,18 @@ from pathlib import Path
 from typing import Any
 
 ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
+# cookiecutter's context: the answers and cookiecutter.json's private keys (passed as they
+# are), which define once what this hook shares with the generated project. Unrendered
+# (imported by the template's tests), the hook reads them from cookiecutter.json itself.
+TEMPLATE = json.loads(
+    ANSWERS_JSON
+    if ANSWERS_JSON.startswith('{"')  # rendered: a JSON object, no longer the Jinja expression
+    else (Path(__file__).resolve().parent.parent / "cookiecutter.json").read_text(encoding="utf-8")
+)
 
-# Bytes of randomness per factory: HMAC-SHA512 keys as long as the hash; NaCl keys are 32 bytes.
-SECRET_BYTES = {"signed_cookie": 64, "encrypted_cookie": 32, "redis": 64, "database": 64}
+# Bytes of randomness per factory (the generated settings module checks the secret's
+# length with the same number): HMAC-SHA512 keys as long as the hash; NaCl keys are 32 bytes.
+SECRET_BYTES: dict[str, int] = TEMPLATE["_secret_bytes"]
 # The development secret's file: never committed, and kept when the project is re-rendered.
 DEVELOPMENT_SECRET_FILE = ".session_secret"  # noqa: S105 - a file name
 # The one place that says which files belong to which session storage: groups of files,

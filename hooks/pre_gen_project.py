@@ -5,7 +5,8 @@ the hook answers in the wrong form, and the field errors it would cause blame th
 each failure is one line naming the field, the bad value and what is expected; all
 failures are reported together and the hook exits non-zero, so cookiecutter removes
 the half-made project directory. Jinja appears only inside the string literal below,
-so this file stays valid Python and its functions can be imported by unit tests.
+so this file stays valid Python and its functions can be imported by unit tests
+(``from hooks import pre_gen_project``).
 """
 
 from __future__ import annotations
@@ -21,10 +22,19 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from email.headerregistry import Address
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, unquote_plus, urlsplit
 
 ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
+# cookiecutter's context: the answers and cookiecutter.json's private keys (passed as they
+# are), which define once what this hook shares with the generated project. Unrendered
+# (imported by the template's tests), the hook reads them from cookiecutter.json itself.
+TEMPLATE = json.loads(
+    ANSWERS_JSON
+    if ANSWERS_JSON.startswith('{"')  # rendered: a JSON object, no longer the Jinja expression
+    else (Path(__file__).resolve().parent.parent / "cookiecutter.json").read_text(encoding="utf-8")
+)
 
 # The oldest cookiecutter that renders the same project as the newest for the same answers.
 # Older ones hand yes/no answers to the hook as text: before 2.2.0 even the default arrives
@@ -45,7 +55,8 @@ SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db", ".db3")
 SQLITE_SEGMENT = re.compile(r"(?!\.{1,2}$)[\w.-]+")
 # Query parameters that libpq takes as a password.
 PASSWORD_PARAMETER = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)
-MIN_TIMEOUT, MAX_TIMEOUT = 60, 30 * 24 * 3600
+# The idle session timeout's bounds, which the generated settings module checks too.
+MIN_TIMEOUT, MAX_TIMEOUT = TEMPLATE["_min_timeout"], TEMPLATE["_max_timeout"]
 MAX_TEXT_LENGTH = {"project_name": 80, "description": 300, "author_name": 100}
 # The SQL store's table is <slug>_sessions and its index <slug>_sessions_expiry: 56
 # characters at most, under PostgreSQL's 63-byte limit for names. cookiecutter.json's

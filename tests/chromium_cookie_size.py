@@ -28,7 +28,13 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, Page, expect
 
-from bench.harness import ROOT, clean_environment, production_env, waitress_server
+from bench.harness import (
+    ROOT,
+    clean_environment,
+    production_env,
+    project_python,
+    waitress_server,
+)
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_NAME_PLUS_VALUE = 4096  # bytes Chromium keeps of a cookie's name and value
@@ -53,10 +59,9 @@ POST_FLASH = """async ([category, message]) => {
 def project_cap(project: Path) -> int:
     """MAX_COOKIE_VALUE, as the installed project has it."""
     code = f"from {project.name}.sessions import MAX_COOKIE_VALUE; print(MAX_COOKIE_VALUE)"
-    python = project / ".venv" / "bin" / "python"
     return int(
         subprocess.run(
-            [python, "-c", code],
+            [project_python(project), "-c", code],
             check=True,
             capture_output=True,
             text=True,

@@ -25,9 +25,8 @@ from hypothesis import strategies as st
 from setuptools.config.pyprojecttoml import apply_configuration
 from setuptools.dist import Distribution
 
-from bench.harness import FACTORIES, ROOT, load_hook
-
-pre_gen = load_hook("pre_gen_project")
+from bench.harness import FACTORIES, ROOT
+from hooks import pre_gen_project as pre_gen
 
 WEEK = 7 * 24 * 3600  # the ini files' absolute timeout when the idle one is shorter
 # Printable text of every script, the characters templates must escape, and the emoji
@@ -113,7 +112,9 @@ def answers(draw: st.DrawFn) -> dict:
             st.from_regex(r"[a-z0-9._+-]{1,20}@[a-z0-9-]{1,20}\.[a-z]{2,6}", fullmatch=True)
         ),
         "session_factory": factory,
-        "session_timeout": draw(bounded_numbers(60, 30 * 24 * 3600, 600, 1200, 3600, WEEK)),
+        "session_timeout": draw(
+            bounded_numbers(pre_gen.MIN_TIMEOUT, pre_gen.MAX_TIMEOUT, 600, 1200, 3600, WEEK)
+        ),
         "session_store_url": draw(STORE_URLS[factory]),
         "http_port": draw(bounded_numbers(1, 65535, 6543)),
         "github_actions": draw(st.booleans()),

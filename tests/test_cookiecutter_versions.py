@@ -16,9 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import TEMPLATE_DIR
 
-from bench.harness import load_hook
-
-pre_gen = load_hook("pre_gen_project")
+from hooks import pre_gen_project as pre_gen
 
 MINIMUM_RELEASE = pre_gen.version_text(pre_gen.MINIMUM_COOKIECUTTER)
 # Older than the minimum: with it, the default answers used to fail with

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -14,12 +15,16 @@ import pytest
 from conftest import TEMPLATE_DIR
 from cookiecutter.generate import generate_context
 from cookiecutter.prompt import prompt_for_config
+from cookiecutter.utils import create_env_with_context
 
-from bench.harness import FACTORIES, load_hook
+from bench.harness import FACTORIES
+from hooks import post_gen_project as post_gen
+from hooks import pre_gen_project as pre_gen
 
-pre_gen = load_hook("pre_gen_project")
-post_gen = load_hook("post_gen_project")
-
+# cookiecutter.json as written: the variables, their prompts and the private keys.
+VARIABLES = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text(encoding="utf-8"))
+MIN_TIMEOUT, MAX_TIMEOUT = VARIABLES["_min_timeout"], VARIABLES["_max_timeout"]
+TIMEOUT_RANGE = f"a whole number of seconds from {MIN_TIMEOUT} to {MAX_TIMEOUT}"
 GOOD_ANSWERS = {
     "project_name": "Pyramid Sessions",
     "project_slug": "pyramid_sessions",
@@ -83,13 +88,10 @@ BAD_ANSWERS = [
     ("project_slug", "packaging", "not the name of a package the project uses"),
     ("project_slug", "testing_app", "not starting with 'test'"),
     ("session_factory", "memcached", "one of signed_cookie, encrypted_cookie, redis, database"),
-    ("session_timeout", "0", "a whole number of seconds from 60 to 2592000"),
-    ("session_timeout", "59", "a whole number of seconds from 60 to 2592000"),
-    ("session_timeout", "2592001", "a whole number of seconds from 60 to 2592000"),
-    ("session_timeout", "-60", "a whole number of seconds from 60 to 2592000"),
-    ("session_timeout", "1.5", "a whole number of seconds from 60 to 2592000"),
-    ("session_timeout", "ten", "a whole number of seconds from 60 to 2592000"),
-    ("session_timeout", "١٢٠٠", "a whole number of seconds from 60 to 2592000"),
+    *[
+        ("session_timeout", value, TIMEOUT_RANGE)
+        for value in ("0", str(MIN_TIMEOUT - 1), str(MAX_TIMEOUT + 1), "-60", "1.5", "ten", "١٢٠٠")
+    ],
     ("session_timeout", "\n1200", "in digits only (no spaces, signs or other characters)"),
     ("session_timeout", "1200 ", "in digits only (no spaces, signs or other characters)"),
     ("session_timeout", "1200\u3000", "in digits only (no spaces, signs or other characters)"),
@@ -550,18 +552,72 @@ def test_every_failure_is_reported_at_once() -> None:
 
 
 def test_every_prompted_field_is_checked() -> None:
-    variables = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text())
-    prompted = {name for name in variables if not name.startswith("_")}
+    prompted = {name for name in VARIABLES if not name.startswith("_")}
     assert prompted == set(pre_gen.CHECKS)
-    assert prompted == set(variables["__prompts__"])
+    assert prompted == set(VARIABLES["__prompts__"])
 
 
 @pytest.mark.parametrize("factory", ["signed_cookie", "encrypted_cookie"])
 def test_cookie_factory_labels_say_the_session_class_is_the_projects_own(factory: str) -> None:
-    variables = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text())
-    label = variables["__prompts__"]["session_factory"][factory]
+    label = VARIABLES["__prompts__"]["session_factory"][factory]
     assert "the project's own session class" in label
     assert "built-in" not in label
+
+
+# ---- what the hooks share with the generated project ----------------------------------
+
+
+def rendered_hook(name: str, directory: Path, **private: object) -> dict:
+    """hooks/<name>.py as cookiecutter runs it: rendered for the default answers, with
+    cookiecutter.json's private keys changed to ``private``, alone in ``directory``; its
+    globals."""
+    context = generate_context(str(TEMPLATE_DIR / "cookiecutter.json"))
+    context["cookiecutter"] = {**prompt_for_config(context, no_input=True), **private}
+    source = (TEMPLATE_DIR / "hooks" / f"{name}.py").read_text(encoding="utf-8")
+    script = directory / f"{name}.py"
+    script.write_text(create_env_with_context(context).from_string(source).render(**context))
+    return runpy.run_path(str(script))
+
+
+def test_the_hooks_take_the_shared_values_from_cookiecutter_json() -> None:
+    in_hooks = {
+        "_min_timeout": pre_gen.MIN_TIMEOUT,
+        "_max_timeout": pre_gen.MAX_TIMEOUT,
+        "_secret_bytes": post_gen.SECRET_BYTES,
+    }
+    assert in_hooks == {key: VARIABLES[key] for key in in_hooks}
+    assert set(post_gen.SECRET_BYTES) == set(FACTORIES)
+
+
+def test_cookiecutter_passes_the_shared_values_as_they_are() -> None:
+    """Private keys are not rendered: the hooks and the generated project's Jinja get
+    cookiecutter.json's numbers and mapping, not text (60 != "60")."""
+    context = cookiecutter_defaults({})
+    shared = ("_min_timeout", "_max_timeout", "_secret_bytes")
+    assert {key: context[key] for key in shared} == {key: VARIABLES[key] for key in shared}
+
+
+def test_the_rendered_hooks_read_the_shared_values_from_cookiecutters_context(
+    tmp_path: Path,
+) -> None:
+    shared = {
+        "_min_timeout": 61,
+        "_max_timeout": 3601,
+        "_secret_bytes": dict.fromkeys(FACTORIES, 48),
+    }
+    pre = rendered_hook("pre_gen_project", tmp_path, **shared)
+    post = rendered_hook("post_gen_project", tmp_path, **shared)
+    assert (pre["MIN_TIMEOUT"], pre["MAX_TIMEOUT"]) == (61, 3601)
+    assert "from 61 to 3601" in pre["CHECKS"]["session_timeout"]("3602")
+    assert post["SECRET_BYTES"] == shared["_secret_bytes"]
+    assert len(post["new_secret"]("encrypted_cookie")) == 2 * 48
+
+
+def test_the_timeout_prompt_names_the_shared_bounds() -> None:
+    """cookiecutter shows __prompts__ as written (it renders no Jinja there), so the prompt
+    repeats the bounds of cookiecutter.json's private keys, and must keep to them."""
+    bounds = f"({MIN_TIMEOUT} to {MAX_TIMEOUT})"
+    assert VARIABLES["__prompts__"]["session_timeout"].endswith(bounds)
 
 
 # ---- pre_gen_project: the cookiecutter running it ------------------------------------

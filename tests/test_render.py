@@ -23,10 +23,9 @@ from conftest import (
 )
 from cookiecutter.environment import StrictEnvironment
 
-from bench.harness import FACTORIES, load_hook
-
-pre_gen = load_hook("pre_gen_project")
-post_gen = load_hook("post_gen_project")
+from bench.harness import FACTORIES
+from hooks import post_gen_project as post_gen
+from hooks import pre_gen_project as pre_gen
 
 # Jinja openers, or a template variable left as text (".cookiecutter.json" is a file name;
 # "${{ ... }}" is a GitHub Actions expression, written through {% raw %}).
