@@ -608,6 +608,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("database_url", backends, indirect=True)
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Mark the PostgreSQL tests, before -m reads the marks: `pytest -m postgresql` runs
+    them alone (after a run without PostgreSQL, say), `-m "not postgresql"` the others."""
+    if needs_postgresql(item):
+        item.add_marker(pytest.mark.postgresql)
+
+
 @pytest.hookimpl(trylast=True)  # after -k, -m and --deselect: count only what runs
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Without PostgreSQL, skip its tests rather than fail each one: the SQLite ones still
