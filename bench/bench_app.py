@@ -75,10 +75,22 @@ def make_app(package: str, ini: str) -> Router:
     return config.make_wsgi_app()
 
 
+def project_module(package: str, *paths: str) -> ModuleType:
+    """The first of the generated ``package``'s modules ``paths`` that exists: where a
+    module lives now first, then where an older checkout of the template kept it."""
+    for path in paths[:-1]:
+        try:
+            return importlib.import_module(f"{package}.{path}")
+        except ModuleNotFoundError as error:
+            if not (error.name or "").startswith(package):
+                raise
+    return importlib.import_module(f"{package}.{paths[-1]}")
+
+
 def app_modules(package: str) -> tuple[ModuleType, ModuleType]:
-    """The generated app's ``pages`` and ``views`` modules."""
+    """The generated app's ``layout`` (``pages`` before) and ``views`` modules."""
     return (
-        importlib.import_module(f"{package}.pages"),
+        project_module(package, "layout", "pages"),
         importlib.import_module(f"{package}.views"),
     )
 
@@ -127,7 +139,7 @@ def one_round_trip(store: object) -> Callable[[], object]:
 def stock_session_factory(package: str, settings: dict, factory: str) -> object:
     """The stock library's session factory for ``factory``, configured as the project's
     own from the same settings: JSON, the same timeouts, secret and cookie flags."""
-    checked = importlib.import_module(f"{package}.settings").session_settings(settings)
+    checked = project_module(package, "sessions.settings", "settings").session_settings(settings)
     timeout, secure = checked.timeout, checked.secure
     if factory == "database":
         return beaker_session_factory(package, settings, checked)
@@ -174,7 +186,7 @@ def beaker_session_factory(package: str, settings: dict, checked: object) -> obj
     from pyramid_beaker import session_factory_from_settings
     from sqlalchemy import Engine, event
 
-    database = importlib.import_module(f"{package}.database_settings")
+    database = project_module(package, "sessions.database.settings", "database_settings")
     url = database.read_database_settings(settings, os.environ).url
     if url.get_backend_name() == "sqlite":
         event.listen(Engine, "connect", sync_as_the_project)
@@ -227,7 +239,7 @@ def redis_location(package: str, settings: dict, checked: object) -> tuple[str, 
     """The Redis URL and socket timeout of the project's own settings (the environment
     included); older templates kept them in the session settings."""
     try:
-        module = importlib.import_module(f"{package}.redis_settings")
+        module = project_module(package, "sessions.redis.settings", "redis_settings")
     except ImportError:
         return checked.redis_url, checked.redis_socket_timeout
     redis = module.read_redis_settings(settings, os.environ)

@@ -175,7 +175,10 @@ def measure(package: str, url: str, live: int, expired: int) -> dict:
     """Fill the table and time the clears (see the module's docstring)."""
     from sqlalchemy import create_engine
 
-    module = importlib.import_module(f"{package}.database_store")
+    try:
+        module = importlib.import_module(f"{package}.sessions.database")
+    except ModuleNotFoundError:  # an older checkout of the template
+        module = importlib.import_module(f"{package}.database_store")
     settings = {"session.database_url": url, "session.database_timeout": TIMEOUT}
     store = module.make_database_store(settings, {}, IDLE, LIFETIME)
     store.prepare()

@@ -29,26 +29,23 @@ TEMPLATE = json.loads(
 SECRET_BYTES: dict[str, int] = TEMPLATE["_secret_bytes"]
 # The development secret's file: never committed, and kept when the project is re-rendered.
 DEVELOPMENT_SECRET_FILE = ".session_secret"  # noqa: S105 - a file name
-# The one place that says which files belong to which session storage: groups of files,
-# and the groups each session factory keeps. The first group's sessions_<group>.py
-# becomes sessions.py.
+# The one place that says which files belong to which session storage: groups of files
+# and folders, and the groups each session factory keeps.
 FILE_GROUPS = {
-    "cookie": ("{package}/sessions_cookie.py", "tests/test_cookie_sessions.py"),
+    "cookie": ("{package}/sessions/cookie.py", "tests/test_cookie_sessions.py"),
     "server": (
-        "{package}/sessions_server.py",
-        "{package}/clear_sessions.py",
+        "{package}/sessions/server.py",
+        "{package}/sessions/clear_sessions.py",
         "tests/test_server_sessions.py",
         "tests/test_clear_sessions.py",
     ),
     "redis": (
-        "{package}/redis_settings.py",
-        "{package}/redis_store.py",
+        "{package}/sessions/redis",
         "tests/test_redis_sessions.py",
         "tests/test_redis_topologies.py",
     ),
     "database": (
-        "{package}/database_settings.py",
-        "{package}/database_store.py",
+        "{package}/sessions/database",
         "tests/database_servers.py",
         "tests/test_database_sessions.py",
         "tests/test_database_settings.py",
@@ -75,14 +72,13 @@ def remove(path: Path) -> None:
 
 
 def keep_chosen_files(project: Path, answers: dict[str, Any]) -> None:
-    """Delete what the options do not use; the chosen sessions module becomes sessions.py."""
+    """Delete what the options do not use."""
     package = answers["project_slug"]
     chosen = FACTORY_GROUPS[answers["session_factory"]]
     kept = {name for group in chosen for name in FILE_GROUPS[group]}
     for files in FILE_GROUPS.values():
         for name in set(files) - kept:
             remove(project / name.format(package=package))
-    (project / package / f"sessions_{chosen[0]}.py").rename(project / package / "sessions.py")
     if not answers["github_actions"]:
         for name in GITHUB_ACTIONS_FILES:
             remove(project / name)

@@ -58,7 +58,7 @@ POST_FLASH = """async ([category, message]) => {
 
 def project_cap(project: Path) -> int:
     """MAX_COOKIE_VALUE, as the installed project has it."""
-    code = f"from {project.name}.sessions import MAX_COOKIE_VALUE; print(MAX_COOKIE_VALUE)"
+    code = f"from {project.name}.sessions.cookie import MAX_COOKIE_VALUE; print(MAX_COOKIE_VALUE)"
     return int(
         subprocess.run(
             [project_python(project), "-c", code],

@@ -227,8 +227,8 @@ def assert_derived_names_fit(answered: dict, project: Path) -> None:
     slug = answered["project_slug"]
     assert len(f"{slug}_sessions_expiry".encode()) <= 63
     if answered["session_factory"] == "database":
-        store = (project / slug / "database_store.py").read_text(encoding="utf-8")
-        assert f'TABLE_NAME = "{slug}_sessions"' in store
+        schema = project / slug / "sessions" / "database" / "schema.py"
+        assert f'TABLE_NAME = "{slug}_sessions"' in schema.read_text(encoding="utf-8")
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -59,7 +59,7 @@ WORKFLOW_PACKAGES = {
 APT_INSTALL = re.compile(r"apt-get install((?: [^&|;\n]+)+)")
 # The console script a server-side store's project installs (expired rows, or --all to end
 # every session), and what it runs.
-SERVER_SIDE_SCRIPTS = {"shop-clear-sessions": "shop.clear_sessions:main"}
+SERVER_SIDE_SCRIPTS = {"shop-clear-sessions": "shop.sessions.clear_sessions:main"}
 
 
 @pytest.fixture(scope="module", params=SUPPORTED_COMBINATIONS, ids=combination_id)
@@ -184,24 +184,19 @@ def test_a_database_answer_does_not_reach_a_cookie_store(bake, factory: str) -> 
 
 
 def group_files(groups: tuple[str, ...]) -> set[str]:
-    """The files of post_gen's ``groups``, as the project "shop" names them; the first
-    group's sessions module is sessions.py."""
-    renamed = {f"{{package}}/sessions_{groups[0]}.py": "{package}/sessions.py"} if groups else {}
-    return {
-        renamed.get(name, name).format(package="shop")
-        for group in groups
-        for name in post_gen.FILE_GROUPS[group]
-    }
+    """The files and folders of post_gen's ``groups``, as the project "shop" names them."""
+    files = post_gen.FILE_GROUPS
+    return {name.format(package="shop") for group in groups for name in files[group]}
 
 
 def test_only_the_chosen_factory_keeps_its_files(rendered) -> None:
     answers, project = rendered
     kept = group_files(post_gen.FACTORY_GROUPS[answers["session_factory"]])
-    every = group_files(tuple(post_gen.FILE_GROUPS)) | {"shop/sessions.py"}
+    every = group_files(tuple(post_gen.FILE_GROUPS))
     assert {name for name in every if (project / name).exists()} == kept
-    store_module = {"redis": "shop/redis_store.py", "database": "shop/database_store.py"}
-    for factory, module in store_module.items():
-        assert (module in kept) == (answers["session_factory"] == factory)
+    store_package = {"redis": "shop/sessions/redis", "database": "shop/sessions/database"}
+    for factory, package in store_package.items():
+        assert (package in kept) == (answers["session_factory"] == factory)
 
 
 def test_only_the_chosen_factory_has_code(rendered) -> None:
@@ -210,8 +205,8 @@ def test_only_the_chosen_factory_has_code(rendered) -> None:
     for factory, words in FACTORY_WORDS.items():
         for word in words:
             assert (word in code) == (factory == answers["session_factory"]), (factory, word)
-    package = project / "shop"
-    assert sorted(path.name for path in package.glob("sessions*.py")) == ["sessions.py"]
+    kinds = [path.name for path in (project / "shop" / "sessions").glob("*.py")]
+    assert len({"cookie.py", "server.py"} & set(kinds)) == 1, kinds
 
 
 @pytest.mark.parametrize("ini", ["development.ini", "production.ini"])
@@ -334,7 +329,7 @@ def test_default_answers_render(bake) -> None:
     result = bake()
     assert result.exit_code == 0, result.exception
     assert result.project_path.name == "pyramid_sessions"
-    assert (result.project_path / "pyramid_sessions" / "sessions.py").exists()
+    assert (result.project_path / "pyramid_sessions" / "sessions" / "cookie.py").exists()
 
 
 # "test_file.py::test_name", or "::test_name" for another test of the file named last.

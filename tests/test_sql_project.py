@@ -84,29 +84,24 @@ def postgresql_free_environment() -> dict[str, str]:
     return env
 
 
-def start_tests(command: list[str], project: Path, env: dict[str, str]) -> subprocess.Popen:
-    """Start the project's tests with ``command``."""
-    return subprocess.Popen(
-        command, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+def passing_tests(command: list[str], project: Path, env: dict[str, str]) -> str:
+    """Run the project's tests with ``command``; their output, which must show a pass."""
+    result = subprocess.run(
+        command, cwd=project, env=env, capture_output=True, text=True, timeout=300, check=False
     )
-
-
-def passed(tests: subprocess.Popen) -> str:
-    """The output of the project's ``tests`` once they end, which must show a pass."""
-    stdout, stderr = tests.communicate(timeout=300)
-    output = stdout + stderr
-    assert tests.returncode != MOUNT_FAILED, f"could not hide PostgreSQL:\n{output}"
-    assert tests.returncode != POSTGRESQL_STILL_THERE, f"PostgreSQL still found:\n{output}"
-    assert tests.returncode == 0, output[-6000:]
-    assert FULL_COVERAGE in stdout, stdout[-3000:]
-    return stdout
+    output = result.stdout + result.stderr
+    assert result.returncode != MOUNT_FAILED, f"could not hide PostgreSQL:\n{output}"
+    assert result.returncode != POSTGRESQL_STILL_THERE, f"PostgreSQL still found:\n{output}"
+    assert result.returncode == 0, output[-6000:]
+    assert FULL_COVERAGE in result.stdout, result.stdout[-3000:]
+    return result.stdout
 
 
 def skipped_without_postgresql(project: Path) -> int:
     """The project's bare `uv run pytest` where PostgreSQL's programs cannot be found: how
     many tests it skipped, as its one line says (and as pytest's own count does)."""
     command = ["unshare", "-m", "sh", "-c", WITHOUT_POSTGRESQL]
-    output = passed(start_tests(command, project, postgresql_free_environment()))
+    output = passing_tests(command, project, postgresql_free_environment())
     [skipped] = SKIP_LINE.findall(output)  # one line, no more
     assert re.search(rf"\b{skipped} skipped\b", output), "the line's count is not pytest's"
     return int(skipped)
@@ -128,16 +123,12 @@ def test_sql_project_passes_without_postgresql_then_with_it_and_serves_on_both(c
 
     skipped = skipped_without_postgresql(project)
     assert skipped > 0
-    # The PostgreSQL tests run while the project is served on SQLite: they share nothing
-    # (their own servers, files and ports), and the lane is the suite's longest.
-    postgresql_tests = start_tests(POSTGRESQL_TESTS_ONLY, project, clean_environment())
-    with session_store("database", "sqlite") as sessions:
-        serve_browse_scale_out_and_load(project, UV_COMMANDS[-1], port, "database", sessions)
-    output = passed(postgresql_tests)
+    output = passing_tests(POSTGRESQL_TESTS_ONLY, project, clean_environment())
     assert re.search(rf"\b{skipped} passed\b", output), "not the tests skipped without it"
     assert not re.search(r"\bskipped\b", output), output[-3000:]
 
-    with session_store("database", "postgresql") as sessions:
-        serve_browse_scale_out_and_load(project, UV_COMMANDS[-1], port, "database", sessions)
+    for store in ("sqlite", "postgresql"):
+        with session_store("database", store) as sessions:
+            serve_browse_scale_out_and_load(project, UV_COMMANDS[-1], port, "database", sessions)
     assert (project / SQLITE_FILE).exists(), "the README's server did not use the answer"
     assert served_sqlite_file(project).exists(), "production ignored <SLUG>_DATABASE_URL"

@@ -58,22 +58,23 @@ from pyramid.paster import get_appsettings
 from pyramid.request import Request
 
 from {{ cookiecutter.project_slug }} import main
-from {{ cookiecutter.project_slug }} import settings as settings_module
+from {{ cookiecutter.project_slug }}.sessions import regenerate_session
+from {{ cookiecutter.project_slug }}.sessions import settings as settings_module
 {%- if cookiecutter.session_factory == "redis" %}
-from {{ cookiecutter.project_slug }}.redis_settings import (
+from {{ cookiecutter.project_slug }}.sessions.redis.scripts import MOVED_FIELD
+from {{ cookiecutter.project_slug }}.sessions.redis.settings import (
     ENVIRONMENT as REDIS_ENVIRONMENT,
 )
-from {{ cookiecutter.project_slug }}.redis_store import KEY_PREFIX, MOVED_FIELD
+from {{ cookiecutter.project_slug }}.sessions.redis.store import KEY_PREFIX
 {%- elif cookiecutter.session_factory == "database" %}
-from {{ cookiecutter.project_slug }}.database_settings import (
-    ENVIRONMENT as DATABASE_ENVIRONMENT,
-)
-from {{ cookiecutter.project_slug }}.database_store import (
+from {{ cookiecutter.project_slug }}.sessions.database.schema import (
     TABLE_NAME,
     create_table,
 )
+from {{ cookiecutter.project_slug }}.sessions.database.settings import (
+    ENVIRONMENT as DATABASE_ENVIRONMENT,
+)
 {%- endif %}
-from {{ cookiecutter.project_slug }}.sessions import regenerate_session
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 # Variables that would override the settings under test.

@@ -131,7 +131,7 @@ class StoredSessions:
 
     def __init__(self, url: str) -> None:
         # Imported here, not at the top: see the note under the imports.
-        from {{ cookiecutter.project_slug }}.database_store import sessions
+        from {{ cookiecutter.project_slug }}.sessions.database.schema import sessions
 
         self.table = sessions
         self.engine = sqlalchemy.create_engine(url, pool_size=1)

@@ -40,24 +40,21 @@ from conftest import app_with_test_views, development_timeouts, login_view
 {%- endif %}
 from helpers import counter, csrf_token, session_cookie
 
-{% if database -%}
 from {{ cookiecutter.project_slug }} import main
-{%- else -%}
-from {{ cookiecutter.project_slug }} import main, redis_store
-{%- endif %}
-from {{ cookiecutter.project_slug }}.clear_sessions import main as clear_sessions
+from {{ cookiecutter.project_slug }}.sessions.clear_sessions import main as clear_sessions
 {%- if database %}
-from {{ cookiecutter.project_slug }}.database_settings import URL_ENV
-from {{ cookiecutter.project_slug }}.database_store import (
-    TABLE_NAME,
+from {{ cookiecutter.project_slug }}.sessions.database import (
     DatabaseStore,
     make_database_store,
 )
+from {{ cookiecutter.project_slug }}.sessions.database.schema import TABLE_NAME
+from {{ cookiecutter.project_slug }}.sessions.database.settings import URL_ENV
 
 STORE_URL = "session.database_url"
 {%- else %}
-from {{ cookiecutter.project_slug }}.redis_settings import URL_ENV
-from {{ cookiecutter.project_slug }}.redis_store import RedisStore, session_key
+from {{ cookiecutter.project_slug }}.sessions.redis import store as redis_store
+from {{ cookiecutter.project_slug }}.sessions.redis.settings import URL_ENV
+from {{ cookiecutter.project_slug }}.sessions.redis.store import RedisStore, session_key
 
 STORE_URL = "session.redis_url"
 {%- endif %}

@@ -22,16 +22,19 @@ from pyramid.session import JSONSerializer, SignedCookieSessionFactory
 from {{ cookiecutter.project_slug }} import main
 from {{ cookiecutter.project_slug }}.flash import (
     CATEGORIES,
+    DROPPED_MESSAGES_NOTICE,
     MAX_MESSAGE_LENGTH,
     MAX_MESSAGES_PER_CATEGORY,
 )
-from {{ cookiecutter.project_slug }}.sessions import (
-    DROPPED_MESSAGES_NOTICE,
+from {{ cookiecutter.project_slug }}.sessions.cookie import (
     CookieSession,
     make_session_factory,
     secret_serializer,
 )
-from {{ cookiecutter.project_slug }}.settings import SessionSettings, session_settings
+from {{ cookiecutter.project_slug }}.sessions.settings import (
+    SessionSettings,
+    session_settings,
+)
 
 MAX_COOKIE_BYTES = 4064
 
@@ -155,7 +158,7 @@ def test_a_session_too_big_without_messages_starts_afresh(app_settings: dict, ca
     session["notes"] = "n" * MAX_COOKIE_BYTES
     response = Response()
     session.write_back(request, response)
-    assert "without messages: a new session" in caplog.text
+    assert "cannot shrink: a new session" in caplog.text
     assert dict(session) == {}
     assert len(response.headers["Set-Cookie"]) < 300
 

@@ -41,21 +41,28 @@ from pyramid.request import Request
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from {{ cookiecutter.project_slug }} import database_store, main
-from {{ cookiecutter.project_slug }}.database_store import (
-    DatabaseStore,
+from {{ cookiecutter.project_slug }} import main
+from {{ cookiecutter.project_slug }}.sessions import increment_counter
+from {{ cookiecutter.project_slug }}.sessions.database import statements
+from {{ cookiecutter.project_slug }}.sessions.database import store as database_store
+from {{ cookiecutter.project_slug }}.sessions.database.engine import (
+    WATCHDOG_FACTOR,
     StatementWatchdog,
     call_if_alive,
-    create_table,
-    cut,
     dispose_in_child,
-    error_reason,
-    make_database_store,
-    sessions,
+    shut_down_socket,
     switch_to_wal,
 )
-from {{ cookiecutter.project_slug }}.sessions import increment_counter
-from {{ cookiecutter.project_slug }}.settings import session_settings
+from {{ cookiecutter.project_slug }}.sessions.database.schema import (
+    create_table,
+    sessions,
+)
+from {{ cookiecutter.project_slug }}.sessions.database.store import (
+    DatabaseStore,
+    error_reason,
+    make_database_store,
+)
+from {{ cookiecutter.project_slug }}.sessions.settings import session_settings
 
 
 def test_the_table_and_its_index_keep_their_full_names(stored) -> None:
@@ -597,7 +604,7 @@ def test_counting_twice_in_a_new_visitors_request_counts_two(app_settings) -> No
 def test_expired_sessions_are_cleared_in_batches(app_settings, stored, monkeypatch) -> None:
     """Each batch is one short statement: a big table never outlasts the statement
     timeout, and other writers wait for one batch at most."""
-    monkeypatch.setattr(database_store, "CLEAR_BATCH", 2)
+    monkeypatch.setattr(statements, "CLEAR_BATCH", 2)
     store = store_of(app_settings)
     for _ in range(5):
         store.count(secrets.token_urlsafe(32), new=True)
@@ -692,8 +699,8 @@ def test_a_cut_that_fails_is_logged_and_never_raises(caplog) -> None:
     unconnected = socket.socket()
     try:
         with caplog.at_level(logging.WARNING):
-            cut(read)  # not a socket
-            cut(unconnected.fileno())  # nothing to shut down
+            shut_down_socket(read)  # not a socket
+            shut_down_socket(unconnected.fileno())  # nothing to shut down
         assert caplog.text.count("statement watchdog could not cut a connection") == 2
         assert unconnected.fileno() >= 0  # cutting never closes psycopg's descriptor
     finally:
@@ -922,7 +929,7 @@ def outage_bound(timeout: float) -> float:
     """The longest a request waits on a PostgreSQL server that stopped answering: 1.5
     times the timeout for a statement (the watchdog), or a new connection's connect
     timeout (libpq's shortest is 2 s), whichever is longer."""
-    return max(database_store.WATCHDOG_FACTOR * timeout, 2.0) + WATCHDOG_TICK
+    return max(WATCHDOG_FACTOR * timeout, 2.0) + WATCHDOG_TICK
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -9,7 +9,7 @@ import pytest
 from conftest import SETTINGS_ENV, development_settings
 
 from {{ cookiecutter.project_slug }} import main
-from {{ cookiecutter.project_slug }}.database_settings import (
+from {{ cookiecutter.project_slug }}.sessions.database.settings import (
     URL_ENV,
     read_database_settings,
 )

@@ -21,7 +21,7 @@ from helpers import post_form
 
 import {{ cookiecutter.project_slug }}
 from {{ cookiecutter.project_slug }} import main
-from {{ cookiecutter.project_slug }}.limits import DEFAULT_MAX_BODY_SIZE
+from {{ cookiecutter.project_slug }}.hardening.limits import DEFAULT_MAX_BODY_SIZE
 
 CSP_DIRECTIVES = {
     "default-src 'self'",

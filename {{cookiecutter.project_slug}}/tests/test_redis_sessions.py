@@ -22,8 +22,8 @@ from helpers import (
 )
 
 from {{ cookiecutter.project_slug }} import main
-from {{ cookiecutter.project_slug }}.redis_store import KEY_PREFIX, RedisStore
-from {{ cookiecutter.project_slug }}.settings import session_settings
+from {{ cookiecutter.project_slug }}.sessions.redis.store import KEY_PREFIX, RedisStore
+from {{ cookiecutter.project_slug }}.sessions.settings import session_settings
 
 
 def test_counter_is_a_redis_integer_that_expires(

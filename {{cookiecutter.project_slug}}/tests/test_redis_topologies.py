@@ -41,8 +41,9 @@ from redis.cluster import RedisCluster
 from test_clear_sessions import write_ini
 
 from {{ cookiecutter.project_slug }} import main
-from {{ cookiecutter.project_slug }}.clear_sessions import main as clear_sessions
-from {{ cookiecutter.project_slug }}.redis_settings import (
+from {{ cookiecutter.project_slug }}.sessions.clear_sessions import main as clear_sessions
+from {{ cookiecutter.project_slug }}.sessions.redis.client import make_redis_client
+from {{ cookiecutter.project_slug }}.sessions.redis.settings import (
     PASSWORD_ENV,
     SENTINEL_PASSWORD_ENV,
     SENTINEL_SERVICE_ENV,
@@ -50,10 +51,9 @@ from {{ cookiecutter.project_slug }}.redis_settings import (
     URL_ENV,
     read_redis_settings,
 )
-from {{ cookiecutter.project_slug }}.redis_store import (
+from {{ cookiecutter.project_slug }}.sessions.redis.store import (
     KEY_PREFIX,
     RedisStore,
-    make_redis_client,
     session_key,
 )
 

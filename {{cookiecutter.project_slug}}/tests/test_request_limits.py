@@ -26,7 +26,7 @@ from test_headers import assert_security_headers
 
 from {{ cookiecutter.project_slug }} import main
 from {{ cookiecutter.project_slug }}.flash import MAX_MESSAGE_LENGTH
-from {{ cookiecutter.project_slug }}.limits import (
+from {{ cookiecutter.project_slug }}.hardening.limits import (
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_MAX_FORM_FIELDS,
 )

@@ -18,9 +18,12 @@ from hypothesis import strategies as st
 
 from {{ cookiecutter.project_slug }} import main
 {%- if cookiecutter.session_factory == "redis" %}
-from {{ cookiecutter.project_slug }}.redis_store import KEY_PREFIX
+from {{ cookiecutter.project_slug }}.sessions.redis.store import KEY_PREFIX
 {%- endif %}
-from {{ cookiecutter.project_slug }}.settings import SECRET_BYTES, session_settings
+from {{ cookiecutter.project_slug }}.sessions.settings import (
+    SECRET_BYTES,
+    session_settings,
+)
 
 COOKIE_TEXT = st.text(
     alphabet=st.characters(min_codepoint=0x21, max_codepoint=0xFF, exclude_characters=";,\x7f"),

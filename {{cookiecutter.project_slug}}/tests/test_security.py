@@ -21,7 +21,7 @@ from waitress.adjustments import Adjustments
 from waitress.proxy_headers import proxy_headers_middleware
 
 from {{ cookiecutter.project_slug }} import main
-from {{ cookiecutter.project_slug }}.security import path_of
+from {{ cookiecutter.project_slug }}.hardening.headers import path_of
 
 FORMS = ["/reset", "/flash", "/forget"]
 

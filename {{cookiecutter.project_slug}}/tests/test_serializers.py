@@ -7,7 +7,7 @@ import pytest
 import webob.cookies
 {%- endif %}
 
-from {{ cookiecutter.project_slug }}.serializers import (
+from {{ cookiecutter.project_slug }}.sessions.serializers import (
     JSONSerializer,
     RotatingSerializer,
 {%- if cookiecutter.session_factory != "encrypted_cookie" %}

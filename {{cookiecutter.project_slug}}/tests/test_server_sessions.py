@@ -27,14 +27,16 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from {{ cookiecutter.project_slug }} import main
-from {{ cookiecutter.project_slug }}.sessions import (
+from {{ cookiecutter.project_slug }}.sessions import increment_counter, regenerate_session
+from {{ cookiecutter.project_slug }}.sessions.server import (
     ServerSession,
-    increment_counter,
     make_session_factory,
     make_store,
-    regenerate_session,
 )
-from {{ cookiecutter.project_slug }}.settings import SECRET_BYTES, session_settings
+from {{ cookiecutter.project_slug }}.sessions.settings import (
+    SECRET_BYTES,
+    session_settings,
+)
 
 
 def test_cookie_carries_only_a_signed_id(testapp: webtest.TestApp, stored) -> None:

@@ -11,7 +11,7 @@ from pyramid.request import Request
 from zope.interface.verify import verifyObject
 
 from {{ cookiecutter.project_slug }} import main
-from {{ cookiecutter.project_slug }}.session_api import request_cookie
+from {{ cookiecutter.project_slug }}.sessions.session_api import request_cookie
 
 
 @pytest.fixture

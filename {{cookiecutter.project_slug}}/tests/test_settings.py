@@ -11,7 +11,7 @@ from helpers import counter, session_cookie
 from pyramid.paster import get_appsettings
 
 from {{ cookiecutter.project_slug }} import main
-from {{ cookiecutter.project_slug }}.settings import (
+from {{ cookiecutter.project_slug }}.sessions.settings import (
     SECRET_BYTES,
     SECRET_ENV,
     SECRET_FALLBACKS_ENV,

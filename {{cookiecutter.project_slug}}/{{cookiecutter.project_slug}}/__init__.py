@@ -1,4 +1,9 @@
-"""The Pyramid application: sessions, a counter and flash messages."""
+"""The Pyramid application: sessions, a counter and flash messages.
+
+Where to start: ``routes.py`` names the URLs, ``views.py`` answers them with the templates
+in ``templates/``, ``flash.py`` queues messages for the next page. ``sessions/`` is the
+session engine behind ``request.session``; ``hardening/`` the checks every request passes.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +13,21 @@ from pyramid.config import Configurator
 from pyramid.registry import Registry
 from pyramid.renderers import get_renderer
 from pyramid.router import Router
-from pyramid.tweens import INGRESS
 
-from .security import refuse_malformed_posts
-from .session_api import SessionCSRFPolicy
-from .settings import SettingsError
+{% if cookiecutter.session_factory in ("signed_cookie", "encrypted_cookie") -%}
+from .flash import drop_flash_messages
+{% endif -%}
+from .sessions import SettingsError
 
 
 def includeme(config: Configurator) -> None:
     """Add the whole app to ``config`` (tests include it beside views of their own)."""
-    config.include("pyramid_chameleon")
-    config.add_tween(f"{__name__}.tweens.clean_headers_tween_factory", under=INGRESS)
-    config.include(".security")
-    config.include(".limits")
-    config.include(".sessions")
-    config.set_csrf_storage_policy(SessionCSRFPolicy())
-    config.set_default_csrf_options(require_csrf=True, callback=refuse_malformed_posts)
+    config.include("pyramid_chameleon")  # the .pt templates
+    config.include(".hardening")  # request limits, security headers, the CSRF check
+    config.include(".sessions")  # request.session, and where it is kept
+{%- if cookiecutter.session_factory in ("signed_cookie", "encrypted_cookie") %}
+    config.set_session_overflow_handler(drop_flash_messages)  # a full cookie drops them first
+{%- endif %}
     config.include(".routes")
     config.scan(".views")
 

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+{% if cookiecutter.session_factory in ("signed_cookie", "encrypted_cookie") -%}
+import logging
+{% endif -%}
 from dataclasses import dataclass
 
 from pyramid.interfaces import ISession
+{%- if cookiecutter.session_factory in ("signed_cookie", "encrypted_cookie") %}
+
+log = logging.getLogger(__name__)
+{%- endif %}
 
 CATEGORIES = ("info", "success", "warning", "error")
 MAX_MESSAGE_LENGTH = 300
 MAX_MESSAGES_PER_CATEGORY = 5
 # One queue of [category, message] pairs, so that a page reads the session once.
 QUEUE = "messages"
+{%- if cookiecutter.session_factory in ("signed_cookie", "encrypted_cookie") %}
+DROPPED_MESSAGES_NOTICE = "Some messages were dropped to keep your session small."
+{%- endif %}
 
 
 @dataclass(frozen=True)
@@ -75,3 +85,13 @@ def pop_flash_groups(session: ISession) -> tuple[FlashGroup, ...]:
     return tuple(
         FlashGroup(category, tuple(messages)) for category, messages in groups.items() if messages
     )
+{%- if cookiecutter.session_factory in ("signed_cookie", "encrypted_cookie") %}
+
+
+def drop_flash_messages(session: ISession) -> None:
+    """The session outgrew its cookie (its overflow handler, set in ``includeme``): drop
+    the queued messages, and queue one that says so."""
+    dropped = len(session.pop_flash(QUEUE))
+    log.warning("dropped %d flash messages to keep the session in its cookie", dropped)
+    flash(session, "warning", DROPPED_MESSAGES_NOTICE)
+{%- endif %}

@@ -13,8 +13,8 @@ from pyramid.view import exception_view_config, notfound_view_config, view_confi
 
 from . import sessions
 from .flash import CATEGORIES, flash
-from .pages import COUNTER_TEMPLATE, ERROR_TEMPLATE, error_page, page
-from .tweens import raw_path
+from .hardening.unreadable_headers import raw_path
+from .layout import COUNTER_TEMPLATE, ERROR_TEMPLATE, error_page, page
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def client_error(error: HTTPClientError, request: Request) -> dict:
 @exception_view_config(sessions.SessionStoreUnavailable, renderer=ERROR_TEMPLATE)
 def session_store_unavailable(error: sessions.SessionStoreUnavailable, request: Request) -> dict:
     """The session store is down or too slow: a 503 page and a log line, never a traceback
-    (also when it fails as the session is written, after the view: security.py's
+    (also when it fails as the session is written, after the view: hardening/headers.py's
     execution_policy gives that error this view too)."""
     log.error("session store unavailable for %s %s: %s", request.method, request.path, error)
     request.response.headers["Retry-After"] = "5"

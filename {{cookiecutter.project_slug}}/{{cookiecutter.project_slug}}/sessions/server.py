@@ -1,7 +1,7 @@
 {% if cookiecutter.session_factory == "redis" -%}
 """Server-side sessions in Redis: the cookie carries only a signed session id.
 
-Every process that shares Redis (one server, Sentinel or a Cluster: see ``redis_store``)
+Every process that shares Redis (one server, Sentinel or a Cluster: see ``redis/store.py``)
 and the secret shares the sessions, so this is the factory for several processes or
 machines. A session is one Redis hash: its data as JSON (never pickle) and the visit
 counter, an integer changed with HINCRBY, so concurrent requests from one browser never
@@ -10,7 +10,7 @@ lose a count. Deleting the hash revokes the session.
 """Server-side sessions in a SQL database: the cookie carries only a signed session id.
 
 Every process that shares the database (an SQLite file on one machine, PostgreSQL for
-several: see ``database_store``) and the secret shares the sessions. A session is one
+several: see ``database/``) and the secret shares the sessions. A session is one
 row: its data as JSON (never pickle) and the visit counter, an integer changed with one
 atomic UPDATE, so concurrent requests from one browser never lose a count. Deleting the
 row revokes the session.
@@ -40,12 +40,18 @@ from pyramid.response import Response
 from zope.interface import implementer
 
 {% if cookiecutter.session_factory == "database" -%}
-from .database_store import STORE_ERRORS, error_reason, make_store
+from .database import STORE_ERRORS, error_reason, make_store
 {%- else -%}
-from .redis_store import STORE_ERRORS, error_reason, make_store
+from .redis import STORE_ERRORS, error_reason, make_store
 {%- endif %}
 from .serializers import JSONSerializer, RotatingSerializer, SignedSerializer
-from .session_api import SessionAPI, cookie_attributes, cookie_name, request_cookie
+from .session_api import (
+    SessionAPI,
+    SessionCSRFPolicy,
+    cookie_attributes,
+    cookie_name,
+    request_cookie,
+)
 from .settings import SessionSettings, session_settings
 
 log = logging.getLogger(__name__)
@@ -371,7 +377,8 @@ def forget_session(request: Request) -> None:
 
 def includeme(config: Configurator) -> None:
     """Install the session factory and its store, configured by the ``session.*``
-    settings."""
+    settings, and keep Pyramid's CSRF tokens in the session."""
     settings = session_settings(config.get_settings())
     store = make_store(config.get_settings(), os.environ, settings)
     config.set_session_factory(make_session_factory(settings, store))
+    config.set_csrf_storage_policy(SessionCSRFPolicy())

@@ -16,9 +16,11 @@ import logging
 from collections.abc import Callable
 from urllib.parse import quote
 
+from pyramid.config import Configurator
 from pyramid.registry import Registry
 from pyramid.request import Request
 from pyramid.response import Response
+from pyramid.tweens import INGRESS
 from webob.datetime_utils import parse_date
 from webob.etag import IfRange, IfRangeDate
 
@@ -105,3 +107,8 @@ def clean_headers_tween_factory(handler: Handler, registry: Registry) -> Handler
         return handler(request)
 
     return clean_headers_tween
+
+
+def includeme(config: Configurator) -> None:
+    """Add the tween that cleans the headers, first of all (under INGRESS)."""
+    config.add_tween(f"{__name__}.clean_headers_tween_factory", under=INGRESS)

@@ -1,151 +1,33 @@
-"""The Redis side of the sessions: the client, the Lua scripts, one round trip each.
+"""The Redis store: what the session engine asks of a store, one script per round trip.
 
-The client follows the deployment that ``redis_settings`` describes: one server (TLS with
-``rediss://``), a primary watched by Sentinel (failover followed without a restart), or a
-Cluster. Every script touches one key, so it runs in a Cluster too; regenerate moves a
-session between slots in two scripts. The client is made on first use, so the app starts
-(and answers 503) while Redis is down. ``end_all_sessions`` (clear-sessions --all) ends
-every session on every server that holds some.
+The client (client.py) is made on first use, so the app starts (and answers 503) while
+Redis is down; regenerate moves a session between slots in two scripts (scripts.py).
+``end_all_sessions`` (clear-sessions --all) ends every session on every server that holds
+some.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException
-from redis.retry import Retry
-from redis.sentinel import Sentinel
 
-from .redis_settings import RedisSettings, read_redis_settings
-from .settings import SessionSettings
+from ..settings import SessionSettings
+from .client import make_redis_client
+from .scripts import ABSENT, COUNTER_FIELD, ENDED, EXISTING, LUA_SCRIPTS, NEW
+from .settings import RedisSettings, read_redis_settings
 
 # What a failing or unreachable Redis raises: the 503 page answers them all. A Cluster
 # client that cannot reach any node raises the one that is no RedisError.
 STORE_ERRORS = (redis.RedisError, RedisClusterException)
-HEALTH_CHECK_SECONDS = 30
 # Keys per SCAN call, and per pipeline of scripts, when every session is ended.
 SCAN_BATCH = 1000
-
 KEY_PREFIX = "{{ cookiecutter.project_slug }}:session:"
-COUNTER_FIELD = "counter"
-# The marker a login leaves under a session's old key: its new key (and its creation time).
-MOVED_FIELD = "moved_to"
-# The Lua every script starts with. A session is one hash: "data" (JSON), "created" (epoch
-# seconds, from Redis's clock, set once when the hash is made) and "counter" (HINCRBY).
-# KEYS[1] is the session's hash; ARGV[1] and ARGV[2] the idle and absolute timeouts.
-SCRIPT_PRELUDE = """
-local key, idle, lifetime = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
-
-local function now()
-  return tonumber(redis.call("TIME")[1])
-end
-
--- A whole number of at most 18 digits: HINCRBY never overflows it.
-local function whole(value)
-  return type(value) == "string" and #value <= 18 and string.find(value, "^%-?%d+$") ~= nil
-end
-
--- {data, created} of the live session, its expiry renewed, or false when there is none.
--- A hash of any other shape, or older than the absolute timeout, is deleted: it becomes
--- a fresh session, never an error that repeats on every request.
-local function live()
-  local stored = redis.pcall("HMGET", key, "data", "created", "counter")
-  if stored.err then
-    redis.call("DEL", key)
-    return false
-  end
-  local data, created, counter = stored[1], stored[2], stored[3]
-  if not (data or created or counter) then
-    return false
-  end
-  local age = whole(created) and now() - tonumber(created)
-  if not (data and age and age >= -60 and age <= lifetime and (not counter or whole(counter))) then
-    redis.call("DEL", key)
-    return false
-  end
-  redis.call("EXPIRE", key, math.max(1, math.min(idle, lifetime - age)))
-  return {data, created}
-end
-
--- Whether this request may write the session: a new one (ARGV[3] == "1", a random id
--- made by this request, whose hash is created here) or one still live. A session
--- revoked or expired while a request used it is never brought back.
-local function writable(new)
-  if new == "1" then
-    redis.call("HSETNX", key, "created", now())
-    redis.call("EXPIRE", key, idle)
-    return true
-  end
-  return live() ~= false
-end
-"""
-SCRIPTS = {
-    "load": "return live()",
-    "load_and_count": """
-local session = live()
-if session then session[3] = redis.call("HINCRBY", key, "counter", 1) end
-return session
-""",
-    "count": """
-if not writable(ARGV[3]) then return false end
-return redis.call("HINCRBY", key, "counter", 1)
-""",
-    "save": """
-if not writable(ARGV[4]) then return 0 end
-redis.call("HSET", key, "data", ARGV[3])
-return 1
-""",
-    # regenerate, in two steps, since in a Cluster the old and the new id live in other
-    # slots (RENAME across slots fails): take the live session out (it is revoked at once,
-    # so no request can bring it back), then put it in under the new, random id (ARGV[3]
-    # is its key). Data, counter, creation time and remaining lifetime move together. The
-    # old key becomes a marker of where the session went, for an idle timeout: no request
-    # reads it as a session (it has no data), and clear-sessions --all, whose SCAN may
-    # have passed the new key already, finds it under the old name and follows it.
-    "detach": """
-local session = live()
-if not session then return false end
-local fields = redis.call("HGETALL", key)
-table.insert(fields, 1, redis.call("PTTL", key))
-redis.call("DEL", key)
-redis.call("HSET", key, "moved_to", ARGV[3], "moved_created", session[2])
-redis.call("EXPIRE", key, idle)
-return fields
-""",
-    "adopt": """
-redis.call("HSET", key, unpack(ARGV, 4))
-redis.call("PEXPIRE", key, ARGV[3])
-return 1
-""",
-    # clear-sessions --all, for one key: 1 when it deleted a session, 0 when it kept one
-    # created after the cutoff (ARGV[3]) by this server's clock (a creation time ahead of
-    # the clock, or of no sane shape, cannot be told from an old session's: that goes),
-    # -1 when there is no key; for the marker of an older session a login moved, the key
-    # it went to.
-    "end": """
-local function made_after_cutoff(created)
-  return whole(created) and tonumber(created) > tonumber(ARGV[3]) and tonumber(created) <= now()
-end
-if redis.call("EXISTS", key) == 0 then return -1 end
-local marker = redis.pcall("HMGET", key, "moved_to", "moved_created")
-if marker[1] then
-  if made_after_cutoff(marker[2]) then return 0 end
-  return marker[1]
-end
-if made_after_cutoff(redis.pcall("HGET", key, "created")) then return 0 end
-return redis.call("DEL", key)
-""",
-}
-NEW, EXISTING = "1", "0"  # ARGV[3] of count, ARGV[4] of save
-ENDED, ABSENT = 1, -1  # what the "end" script says of a key, besides 0 (kept) or a marker
 
 
 def error_reason(error: Exception) -> str:
@@ -168,49 +50,6 @@ def in_batches(keys: Iterator[bytes], size: int) -> Iterator[list[bytes]]:
             batch = []
     if batch:
         yield batch
-
-
-def make_redis_client(settings: RedisSettings) -> redis.Redis | RedisCluster:
-    """A pooled client for the deployment that gives up after the socket timeout."""
-    timeouts = {
-        "socket_timeout": settings.socket_timeout,
-        "socket_connect_timeout": settings.socket_timeout,
-    }
-    if settings.topology == "sentinel":
-        sentinel = Sentinel(
-            list(settings.sentinels),
-            sentinel_kwargs={**timeouts, "password": settings.sentinel_password},
-            **timeouts,
-        )
-        return sentinel.master_for(
-            settings.sentinel_service,
-            password=settings.password,
-            health_check_interval=HEALTH_CHECK_SECONDS,
-            **timeouts,
-        )
-    if settings.topology == "cluster":
-        # No retries: a hung node must cost its sessions one socket timeout, not eleven.
-        return RedisCluster.from_url(settings.url, retry=Retry(NoBackoff(), 0), **timeouts)
-    return redis.Redis.from_url(
-        settings.url, health_check_interval=HEALTH_CHECK_SECONDS, **timeouts
-    )
-
-
-@dataclass(frozen=True)
-class LuaScript:
-    """One of SCRIPTS with its prelude, and its SHA1 for EVALSHA."""
-
-    source: str
-    sha: str
-
-    @classmethod
-    def of(cls, body: str) -> LuaScript:
-        """The script for ``body``."""
-        source = SCRIPT_PRELUDE + body
-        return cls(source, hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest())
-
-
-LUA_SCRIPTS = {name: LuaScript.of(body) for name, body in SCRIPTS.items()}
 
 
 class RedisStore:

@@ -12,9 +12,11 @@ from pyramid.settings import asbool
 # The names of environment variables, not secrets:
 SECRET_ENV = "{{ cookiecutter.project_slug | upper }}_SESSION_SECRET"  # noqa: S105
 SECRET_FALLBACKS_ENV = "{{ cookiecutter.project_slug | upper }}_SESSION_SECRET_FALLBACKS"  # noqa: S105
-SECRET_BYTES = {{ 32 if cookiecutter.session_factory == "encrypted_cookie" else 64 }}
-MIN_TIMEOUT = 60
-MAX_TIMEOUT = 30 * 24 * 3600
+# The secret's length in bytes (HMAC-SHA512 keys as long as the hash; NaCl keys are 32
+# bytes), and the idle timeout's bounds: the template's hooks check the same numbers.
+SECRET_BYTES = {{ cookiecutter._secret_bytes[cookiecutter.session_factory] }}
+MIN_TIMEOUT = {{ cookiecutter._min_timeout }}
+MAX_TIMEOUT = {{ cookiecutter._max_timeout }}  # 30 days
 # The idle timeout the project was generated with: development.ini and production.ini
 # set it too, so this applies only to an ini file that leaves session.timeout out.
 DEFAULT_TIMEOUT = {{ cookiecutter.session_timeout | int }}
@@ -124,6 +126,12 @@ def read_timeouts(settings: Mapping[str, str]) -> tuple[int, int]:
     return timeout, absolute
 
 
+def read_secure(settings: Mapping[str, str]) -> bool:
+    """Whether the site is served over HTTPS only (``session.secure``, on by default): the
+    cookie is then Secure, and the app's headers add HSTS."""
+    return asbool(settings.get("session.secure", True))
+
+
 def session_settings(
     settings: Mapping[str, str], environ: Mapping[str, str] | None = None
 ) -> SessionSettings:
@@ -135,5 +143,5 @@ def session_settings(
         timeout=timeout,
         absolute_timeout=absolute_timeout,
         reissue_time=timeout // 10,
-        secure=asbool(settings.get("session.secure", True)),
+        secure=read_secure(settings),
     )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pyramid.settings import asbool
 from redis.connection import parse_url
 
-from .settings import SettingsError
+from ..settings import SettingsError
 
 # The names of environment variables, not secrets:
 ENV_PREFIX = "{{ cookiecutter.project_slug | upper }}_REDIS_"

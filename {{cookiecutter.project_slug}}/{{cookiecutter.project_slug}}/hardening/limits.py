@@ -25,7 +25,7 @@ from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.tweens import EXCVIEW
 
-from .settings import SettingsError, read_whole_setting
+from ..sessions.settings import SettingsError, read_whole_setting
 
 Handler = Callable[[Request], Response]
 

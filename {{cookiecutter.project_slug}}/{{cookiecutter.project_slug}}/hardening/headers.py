@@ -22,10 +22,9 @@ from pyramid.registry import Registry
 from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.router import Router
-from pyramid.settings import asbool
 from pyramid.tweens import EXCVIEW
 
-from .settings import SettingsError
+from ..sessions.settings import SettingsError, read_secure
 
 Handler = Callable[[Request], Response]
 Headers = tuple[tuple[str, str], ...]
@@ -92,7 +91,7 @@ def header_value(settings: Mapping[str, str], header: str) -> str:
 def security_headers(settings: Mapping[str, str]) -> Headers:
     """The headers every response gets under ``settings``; those set empty are left out."""
     check_setting_names(settings)
-    https_only = asbool(settings.get("session.secure", True))
+    https_only = read_secure(settings)
     headers = [header for header in DEFAULT_HEADERS if https_only or header != HSTS]
     values = [(header, header_value(settings, header)) for header in headers]
     return tuple((header, value) for header, value in values if value)

@@ -1,4 +1,5 @@
-"""What every page template receives."""
+"""What every page template receives: the values ``templates/layout.pt`` needs (the
+project's name, the title, the flash messages), for the pages and the error pages."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from pyramid.settings import asbool
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from .settings import SettingsError
+from ..settings import SettingsError
 
 # The name of an environment variable, not a secret:
 URL_ENV = "{{ cookiecutter.project_slug | upper }}_DATABASE_URL"

@@ -11,9 +11,10 @@ nobody can read or change it without the secret.
 
 What a cookie session cannot promise, and how this module copes:
 
-* Size: browsers keep about 4 KB per cookie. Flash messages are capped (see ``flash``)
-  and a session that still outgrows the cookie drops its flash messages, then starts
-  afresh, with a log line each time, instead of failing the request.
+* Size: browsers keep about 4 KB per cookie. A session that outgrows it is handed to the
+  app's overflow handler (``config.set_session_overflow_handler``: the app drops its flash
+  messages), and if it still does not fit, starts afresh, with a log line each time,
+  instead of failing the request.
 * Revocation: ``invalidate()`` empties the session in the browser that sends the next
   request, but a copy of an older cookie stays valid until it times out: when idle for
   ``session.timeout``, and however active ``session.absolute_timeout`` after the session
@@ -32,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pyramid.config import Configurator
-from pyramid.interfaces import ISession
+from pyramid.interfaces import ISession, ISessionFactory
 from pyramid.request import Request
 from pyramid.response import Response
 {%- if not signed %}
@@ -40,7 +41,6 @@ from pyramid_nacl_session import EncryptedSerializer
 {%- endif %}
 from zope.interface import implementer
 
-from .flash import QUEUE, flash
 from .serializers import (
     JSONSerializer,
     RotatingSerializer,
@@ -49,7 +49,13 @@ from .serializers import (
     SignedSerializer,
 {%- endif %}
 )
-from .session_api import SessionAPI, cookie_attributes, cookie_name, request_cookie
+from .session_api import (
+    SessionAPI,
+    SessionCSRFPolicy,
+    cookie_attributes,
+    cookie_name,
+    request_cookie,
+)
 from .settings import SessionSettings, session_settings
 
 log = logging.getLogger(__name__)
@@ -58,7 +64,9 @@ COUNTER_KEY = "counter"
 # What Pyramid allows. Chromium keeps a cookie whose name and value make 4096 bytes at most:
 # __Host-session (14) and 4064 make 4078 (checked in Chromium by the template's tests).
 MAX_COOKIE_VALUE = 4064
-DROPPED_MESSAGES_NOTICE = "Some messages were dropped to keep your session small."
+# The discriminator of set_session_overflow_handler (Pyramid refuses two in one app).
+OVERFLOW_HANDLER = f"{__name__}.overflow_handler"
+OverflowHandler = Callable[[ISession], None]
 
 
 def secret_serializer(secret: bytes) -> Serializer:
@@ -111,6 +119,7 @@ class CookieSession(SessionAPI, dict):
     """
 
     serializer: Serializer
+    make_room: OverflowHandler | None = None  # the app's overflow handler, if it set one
     timeout: int
     absolute_timeout: int
     reissue_time: int
@@ -171,15 +180,15 @@ class CookieSession(SessionAPI, dict):
         return self.serializer.dumps(payload).decode("ascii")
 
     def cookie_value(self) -> str:
-        """The cookie value, after dropping what does not fit in MAX_COOKIE_VALUE."""
+        """The cookie value, once it fits in MAX_COOKIE_VALUE: after the app's overflow
+        handler made room, or else as a new session."""
         value = self.serialized()
-        if len(value) > MAX_COOKIE_VALUE:
-            dropped = len(self.pop_flash(QUEUE))
-            log.warning("session cookie of %d bytes: dropped %d messages", len(value), dropped)
-            flash(self, "warning", DROPPED_MESSAGES_NOTICE)
+        if len(value) > MAX_COOKIE_VALUE and self.make_room is not None:
+            log.warning("session cookie of %d bytes: the overflow handler makes room", len(value))
+            self.make_room(self)
             value = self.serialized()
         if len(value) > MAX_COOKIE_VALUE:
-            log.error("session cookie of %d bytes without messages: a new session", len(value))
+            log.error("session cookie of %d bytes that cannot shrink: a new session", len(value))
             self.clear()
             value = self.serialized()
         return value
@@ -231,6 +240,21 @@ def forget_session(request: Request) -> None:
     request.session.invalidate()
 
 
+def set_session_overflow_handler(config: Configurator, handler: OverflowHandler) -> None:
+    """The config directive ``config.set_session_overflow_handler(handler)``: call
+    ``handler(session)`` when the session outgrows its cookie, to make room."""
+    handler = config.maybe_dotted(handler)
+
+    def register() -> None:  # once the session factory is registered, at commit
+        factory = config.registry.getUtility(ISessionFactory)
+        factory.make_room = staticmethod(handler)
+
+    config.action(OVERFLOW_HANDLER, register)
+
+
 def includeme(config: Configurator) -> None:
-    """Install the cookie session factory configured by the ``session.*`` settings."""
+    """Install the cookie session factory configured by the ``session.*`` settings, keep
+    Pyramid's CSRF tokens in the session, and add set_session_overflow_handler."""
     config.set_session_factory(make_session_factory(session_settings(config.get_settings())))
+    config.set_csrf_storage_policy(SessionCSRFPolicy())
+    config.add_directive("set_session_overflow_handler", set_session_overflow_handler)

@@ -30,11 +30,11 @@ from collections.abc import Mapping, Sequence
 from pyramid.paster import get_appsettings
 
 {% if cookiecutter.session_factory == "database" -%}
-from .database_settings import MAX_TIMEOUT
-from .database_store import STORE_ERRORS, DatabaseStore, error_reason, make_database_store
+from .database import STORE_ERRORS, DatabaseStore, error_reason, make_database_store
+from .database.settings import MAX_TIMEOUT
 {%- else -%}
-from .redis_settings import read_redis_settings
-from .redis_store import STORE_ERRORS, RedisStore, error_reason, make_redis_store
+from .redis import STORE_ERRORS, RedisStore, error_reason, make_redis_store
+from .redis.settings import read_redis_settings
 {%- endif %}
 from .settings import SettingsError, read_timeouts
 

@@ -1,0 +1,57 @@
+{%- set cookie = cookiecutter.session_factory in ("signed_cookie", "encrypted_cookie") -%}
+"""The session engine: ``request.session`` for every view, kept {{ "in one signed cookie" if cookiecutter.session_factory == "signed_cookie" else "in one encrypted cookie" if cookie else "in Redis" if cookiecutter.session_factory == "redis" else "in a SQL database" }}.
+
+The app includes it (``config.include(".sessions")``) and reads and writes
+``request.session`` as a dict; the ``session.*`` settings configure it (settings.py), and
+Pyramid's CSRF tokens are kept in it. What views need beyond the dict is imported from here:
+
+- ``regenerate_session(request)``: call it when a user logs in (or their rights change):
+  the session keeps its data under a new CSRF token{{ "" if cookie else " and a new id; the old id is revoked" }}.
+- ``forget_session(request)``: log out: the session is emptied{{ "" if cookie else " and deleted from the store" }}.
+- ``increment_counter(request)`` and ``reset_counter(request)``: the visit counter.
+{%- if cookie %}
+- ``config.set_session_overflow_handler(handler)``: ``handler(session)`` makes room when
+  the session outgrows its cookie (the app drops its flash messages); what still does not
+  fit starts a new session.
+{%- else %}
+- ``SessionStoreUnavailable``: raised when the store is down or slower than its timeout;
+  the app renders it (views.py: a 503 page).
+{%- endif %}
+
+The engine imports nothing of the app: what the app decides (pages, messages) reaches it
+through these calls.
+"""
+
+from __future__ import annotations
+
+{% if cookie -%}
+from .cookie import (
+    forget_session,
+    includeme,
+    increment_counter,
+    regenerate_session,
+    reset_counter,
+)
+{%- else -%}
+from .server import (
+    SessionStoreUnavailable,
+    forget_session,
+    includeme,
+    increment_counter,
+    regenerate_session,
+    reset_counter,
+)
+{%- endif %}
+from .settings import SettingsError
+
+__all__ = [
+{%- if not cookie %}
+    "SessionStoreUnavailable",
+{%- endif %}
+    "SettingsError",
+    "forget_session",
+    "includeme",
+    "increment_counter",
+    "regenerate_session",
+    "reset_counter",
+]

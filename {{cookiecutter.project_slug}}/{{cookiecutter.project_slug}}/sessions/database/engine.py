@@ -1,0 +1,284 @@
+"""The connections: a pooled SQLAlchemy engine that gives up within the timeout.
+
+On an SQLite file: WAL, a busy timeout, and a connection that follows the file at its
+path (one deleted or replaced under the running app is noticed at the connection's next
+use: ``watch_sqlite_file``). On PostgreSQL through psycopg 3: statement and lock
+timeouts, and a watchdog for a server that stops answering (``StatementWatchdog``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import (
+    Engine,
+    create_engine,
+    event,
+)
+from sqlalchemy.exc import DisconnectionError
+
+from .schema import SQLITE_SCHEMA
+from .settings import DatabaseSettings
+
+log = logging.getLogger(__name__)
+
+# A statement the server's own timeouts should have ended gets this many times the
+# timeout before the watchdog cuts its connection.
+WATCHDOG_FACTOR = 1.5
+# What SQLite keeps beside a database file in WAL mode, and only while it exists.
+WAL_FILES = ("-wal", "-shm")
+
+
+def make_engine(settings: DatabaseSettings) -> Engine:
+    """A pooled engine that gives up after ``settings.timeout`` seconds."""
+    pool = {
+        # Every statement commits by itself: a transaction around one statement would
+        # cost a second round trip, for its COMMIT. (An engine that switched each
+        # connection to autocommit and back on every use took twice as long per statement.)
+        "isolation_level": "AUTOCOMMIT",
+        "hide_parameters": True,  # an error never shows a session id (a credential)
+        "pool_size": settings.pool_size,
+        "max_overflow": settings.max_overflow,
+        "pool_timeout": settings.timeout,
+        "pool_pre_ping": settings.pool_pre_ping,
+    }
+    if settings.dialect == "sqlite":
+        # The path made absolute once: every connection and every check names one file.
+        path = os.path.abspath(settings.url.database)
+        url = settings.url.set(database=path)
+        engine = create_engine(url, connect_args={"timeout": settings.timeout}, **pool)
+        event.listen(engine, "connect", sqlite_tuner(settings.timeout))
+        watch_sqlite_file(engine, path)
+        return engine
+    milliseconds = max(1, round(settings.timeout * 1000))
+    timeouts = f"-c statement_timeout={milliseconds} -c lock_timeout={milliseconds}"
+    connect_args = {
+        # libpq counts whole seconds and takes nothing under 2.
+        "connect_timeout": max(2, math.ceil(settings.timeout)),
+        # After the URL's own options, if any: the last of a repeated setting wins.
+        "options": f"{settings.url.query.get('options', '')} {timeouts}".strip(),
+        "cursor_factory": watched_cursor(StatementWatchdog(WATCHDOG_FACTOR * settings.timeout)),
+    }
+    engine = create_engine(settings.url, connect_args=connect_args, **pool)
+    # A process forked after connections were pooled (gunicorn --preload) must not talk
+    # over its parent's sockets: it starts with a pool of its own (SQLAlchemy's recipe).
+    forked = weakref.ref(engine)
+    os.register_at_fork(after_in_child=lambda: dispose_in_child(forked))
+    return engine
+
+
+def dispose_in_child(engine: weakref.ref) -> None:
+    """Give a forked process's engine a new pool, leaving the parent's connections open."""
+    alive_engine = engine()
+    if alive_engine is not None:
+        alive_engine.dispose(close=False)
+
+
+class StatementWatchdog:
+    """Ends a PostgreSQL statement that outlives its deadline by shutting its socket down.
+
+    statement_timeout runs on the server: a server that is frozen, or cut off by the
+    network after the connection was made, never applies it, and libpq has no deadline of
+    its own. Without this, such a statement would hold its request, and a waitress thread,
+    for TCP's retransmission timeout (a quarter of an hour). The connections' cursors
+    start and stop the clock (``watched_cursor``: SQLAlchemy's statement events cost 25 µs a
+    statement, this 1 µs); one thread per engine looks at the clocks a few times a second.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.start_afresh()
+        after_fork = weakref.WeakMethod(self.start_afresh)
+        os.register_at_fork(after_in_child=lambda: call_if_alive(after_fork))
+
+    def start_afresh(self) -> None:
+        """No statement running, no thread yet: at first, and in a process forked from
+        this one (gunicorn --preload), where neither the thread nor a lock it held exists."""
+        self.running: dict[int, tuple[float, int]] = {}
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    def start(self, cursor: Any) -> None:
+        """Start the clock of the statement ``cursor`` runs."""
+        with self.lock:
+            deadline = time.monotonic() + self.seconds
+            self.running[id(cursor)] = (deadline, cursor.connection.pgconn.socket)
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self.watch, name="statement-watchdog")
+                self.thread.daemon = True
+                self.thread.start()
+
+    def stop(self, cursor: Any) -> None:
+        """Stop the clock of the statement ``cursor`` ran, whatever its outcome."""
+        with self.lock:
+            self.running.pop(id(cursor), None)
+
+    def watch(self) -> None:
+        """Cut the connection of every statement past its deadline, forever."""
+        while True:
+            time.sleep(min(0.1, self.seconds / 4))
+            self.shut_down_overdue(time.monotonic())
+
+    def shut_down_overdue(self, now: float) -> None:
+        """Shut down the sockets of the statements past their deadline: psycopg then
+        fails the statement, and SQLAlchemy throws the connection away."""
+        with self.lock:
+            for key, (deadline, fileno) in list(self.running.items()):
+                if now > deadline:
+                    del self.running[key]
+                    shut_down_socket(fileno)
+
+
+def watched_cursor(watchdog: StatementWatchdog) -> type:
+    """A psycopg cursor class whose statements ``watchdog`` times."""
+    import psycopg  # only PostgreSQL needs it
+
+    class WatchedCursor(psycopg.Cursor):
+        def execute(self, query: Any, params: Any = None, **options: Any) -> Any:
+            watchdog.start(self)
+            try:
+                return super().execute(query, params, **options)
+            finally:
+                watchdog.stop(self)
+
+    return WatchedCursor
+
+
+def shut_down_socket(fileno: int) -> None:
+    """Shut down the socket behind ``fileno``, without a descriptor of its own (psycopg
+    owns it, and none may be left when they run out); a failure is logged, and the
+    watchdog goes on with the others."""
+    try:
+        connection = socket.socket(fileno=fileno)
+    except OSError as error:
+        log.warning("statement watchdog could not cut a connection: %s", error)
+        return
+    try:
+        connection.shutdown(socket.SHUT_RDWR)
+    except OSError as error:
+        log.warning("statement watchdog could not cut a connection: %s", error)
+    finally:
+        connection.detach()
+
+
+def call_if_alive(method: weakref.WeakMethod) -> None:
+    """Call ``method`` unless its object is gone (a fork handler must not keep it)."""
+    bound = method()
+    if bound is not None:
+        bound()
+
+
+# Where a connection's record keeps the identity of the file it opened.
+OPENED_FILE = "opened_file"
+
+
+def sqlite_tuner(wait: float) -> Callable[[Any, object], None]:
+    """What each new SQLite connection runs first (waiting ``wait`` seconds at most)."""
+
+    def tune_sqlite_connection(connection: Any, _record: object) -> None:
+        """WAL's readers never wait for the writer; in WAL, NORMAL sync cannot corrupt the
+        file (a power cut may lose the last commits). A file new to this connection (the
+        first one, or one made after the old one was deleted) gets WAL and the table
+        here, so that its first request already finds them."""
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        switch_to_wal(cursor, time.monotonic() + wait)
+        for statement in SQLITE_SCHEMA:
+            cursor.execute(statement)
+        cursor.close()
+
+    return tune_sqlite_connection
+
+
+def switch_to_wal(cursor: Any, deadline: float) -> None:
+    """Put the file in WAL mode, unless it is already (it keeps the mode).
+
+    SQLite answers "database is locked" at once, without its busy timeout, to a switch
+    while another connection reads the file: processes starting together on a new file
+    meet that, so the switch is tried again until ``deadline``.
+    """
+    import sqlite3  # only SQLite gets here
+
+    while cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def file_identity(path: str) -> tuple[int, int, int] | None:
+    """Which file ``path`` names now, and its permissions; None when there is none."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino, status.st_mode
+
+
+def watch_sqlite_file(engine: Engine, path: str) -> None:
+    """Let every pooled connection follow the file at ``path``.
+
+    An SQLite connection keeps the file it opened, even once it is deleted or another
+    is renamed in its place: without this, the running processes would go on with the old
+    sessions while every process started later used the new file. Each check-out compares
+    the file at the path with the one the connection opened (a stat: about two
+    microseconds) and, if they differ, opens the path again (SQLAlchemy's reconnect on
+    check-out). A change of permissions counts too, so that every process meets the
+    file's new permissions, not only those started after the change.
+    """
+
+    @event.listens_for(engine, "do_connect")
+    def connect(dialect: Any, record: Any, cargs: list, cparams: dict) -> Any:
+        before = file_identity(path)
+        if before is None:
+            make_directory_of(path)
+            refuse_leftovers(path)
+        connection = dialect.connect(*cargs, **cparams)
+        after = file_identity(path)
+        # Replaced while it was being opened: unknown, so the next check-out opens it again.
+        record.info[OPENED_FILE] = after if before in (None, after) else None
+        return connection
+
+    @event.listens_for(engine, "checkout")
+    def check_out(_connection: Any, record: Any, _proxy: Any) -> None:
+        if record.info.get(OPENED_FILE) != file_identity(path):
+            raise DisconnectionError("the SQLite file was deleted or replaced")
+
+
+def make_directory_of(path: str) -> None:
+    """Make the file's directory if it is missing (``sqlite:///data/sessions.db`` in a
+    fresh checkout): SQLite makes a file, never a directory. If it cannot be made (a file
+    in the way, no permission), opening the file fails next, and says so."""
+    with contextlib.suppress(OSError):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+
+
+def refuse_leftovers(path: str) -> None:
+    """Refuse to make a new database where the old one's -wal or -shm file is left.
+
+    SQLite would take them for the new file's own (it cannot tell whose they are): the
+    processes that still have the old file open share that -shm, and a new file beside
+    it is unreadable ("disk I/O error") until every connection to either is closed.
+    Deleting them too (the old file is deleted already) makes a clean new database.
+    SQLite makes a file before its WAL files: they are leftovers only if the file is
+    still missing once they were seen (not another process's new database).
+    """
+    left = [path + end for end in WAL_FILES if os.path.exists(path + end)]
+    if left and file_identity(path) is None:
+        import sqlite3  # only SQLite gets here
+
+        raise sqlite3.OperationalError(
+            f"{path} is gone but {' and '.join(left)} {'is' if len(left) == 1 else 'are'} "
+            "not: delete the WAL files too, then a new, empty database is made"
+        )

@@ -1,0 +1,82 @@
+"""The sessions table: one row per session, made at start-up when it is missing.
+
+A row holds the session's data as JSON text, its visit counter, when it was created and
+when it expires (whole seconds on the database's clock); the expiry index serves
+clear-sessions. The table is made only when missing, so a role that may use the table but
+not create tables (the least privilege once it exists) runs the app too.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    inspect,
+    text,
+)
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+TABLE_NAME = "{{ cookiecutter.project_slug }}_sessions"
+# Serializes table creation across the processes that start at once (PostgreSQL).
+SCHEMA_LOCK = 0x5E55_10_05
+# PostgreSQL's code for "relation does not exist", and SQLite's message.
+UNDEFINED_TABLE = "42P01"
+NO_SUCH_TABLE = "no such table"
+
+
+metadata = MetaData()
+
+
+sessions = Table(
+    TABLE_NAME,
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("data", Text, nullable=False),
+    Column("counter", BigInteger, nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("expiry", BigInteger, nullable=False),
+    Index(f"{TABLE_NAME}_expiry", "expiry"),
+)
+# The table and its index, as SQLite's CREATE ... IF NOT EXISTS (no write when present).
+SQLITE_SCHEMA = [
+    str(create.compile(dialect=sqlite.dialect()))
+    for create in (
+        CreateTable(sessions, if_not_exists=True),
+        *(CreateIndex(index, if_not_exists=True) for index in sessions.indexes),
+    )
+]
+
+
+def table_missing(error: Exception) -> bool:
+    """Whether ``error`` says the sessions table is not there."""
+    reason = getattr(error, "orig", None)
+    return getattr(reason, "sqlstate", None) == UNDEFINED_TABLE or NO_SUCH_TABLE in str(reason)
+
+
+def create_table(connection: Connection) -> None:
+    """Make the table and its index if missing, safely when processes start together.
+
+    Only when missing: a role that may use the table but not create tables (the
+    least privilege once it exists) runs the app too.
+    """
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("PRAGMA journal_mode=WAL")  # kept in the file
+    if inspect(connection).has_table(TABLE_NAME):
+        return
+    if connection.dialect.name == "postgresql":
+        # Two concurrent CREATE TABLE IF NOT EXISTS can both try to create it.
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK})
+    try:
+        connection.execute(CreateTable(sessions, if_not_exists=True))
+        for index in sessions.indexes:
+            connection.execute(CreateIndex(index, if_not_exists=True))
+    finally:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK})

@@ -1,0 +1,215 @@
+"""The SQL store: what the session engine asks of a store, on the sessions table.
+
+One statement per round trip (statements.py), on the engine's connections (engine.py).
+The table is made at start-up when missing; if the database is down then, at the first
+request that reaches it (schema.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from ..settings import SessionSettings
+from .engine import make_engine
+from .schema import create_table, table_missing
+from .settings import read_database_settings
+from .statements import Statements
+
+log = logging.getLogger(__name__)
+
+# Whatever SQLAlchemy or the driver beneath it raises: the database unreachable, locked,
+# slow, read-only (a standby after a failover), corrupt (an SQLite file), its table dropped
+# or a privilege revoked under the running app, or a connection lost in the middle of
+# being used. The 503 page and a log line answer them all, as they answer Redis's errors:
+# none of them is the visitor's doing.
+STORE_ERRORS = (SQLAlchemyError,)
+
+
+def error_reason(error: Exception) -> str:
+    """What a log line may say of a store's error: the driver's first line, never the
+    statement with its parameters nor PostgreSQL's DETAIL line, which can quote a key (a
+    session id, a credential)."""
+    return str(getattr(error, "orig", None) or error).partition("\n")[0]
+
+
+class DatabaseStore:
+    """The engine every request shares, how long sessions live, and the statements."""
+
+    def __init__(
+        self, engine: Engine, timeout: int, absolute_timeout: int, wait: float = 2.0
+    ) -> None:
+        self.engine = engine
+        self.wait = wait
+        self.timeout = timeout
+        self.absolute_timeout = absolute_timeout
+        self.statements = Statements(engine.dialect.name)
+        self.table_ready = False
+        self._lock = threading.Lock()
+
+    def prepare(self) -> None:
+        """Make the table if it is missing (once per process).
+
+        One thread tries; a thread that finds it at it waits for that try (``wait``
+        seconds at most, as for a pooled connection) and shares its outcome, rather than
+        trying again after it: against a database that does not answer, a request waits
+        once, never for another thread's try and then for its own.
+        """
+        if self._lock.acquire(blocking=False):
+            try:
+                if not self.table_ready:
+                    with self.engine.connect() as connection:
+                        create_table(connection)
+                    self.table_ready = True
+            finally:
+                self._lock.release()
+            return
+        if not self._lock.acquire(timeout=self.wait):
+            raise PoolTimeoutError("another thread is still making the sessions table")
+        self._lock.release()
+        if not self.table_ready:
+            raise PoolTimeoutError("another thread could not make the sessions table")
+
+    def prepare_at_start_up(self) -> None:
+        """Make the table now; if the database is down, the first request will."""
+        try:
+            self.prepare()
+        except STORE_ERRORS as error:
+            log.error(
+                "session database unavailable at start-up (retried at the first request): %s: %s",
+                type(error).__name__,
+                error_reason(error),
+            )
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A pooled connection (in autocommit mode); the table made first if need be.
+
+        A statement that finds no table (dropped, or a database restored empty) makes the
+        next request make it again: no restart needed. Any other failure leaves the table
+        be, so that a request during an outage waits for the database once, not once more
+        to look for the table.
+        """
+        if not self.table_ready:
+            self.prepare()
+        try:
+            with self.engine.connect() as connection:
+                yield connection
+        except STORE_ERRORS as error:
+            if table_missing(error):
+                self.table_ready = False
+            raise
+
+    def parameters(self, session_id: str, **more: Any) -> dict[str, Any]:
+        """The bound values every statement may use."""
+        return {
+            "session_id": session_id,
+            "idle": self.timeout,
+            "lifetime": self.absolute_timeout,
+            **more,
+        }
+
+    def renew(self, statement: Any, session_id: str) -> Any:
+        """Run an UPDATE ... RETURNING of a live session; a session that is not live
+        (expired, past its lifetime, corrupt) is deleted then. (No request can make it
+        live again meanwhile: ids of new sessions are random.)"""
+        with self.connection() as connection:
+            row = connection.execute(statement, self.parameters(session_id)).first()
+            if row is None:
+                connection.execute(self.statements.delete_dead, self.parameters(session_id))
+            return row
+
+    # The session store: one round trip each.
+    def load(self, session_id: str) -> Any:
+        """``(data, created)`` of the live session, its expiry renewed, or None."""
+        return self.renew(self.statements.load, session_id)
+
+    def load_and_count(self, session_id: str) -> Any:
+        """``(data, created, counter)`` after counting one visit, or None."""
+        return self.renew(self.statements.load_and_count, session_id)
+
+    def count(self, session_id: str, new: bool) -> int | None:
+        """The counter after one more visit; None when the session is gone. A new
+        session's row is made here, with a count of one."""
+        if new:
+            with self.connection() as connection:
+                return connection.execute(
+                    self.statements.create, self.parameters(session_id)
+                ).scalar_one()
+        row = self.renew(self.statements.count, session_id)
+        return None if row is None else row[0]
+
+    def save(self, session_id: str, data: bytes, new: bool) -> None:
+        """Store the session's JSON data, unless it was revoked meanwhile."""
+        statement = self.statements.save_new if new else self.statements.save
+        with self.connection() as connection:
+            connection.execute(statement, self.parameters(session_id, new_data=data.decode()))
+
+    def delete(self, session_id: str) -> None:
+        """Revoke the session."""
+        with self.connection() as connection:
+            connection.execute(self.statements.delete, {"session_id": session_id})
+
+    def reset_counter(self, session_id: str) -> None:
+        """Set the visit counter back to zero."""
+        with self.connection() as connection:
+            connection.execute(self.statements.reset_counter, {"session_id": session_id})
+
+    def move(self, old_id: str, new_id: str) -> bool:
+        """Give the live session ``new_id``: one UPDATE of its primary key, so the old id
+        is revoked in the same instant."""
+        with self.connection() as connection:
+            moved = connection.execute(
+                self.statements.move, self.parameters(old_id, new_id=new_id)
+            )
+            return moved.rowcount == 1
+
+    def clear_expired(self) -> int:
+        """Delete the sessions past their idle or absolute timeout; how many there were."""
+        cleared = 0
+        while True:
+            with self.connection() as connection:
+                parameters = self.parameters("")
+                batch = connection.execute(self.statements.clear_expired, parameters).rowcount
+            cleared += batch
+            if batch < self.statements.clear_batch:
+                return cleared
+
+    def end_all_sessions(self) -> int:
+        """Delete every session, live or not, at once; how many there were.
+
+        One statement: about a second per three million rows (BENCHMARKS.md), during
+        which requests that write a session wait for it. A session a login moves meanwhile
+        is deleted under its new id (PostgreSQL follows a row updated under a waiting
+        DELETE); a session made after it is new.
+        """
+        with self.connection() as connection:
+            return connection.execute(self.statements.end_all).rowcount
+
+    def close(self) -> None:
+        """Close the pooled connections (a command's last step)."""
+        self.engine.dispose()
+
+
+def make_database_store(
+    settings: Mapping[str, str], environ: Mapping[str, str], timeout: int, absolute_timeout: int
+) -> DatabaseStore:
+    """The store the ``session.database_*`` settings and the environment describe."""
+    database = read_database_settings(settings, environ)
+    return DatabaseStore(make_engine(database), timeout, absolute_timeout, database.timeout)
+
+
+def make_store(
+    settings: Mapping[str, str], environ: Mapping[str, str], session: SessionSettings
+) -> DatabaseStore:
+    """The session factory's store, its table made now if the database answers."""
+    store = make_database_store(settings, environ, session.timeout, session.absolute_timeout)
+    store.prepare_at_start_up()
+    return store
