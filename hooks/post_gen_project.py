@@ -41,14 +41,17 @@ FILE_GROUPS = {
     ),
     "redis": (
         "{package}/sessions/redis",
+        "tests/redis_servers.py",
         "tests/test_redis_sessions.py",
         "tests/test_redis_topologies.py",
+        "docs/redis.md",
     ),
     "database": (
         "{package}/sessions/database",
         "tests/database_servers.py",
         "tests/test_database_sessions.py",
         "tests/test_database_settings.py",
+        "docs/database.md",
     ),
 }
 FACTORY_GROUPS = {

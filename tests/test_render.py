@@ -337,14 +337,19 @@ TEST_REFERENCE = re.compile(r"`(test_\w+\.py)?::(test_\w+)`")
 
 
 def test_the_security_table_names_tests_that_exist(rendered) -> None:
+    """Every test the README or a page of docs/ names (the security table in
+    docs/security.md above all) is a test of the project."""
     _, project = rendered
-    readme = (project / "README.md").read_text(encoding="utf-8")
-    table = readme.split("## Security", 1)[1].split("\n## ", 1)[0]
-    missing, test_file = [], None
-    for file_name, test_name in TEST_REFERENCE.findall(table):
-        test_file = file_name or test_file
-        source = (project / "tests" / test_file).read_text(encoding="utf-8")
-        if f"def {test_name}(" not in source:
-            missing.append(f"{test_file}::{test_name}")
+    pages = [project / "README.md", *sorted((project / "docs").glob("*.md"))]
+    missing = []
+    for page in pages:
+        test_file = None  # "::test_name" names a test of the file named last on its page
+        for file_name, test_name in TEST_REFERENCE.findall(page.read_text(encoding="utf-8")):
+            test_file = file_name or test_file
+            test_path = project / "tests" / (test_file or "none named before")
+            source = test_path.read_text(encoding="utf-8") if test_path.is_file() else ""
+            if f"def {test_name}(" not in source:
+                missing.append(f"{page.name}: {test_file}::{test_name}")
+    table = (project / "docs" / "security.md").read_text(encoding="utf-8")
     assert len(TEST_REFERENCE.findall(table)) >= 15
     assert missing == []

@@ -1,9 +1,9 @@
 """A generated project follows newer template commits and keeps its user's work.
 
 Each test runs what a user would: the cookiecutter and cruft commands, and the commands of
-the generated README's "Updating from the template" section exactly as written, with git,
-on a project that holds a user's committed edits. The template is a git snapshot of this
-working tree, so the README tested is the one being edited.
+the generated project's update page (docs/updating.md, linked from its README) exactly as
+written, with git, on a project that holds a user's committed edits. The template is a git
+snapshot of this working tree, so the page tested is the one being edited.
 """
 
 from __future__ import annotations
@@ -168,17 +168,18 @@ def commit_users_work(project: Path, env: dict[str, str]) -> None:
     commit_all(project, "the user's own work", env)
 
 
-def readme_block(project: Path, command: str) -> str:
-    """The generated README's "Updating from the template" block that runs ``command``."""
-    readme = (project / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Updating from the template\n", 1)[1].split("\n## ", 1)[0]
-    [block] = [block for block in SH_BLOCK.findall(section) if command in block]
+def update_block(project: Path, command: str) -> str:
+    """The block of the generated project's update page (docs/updating.md, which its
+    README links) that runs ``command``."""
+    page = (project / "docs" / "updating.md").read_text(encoding="utf-8")
+    [block] = [block for block in SH_BLOCK.findall(page) if command in block]
     return block
 
 
-def run_readme_block(project: Path, command: str, env: dict[str, str], **values: str) -> None:
-    """Run the README's block for ``command``, its ``<placeholders>`` filled from ``values``."""
-    script = readme_block(project, command)
+def run_update_block(project: Path, command: str, env: dict[str, str], **values: str) -> None:
+    """Run the update page's block for ``command``, its ``<placeholders>`` filled from
+    ``values``."""
+    script = update_block(project, command)
     for name, value in values.items():
         script = script.replace(f"<{name}>", shlex.quote(value))
     run(["bash", "-e", "-c", script], project, env)
@@ -236,9 +237,9 @@ def test_a_cookiecutter_project_linked_as_documented_takes_a_newer_commit_and_ke
     before = kept_state(project)
     newer = commit_newer_template(template, env)  # the template moves on before the link
 
-    run_readme_block(project, "cruft link", env, template=str(template), commit=made_from)
+    run_update_block(project, "cruft link", env, template=str(template), commit=made_from)
     assert json.loads((project / ".cruft.json").read_text())["commit"] == made_from
-    run_readme_block(project, "cruft update", env)
+    run_update_block(project, "cruft update", env)
 
     assert_the_update_kept_the_users_work(project, before, newer, env)
 
@@ -251,7 +252,7 @@ def test_cruft_update_brings_a_newer_template_commit_in(
     before = kept_state(project)
     newer = commit_newer_template(template, env)
 
-    run_readme_block(project, "cruft update", env)
+    run_update_block(project, "cruft update", env)
 
     assert_the_update_kept_the_users_work(project, before, newer, env)
 
@@ -268,7 +269,7 @@ def test_a_clashing_template_change_leaves_conflict_markers_not_the_templates_li
     before = kept_state(project)
     commit_newer_template(template, env)
 
-    run_readme_block(project, "cruft update", env)
+    run_update_block(project, "cruft update", env)
 
     merged = css.read_text()
     assert f"<<<<<<< ours\n  {USER_ACCENT}\n=======\n  {NEWER_ACCENT}\n>>>>>>> theirs" in merged

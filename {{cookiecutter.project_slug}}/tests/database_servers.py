@@ -4,7 +4,7 @@ Debian's postgresql, started and stopped by PID.
 Written here rather than taken from pytest-postgresql: this is one class over initdb and
 pg_ctl that also stops the server in the middle of a test and starts it again on the same
 data (the outage tests), and runs initdb as the postgres user when the tests run as
-root, which PostgreSQL requires (README.md, "Tests").
+root, which PostgreSQL requires.
 
 Without PostgreSQL (no server programs, no TEST_DATABASE_URL) its tests are skipped
 (conftest.py) and, as coverage.py's plugin (``coverage_init``), this module leaves the

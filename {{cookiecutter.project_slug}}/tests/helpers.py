@@ -1,13 +1,44 @@
-"""Reading what the pages show, the way a person would."""
+"""What the tests share: the app's settings for a test, the app with test-only views,
+and reading what the pages show, the way a person would."""
 
 from __future__ import annotations
 
+import functools
 import re
+import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import webtest
+from pyramid.config import Configurator
+from pyramid.paster import get_appsettings
+from pyramid.request import Request
+
+from {{ cookiecutter.project_slug }}.sessions import regenerate_session
+from {{ cookiecutter.project_slug }}.sessions import settings as settings_module
+{%- if cookiecutter.session_factory == "redis" %}
+from {{ cookiecutter.project_slug }}.sessions.redis.settings import (
+    ENVIRONMENT as REDIS_ENVIRONMENT,
+)
+{%- elif cookiecutter.session_factory == "database" %}
+from {{ cookiecutter.project_slug }}.sessions.database.settings import (
+    ENVIRONMENT as DATABASE_ENVIRONMENT,
+)
+{%- endif %}
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+# Variables that would override the settings under test.
+SETTINGS_ENV = [
+    settings_module.SECRET_ENV,
+    settings_module.SECRET_FALLBACKS_ENV,
+{%- if cookiecutter.session_factory == "redis" %}
+    *REDIS_ENVIRONMENT,
+{%- elif cookiecutter.session_factory == "database" %}
+    *DATABASE_ENVIRONMENT,
+{%- endif %}
+]
 
 COUNTER = re.compile(r'<strong id="counter">(\d+)</strong>')
 FLASH_GROUP = re.compile(
@@ -92,3 +123,112 @@ def assert_corruption_gives_a_fresh_session(
         testapp.post("/reset", {"csrf_token": token}, status=400)
     assert session_id not in stored.ids()
     assert counter(testapp.get("/")) == (2 if first_request == "counter-page" else 1)
+
+
+@functools.cache
+def development_ini() -> dict:
+    """development.ini's settings, read once: plaster looks through every installed
+    package's metadata for its loader, which cost a fifth of each test's time."""
+    return dict(get_appsettings(str(PROJECT_DIR / "development.ini")))
+
+
+def development_settings() -> dict:
+    """development.ini's settings, with a fresh secret: tests need no .session_secret file."""
+    return {**development_ini(), "session.secret": secrets.token_hex(settings_module.SECRET_BYTES)}
+
+
+def development_timeouts() -> tuple[int, int]:
+    """The idle and absolute timeouts development.ini sets: the answers the project was
+    generated with. Tests take them from here, never as numbers of their own, so that
+    they hold for any answer."""
+    settings = development_ini()
+    return int(settings["session.timeout"]), int(settings["session.absolute_timeout"])
+
+
+def login_view(request: Request) -> dict:
+    """What a login view does first: a new session id (or cookie) for the same data."""
+    regenerate_session(request)
+    return {"session": dict(request.session)}
+
+
+def app_with_test_views(settings: dict, **views: Callable[[Request], dict]) -> webtest.TestApp:
+    """The app plus test-only JSON views, each at /<its name>."""
+    with Configurator(settings=settings) as config:
+        config.include("{{ cookiecutter.project_slug }}")
+        for name, view in views.items():
+            config.add_route(name, f"/{name}")
+            config.add_view(view, route_name=name, renderer="json")
+    return webtest.TestApp(config.make_wsgi_app())
+
+
+def visit_with(app, cookie: str) -> webtest.TestResponse:
+    """GET / from a new browser that sends ``cookie`` as its session cookie."""
+    browser = webtest.TestApp(app)
+    return browser.get("/", headers={"Cookie": f"session={cookie}"}, status=200)
+
+
+def valid_cookie(app, visits: int = 2) -> str:
+    """A genuine session cookie for a session that counted ``visits``."""
+    browser = webtest.TestApp(app)
+    for _ in range(visits):
+        browser.get("/")
+    return session_cookie(browser)
+
+
+CSP_DIRECTIVES = {
+    "default-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+}
+FIXED_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+def csp_directives(response: webtest.TestResponse) -> set[str]:
+    """The directives of the response's Content-Security-Policy, white space folded."""
+    policy = response.headers["Content-Security-Policy"]
+    return {" ".join(part.split()) for part in policy.split(";") if part.strip()}
+
+
+def assert_security_headers(response: webtest.TestResponse, *, cacheable: bool = False) -> None:
+    """The headers every response carries; no-store unless it is ``cacheable``."""
+    assert csp_directives(response) >= CSP_DIRECTIVES
+    assert "unsafe-inline" not in response.headers["Content-Security-Policy"]
+    assert {name: response.headers.get(name) for name in FIXED_HEADERS} == FIXED_HEADERS
+    assert ("no-store" in response.headers.get("Cache-Control", "")) is not cacheable
+{%- if cookiecutter.session_factory in ("redis", "database") %}
+
+
+# Makes the store's round trip of that name fail from now on, as a lost connection would.
+StoreFailure = Callable[[str], None]
+
+
+def store_fails_in_the_view(testapp: webtest.TestApp, fail: StoreFailure) -> webtest.TestResponse:
+    """The store fails loading the session for a counter page: Pyramid's exception view."""
+    testapp.get("/")
+    fail("load_and_count")
+    return testapp.get("/howdy", status=503)
+
+
+def store_fails_after_the_view(
+    testapp: webtest.TestApp, fail: StoreFailure
+) -> webtest.TestResponse:
+    """The store fails writing the session after the view: the execution policy's 503 page."""
+    token = csrf_token(testapp.get("/"))
+    fail("save")
+    form = {"csrf_token": token, "category": "info", "message": "hello"}
+    return testapp.post("/flash", form, status=503)
+
+
+# The 503 pages of a server-side store's failures, by how they are made.
+STORE_FAILURE_PAGES = {
+    "503-page-store-fails-in-the-view": store_fails_in_the_view,
+    "503-page-store-fails-after-the-view": store_fails_after_the_view,
+}
+{%- endif %}

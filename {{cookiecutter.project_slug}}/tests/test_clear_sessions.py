@@ -28,17 +28,19 @@ import redis
 {%- endif %}
 import webtest
 {%- if database %}
-from conftest import (
+from database_servers import StoredSessions
+{%- endif %}
+from helpers import (
     app_with_test_views,
+    counter,
+    csrf_token,
+{%- if database %}
     development_settings,
+{%- endif %}
     development_timeouts,
     login_view,
+    session_cookie,
 )
-from database_servers import StoredSessions
-{%- else %}
-from conftest import app_with_test_views, development_timeouts, login_view
-{%- endif %}
-from helpers import counter, csrf_token, session_cookie
 
 from {{ cookiecutter.project_slug }} import main
 from {{ cookiecutter.project_slug }}.sessions.clear_sessions import main as clear_sessions

@@ -9,7 +9,15 @@ from collections.abc import Callable
 
 import pytest
 import webtest
-from helpers import counter, csrf_token, flash_groups, post_form, session_cookie
+from helpers import (
+    counter,
+    csrf_token,
+    flash_groups,
+    post_form,
+    session_cookie,
+    valid_cookie,
+    visit_with,
+)
 {%- if signed %}
 from pyramid.config import Configurator
 {%- endif %}
@@ -282,3 +290,15 @@ def test_only_changes_write_the_cookie(app_settings, operation: Callable, writes
     operation(session)
     assert session.dirty is writes
     assert bool(session.request.response_callbacks) is writes
+
+
+def test_expired_session_starts_afresh(app, app_settings, age_sessions) -> None:
+    cookie = valid_cookie(app)
+    age_sessions(int(app_settings["session.timeout"]) + 5)
+    assert counter(visit_with(app, cookie)) == 1
+
+
+def test_session_within_the_timeout_survives(app, app_settings, age_sessions) -> None:
+    cookie = valid_cookie(app)
+    age_sessions(int(app_settings["session.timeout"]) - 30)
+    assert counter(visit_with(app, cookie)) == 3

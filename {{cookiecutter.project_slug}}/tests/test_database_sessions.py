@@ -25,16 +25,20 @@ import psycopg
 import pytest
 import sqlalchemy
 import webtest
-from conftest import app_with_test_views
 from database_servers import PostgresServer, admin_url, free_port, libpq_url
 from helpers import (
     COUNTER,
+    STORE_FAILURE_PAGES,
+    app_with_test_views,
     assert_corruption_gives_a_fresh_session,
+    assert_security_headers,
     counter,
     csrf_token,
     post_form,
     session_cookie,
     text,
+    valid_cookie,
+    visit_with,
 )
 from pyramid.interfaces import ISessionFactory
 from pyramid.request import Request
@@ -967,3 +971,38 @@ def test_a_locked_sqlite_answers_every_concurrent_request_within_the_timeout(
         holder.close()
     assert {status for status, _ in timings} == {503}
     assert max(seconds for _, seconds in timings) < 1 + SCHEDULING
+
+
+def test_a_session_past_its_idle_expiry_starts_afresh(app, stored) -> None:
+    cookie = valid_cookie(app)
+    [session_id] = stored.ids()
+    stored.set(session_id, "expiry", int(time.time()) - 1)
+    assert counter(visit_with(app, cookie)) == 1
+    assert session_id not in stored.ids()
+
+
+def test_every_visit_renews_the_expiry(app, app_settings, stored) -> None:
+    cookie = valid_cookie(app)
+    [session_id] = stored.ids()
+    stored.set(session_id, "expiry", int(time.time()) + 5)
+    assert counter(visit_with(app, cookie)) == 3
+    timeout = int(app_settings["session.timeout"])
+    assert stored.row(session_id).expiry >= int(time.time()) + timeout - 5
+
+
+def test_the_expiry_never_passes_the_absolute_end(app, app_settings, stored) -> None:
+    cookie = valid_cookie(app)
+    [session_id] = stored.ids()
+    settings = session_settings(app_settings)
+    left = settings.timeout // 2  # sooner than the idle timeout: the absolute end decides
+    stored.set(session_id, "created", int(time.time()) - settings.absolute_timeout + left)
+    assert counter(visit_with(app, cookie)) == 3
+    assert stored.row(session_id).expiry <= int(time.time()) + left
+
+
+@pytest.mark.parametrize("page", STORE_FAILURE_PAGES.values(), ids=STORE_FAILURE_PAGES)
+def test_503_pages_carry_the_security_headers(testapp, monkeypatch, page) -> None:
+    def fail(name: str) -> None:
+        fail_statement(monkeypatch, app_store(testapp), name)
+
+    assert_security_headers(page(testapp, fail))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import SETTINGS_ENV, development_settings
+from helpers import SETTINGS_ENV, development_settings
 
 from {{ cookiecutter.project_slug }} import main
 from {{ cookiecutter.project_slug }}.sessions.database.settings import (

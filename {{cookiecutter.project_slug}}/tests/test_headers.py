@@ -8,52 +8,16 @@ from pathlib import Path
 
 import pytest
 import webtest
-{%- if cookiecutter.session_factory == "redis" %}
-from conftest import RedisServer
-from helpers import csrf_token, post_form
-from test_redis_sessions import outage_redis, watch_round_trips  # noqa: F401 (a fixture)
-{%- elif cookiecutter.session_factory == "database" %}
-from helpers import csrf_token, post_form
-from test_database_sessions import app_store, fail_statement
-{%- else %}
-from helpers import post_form
-{%- endif %}
+from helpers import assert_security_headers, post_form
 
 import {{ cookiecutter.project_slug }}
 from {{ cookiecutter.project_slug }} import main
 from {{ cookiecutter.project_slug }}.hardening.limits import DEFAULT_MAX_BODY_SIZE
 
-CSP_DIRECTIVES = {
-    "default-src 'self'",
-    "object-src 'none'",
-    "base-uri 'none'",
-    "form-action 'self'",
-    "frame-ancestors 'none'",
-}
-FIXED_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "X-Frame-Options": "DENY",
-    "Cross-Origin-Opener-Policy": "same-origin",
-}
 TEMPLATES = Path({{ cookiecutter.project_slug }}.__file__).parent / "templates"
 # What a Content-Security-Policy without 'unsafe-inline' blocks: style elements and
 # attributes, event-handler attributes, and scripts written into the page.
 INLINE_SCRIPT_OR_STYLE = re.compile(r"<style|\sstyle=|\son[a-z]+=|<script(?![^>]*\ssrc=)", re.I)
-
-
-def csp_directives(response: webtest.TestResponse) -> set[str]:
-    """The directives of the response's Content-Security-Policy, white space folded."""
-    policy = response.headers["Content-Security-Policy"]
-    return {" ".join(part.split()) for part in policy.split(";") if part.strip()}
-
-
-def assert_security_headers(response: webtest.TestResponse, *, cacheable: bool = False) -> None:
-    """The headers every response carries; no-store unless it is ``cacheable``."""
-    assert csp_directives(response) >= CSP_DIRECTIVES
-    assert "unsafe-inline" not in response.headers["Content-Security-Policy"]
-    assert {name: response.headers.get(name) for name in FIXED_HEADERS} == FIXED_HEADERS
-    assert ("no-store" in response.headers.get("Cache-Control", "")) is not cacheable
 
 
 def counter_page(testapp: webtest.TestApp) -> webtest.TestResponse:
@@ -117,59 +81,6 @@ RESPONSES: dict[str, tuple[Visit, bool]] = {
 @pytest.mark.parametrize(("visit", "cacheable"), RESPONSES.values(), ids=RESPONSES)
 def test_every_response_carries_the_security_headers(testapp, visit: Visit, cacheable: bool):
     assert_security_headers(visit(testapp), cacheable=cacheable)
-{%- if cookiecutter.session_factory in ("redis", "database") %}
-
-
-def fail_round_trip(testapp: webtest.TestApp, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    """From now on, the store's round trip ``name`` fails as a lost connection would."""
-{%- if cookiecutter.session_factory == "redis" %}
-    watch_round_trips(monkeypatch, failing=name)
-{%- else %}
-    fail_statement(monkeypatch, app_store(testapp), name)
-{%- endif %}
-
-
-def store_fails_in_the_view(
-    testapp: webtest.TestApp, monkeypatch: pytest.MonkeyPatch, token: str
-) -> webtest.TestResponse:
-    """The store fails loading the session for a counter page: Pyramid's exception view."""
-    fail_round_trip(testapp, monkeypatch, "load_and_count")
-    return testapp.get("/howdy", status=503)
-
-
-def store_fails_after_the_view(
-    testapp: webtest.TestApp, monkeypatch: pytest.MonkeyPatch, token: str
-) -> webtest.TestResponse:
-    """The store fails writing the session after the view: the execution policy's 503 page."""
-    fail_round_trip(testapp, monkeypatch, "save")
-    form = {"csrf_token": token, "category": "info", "message": "hello"}
-    return testapp.post("/flash", form, status=503)
-
-
-StoreFailure = Callable[[webtest.TestApp, pytest.MonkeyPatch, str], webtest.TestResponse]
-STORE_FAILURES: dict[str, StoreFailure] = {
-    "503-page-store-fails-in-the-view": store_fails_in_the_view,
-    "503-page-store-fails-after-the-view": store_fails_after_the_view,
-}
-
-
-@pytest.mark.parametrize("fail", STORE_FAILURES.values(), ids=STORE_FAILURES)
-def test_503_pages_carry_the_security_headers(testapp, monkeypatch, fail: StoreFailure):
-    token = csrf_token(testapp.get("/"))
-    assert_security_headers(fail(testapp, monkeypatch, token))
-{%- endif %}
-{%- if cookiecutter.session_factory == "redis" %}
-
-
-def test_the_503_page_of_a_stopped_redis_carries_the_security_headers(
-    app_settings: dict,
-    outage_redis: RedisServer,  # noqa: F811 (the fixture imported above)
-) -> None:
-    testapp = webtest.TestApp(main({}, **{**app_settings, "session.redis_url": outage_redis.url}))
-    testapp.get("/")
-    outage_redis.stop()
-    assert_security_headers(testapp.get("/howdy", status=503))
-{%- endif %}
 
 
 HSTS = "Strict-Transport-Security"

@@ -12,14 +12,18 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 import webtest
-from conftest import RedisServer
 from helpers import (
+    STORE_FAILURE_PAGES,
     assert_corruption_gives_a_fresh_session,
+    assert_security_headers,
     counter,
     csrf_token,
     post_form,
     text,
+    valid_cookie,
+    visit_with,
 )
+from redis_servers import RedisServer
 
 from {{ cookiecutter.project_slug }} import main
 from {{ cookiecutter.project_slug }}.sessions.redis.store import KEY_PREFIX, RedisStore
@@ -202,3 +206,59 @@ def test_a_new_visitor_costs_a_count_and_a_save(testapp, monkeypatch) -> None:
     names = watch_round_trips(monkeypatch)
     assert counter(testapp.get("/")) == 1
     assert names == ["count", "save"]
+
+
+def session_key(redis_client: redis.Redis) -> bytes:
+    """The Redis key of the one stored session."""
+    [key] = redis_client.scan_iter(f"{KEY_PREFIX}*")
+    return key
+
+
+def test_a_session_past_its_absolute_timeout_is_deleted(app, app_settings, redis_client) -> None:
+    cookie = valid_cookie(app)
+    old_key = session_key(redis_client)
+    lifetime = session_settings(app_settings).absolute_timeout
+    redis_client.hset(old_key, "created", int(time.time()) - lifetime - 1)
+    assert counter(visit_with(app, cookie)) == 1
+    assert not redis_client.exists(old_key)
+
+
+def test_redis_expires_a_session_at_its_absolute_timeout(app, app_settings, redis_client) -> None:
+    cookie = valid_cookie(app)
+    settings = session_settings(app_settings)
+    left = settings.timeout // 2  # sooner than the idle timeout: the absolute end decides
+    created = int(time.time()) - settings.absolute_timeout + left
+    redis_client.hset(session_key(redis_client), "created", created)
+    assert counter(visit_with(app, cookie)) == 3
+    assert 0 < redis_client.ttl(session_key(redis_client)) <= left
+
+
+def test_session_expired_by_redis_starts_afresh(app, redis_client: redis.Redis) -> None:
+    cookie = valid_cookie(app)
+    redis_client.pexpire(session_key(redis_client), 1)
+    time.sleep(0.01)
+    assert counter(visit_with(app, cookie)) == 1
+
+
+def test_every_visit_renews_the_expiry(app, app_settings, redis_client: redis.Redis) -> None:
+    cookie = valid_cookie(app)
+    redis_client.expire(session_key(redis_client), 5)
+    assert counter(visit_with(app, cookie)) == 3
+    assert redis_client.ttl(session_key(redis_client)) > int(app_settings["session.timeout"]) - 5
+
+
+@pytest.mark.parametrize("page", STORE_FAILURE_PAGES.values(), ids=STORE_FAILURE_PAGES)
+def test_503_pages_carry_the_security_headers(testapp, monkeypatch, page) -> None:
+    def fail(name: str) -> None:
+        watch_round_trips(monkeypatch, failing=name)
+
+    assert_security_headers(page(testapp, fail))
+
+
+def test_the_503_page_of_a_stopped_redis_carries_the_security_headers(
+    app_settings: dict, outage_redis: RedisServer
+) -> None:
+    testapp = webtest.TestApp(main({}, **{**app_settings, "session.redis_url": outage_redis.url}))
+    testapp.get("/")
+    outage_redis.stop()
+    assert_security_headers(testapp.get("/howdy", status=503))

@@ -17,27 +17,27 @@ from dataclasses import asdict, dataclass
 
 import pytest
 import webtest
-from conftest import (
-    SETTINGS_ENV,
-    ClusterDeployment,
-    RedisServer,
-    SentinelDeployment,
-    TLSDeployment,
-    app_with_test_views,
-    development_settings,
-    is_moved_marker,
-    login_view,
-    wait_until,
-)
 from helpers import (
+    SETTINGS_ENV,
+    app_with_test_views,
     count_concurrently,
     counter,
+    development_settings,
     flash_groups,
+    login_view,
     post_form,
     session_cookie,
     text,
 )
 from redis.cluster import RedisCluster
+from redis_servers import (
+    ClusterDeployment,
+    RedisServer,
+    SentinelDeployment,
+    TLSDeployment,
+    is_moved_marker,
+    wait_until,
+)
 from test_clear_sessions import write_ini
 
 from {{ cookiecutter.project_slug }} import main

@@ -17,8 +17,7 @@ import plaster
 import pytest
 import waitress
 import webtest
-from conftest import PROJECT_DIR, app_with_test_views
-from helpers import csrf_token, flash_groups, text
+from helpers import PROJECT_DIR, app_with_test_views, csrf_token, flash_groups, text
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pyramid.request import Request

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable
 
 import pytest
-{%- if cookiecutter.session_factory == "redis" %}
-import redis
-{%- endif %}
 import webtest
-from conftest import development_timeouts
-from helpers import counter, csrf_token, session_cookie
+from helpers import (
+    counter,
+    csrf_token,
+    development_timeouts,
+    session_cookie,
+    valid_cookie,
+    visit_with,
+)
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from {{ cookiecutter.project_slug }} import main
-{%- if cookiecutter.session_factory == "redis" %}
-from {{ cookiecutter.project_slug }}.sessions.redis.store import KEY_PREFIX
-{%- endif %}
 from {{ cookiecutter.project_slug }}.sessions.settings import (
     SECRET_BYTES,
     session_settings,
@@ -32,20 +31,6 @@ COOKIE_TEXT = st.text(
 FUZZ = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-
-
-def visit_with(app, cookie: str) -> webtest.TestResponse:
-    """GET / from a new browser that sends ``cookie`` as its session cookie."""
-    browser = webtest.TestApp(app)
-    return browser.get("/", headers={"Cookie": f"session={cookie}"}, status=200)
-
-
-def valid_cookie(app, visits: int = 2) -> str:
-    """A genuine session cookie for a session that counted ``visits``."""
-    browser = webtest.TestApp(app)
-    for _ in range(visits):
-        browser.get("/")
-    return session_cookie(browser)
 
 
 @FUZZ
@@ -82,121 +67,6 @@ def test_truncated_cookies_get_fresh_sessions(app) -> None:
     cookie = valid_cookie(app)
     for length in range(0, len(cookie) - 1, 7):
         assert counter(visit_with(app, cookie[:length])) == 1
-
-
-{% if cookiecutter.session_factory == "redis" -%}
-def session_key(redis_client: redis.Redis) -> bytes:
-    """The Redis key of the one stored session."""
-    [key] = redis_client.scan_iter(f"{KEY_PREFIX}*")
-    return key
-
-
-@pytest.fixture
-def age_sessions(redis_client: redis.Redis) -> Callable[[int], None]:
-    """Make every stored session older by some seconds: Redis's clock cannot be moved, so
-    the creation time the sessions hold moves back instead."""
-
-    def age(seconds: int) -> None:
-        for key in redis_client.scan_iter(f"{KEY_PREFIX}*"):
-            redis_client.hincrby(key, "created", -seconds)
-
-    return age
-
-
-def test_a_session_past_its_absolute_timeout_is_deleted(app, app_settings, redis_client) -> None:
-    cookie = valid_cookie(app)
-    old_key = session_key(redis_client)
-    lifetime = session_settings(app_settings).absolute_timeout
-    redis_client.hset(old_key, "created", int(time.time()) - lifetime - 1)
-    assert counter(visit_with(app, cookie)) == 1
-    assert not redis_client.exists(old_key)
-
-
-def test_redis_expires_a_session_at_its_absolute_timeout(app, app_settings, redis_client) -> None:
-    cookie = valid_cookie(app)
-    settings = session_settings(app_settings)
-    left = settings.timeout // 2  # sooner than the idle timeout: the absolute end decides
-    created = int(time.time()) - settings.absolute_timeout + left
-    redis_client.hset(session_key(redis_client), "created", created)
-    assert counter(visit_with(app, cookie)) == 3
-    assert 0 < redis_client.ttl(session_key(redis_client)) <= left
-
-
-def test_session_expired_by_redis_starts_afresh(app, redis_client: redis.Redis) -> None:
-    cookie = valid_cookie(app)
-    redis_client.pexpire(session_key(redis_client), 1)
-    time.sleep(0.01)
-    assert counter(visit_with(app, cookie)) == 1
-
-
-def test_every_visit_renews_the_expiry(app, app_settings, redis_client: redis.Redis) -> None:
-    cookie = valid_cookie(app)
-    redis_client.expire(session_key(redis_client), 5)
-    assert counter(visit_with(app, cookie)) == 3
-    assert redis_client.ttl(session_key(redis_client)) > int(app_settings["session.timeout"]) - 5
-{%- elif cookiecutter.session_factory == "database" -%}
-@pytest.fixture
-def age_sessions(stored) -> Callable[[int], None]:
-    """Make every stored session older by some seconds (the database's clock is theirs)."""
-    return stored.age
-
-
-def test_a_session_past_its_idle_expiry_starts_afresh(app, stored) -> None:
-    cookie = valid_cookie(app)
-    [session_id] = stored.ids()
-    stored.set(session_id, "expiry", int(time.time()) - 1)
-    assert counter(visit_with(app, cookie)) == 1
-    assert session_id not in stored.ids()
-
-
-def test_every_visit_renews_the_expiry(app, app_settings, stored) -> None:
-    cookie = valid_cookie(app)
-    [session_id] = stored.ids()
-    stored.set(session_id, "expiry", int(time.time()) + 5)
-    assert counter(visit_with(app, cookie)) == 3
-    timeout = int(app_settings["session.timeout"])
-    assert stored.row(session_id).expiry >= int(time.time()) + timeout - 5
-
-
-def test_the_expiry_never_passes_the_absolute_end(app, app_settings, stored) -> None:
-    cookie = valid_cookie(app)
-    [session_id] = stored.ids()
-    settings = session_settings(app_settings)
-    left = settings.timeout // 2  # sooner than the idle timeout: the absolute end decides
-    stored.set(session_id, "created", int(time.time()) - settings.absolute_timeout + left)
-    assert counter(visit_with(app, cookie)) == 3
-    assert stored.row(session_id).expiry <= int(time.time()) + left
-{%- else -%}
-# Where the session factory reads the clock to decide that a session has expired.
-EXPIRY_CLOCK = "time.time"
-
-
-@pytest.fixture
-def age_sessions(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
-    """Make every session older by some seconds: the clock the sessions read moves on."""
-    real_time, offset = time.time, 0
-
-    def age(seconds: int) -> None:
-        nonlocal offset
-        offset += seconds
-        monkeypatch.setattr(EXPIRY_CLOCK, lambda: real_time() + offset)
-
-    return age
-
-
-def test_expired_session_starts_afresh(app, app_settings, monkeypatch) -> None:
-    cookie = valid_cookie(app)
-    later = time.time() + int(app_settings["session.timeout"]) + 5
-    monkeypatch.setattr(EXPIRY_CLOCK, lambda: later)
-    assert counter(visit_with(app, cookie)) == 1
-
-
-def test_session_within_the_timeout_survives(app, app_settings, monkeypatch) -> None:
-    cookie = valid_cookie(app)
-    later = time.time() + int(app_settings["session.timeout"]) - 30
-    monkeypatch.setattr(EXPIRY_CLOCK, lambda: later)
-    assert counter(visit_with(app, cookie)) == 3
-{%- endif %}
 
 
 # One idle day, one week in all: the numbers of the replay attack measured on the old code.

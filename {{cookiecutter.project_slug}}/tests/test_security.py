@@ -11,8 +11,15 @@ from urllib.parse import urljoin, urlsplit
 import plaster
 import pytest
 import webtest
-from conftest import PROJECT_DIR, app_with_test_views
-from helpers import csrf_token, flash_groups, post_form, session_cookie, text
+from helpers import (
+    PROJECT_DIR,
+    app_with_test_views,
+    csrf_token,
+    flash_groups,
+    post_form,
+    session_cookie,
+    text,
+)
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pyramid.httpexceptions import HTTPFound
@@ -370,12 +377,20 @@ NGINX_SNIPPET = re.compile(r"```nginx\n(.*?)```", re.DOTALL)
 PROXY_SET_HEADER = re.compile(r"^\s*proxy_set_header\s+(\S+)\s", re.MULTILINE)
 
 
+# Where the documentation shows the proxy in front of the app.
+PRODUCTION_DOC = PROJECT_DIR / "docs" / "production.md"
+
+
+def documented_nginx_configuration() -> str:
+    """The nginx configuration docs/production.md shows."""
+    match = NGINX_SNIPPET.search(PRODUCTION_DOC.read_text(encoding="utf-8"))
+    assert match, f"{PRODUCTION_DOC.name} has no nginx configuration"
+    return match.group(1)
+
+
 def headers_the_documented_proxy_sets() -> set[str]:
-    """The request headers the README's nginx configuration sets, lowercase."""
-    readme = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
-    match = NGINX_SNIPPET.search(readme)
-    assert match, "README.md has no nginx configuration"
-    return {name.lower() for name in PROXY_SET_HEADER.findall(match.group(1))}
+    """The request headers the documented nginx configuration sets, lowercase."""
+    return {name.lower() for name in PROXY_SET_HEADER.findall(documented_nginx_configuration())}
 
 
 def test_production_trusts_only_headers_the_documented_proxy_sets() -> None:
@@ -387,9 +402,9 @@ def test_production_trusts_only_headers_the_documented_proxy_sets() -> None:
 def test_the_documented_proxy_overwrites_what_the_client_sent() -> None:
     """Appending ($proxy_add_x_forwarded_for) would pass the client's own value on: a
     forged address, or a malformed one that waitress answers with a bare 400 itself."""
-    snippet = NGINX_SNIPPET.search((PROJECT_DIR / "README.md").read_text(encoding="utf-8"))
-    assert "proxy_set_header X-Forwarded-For $remote_addr;" in snippet.group(1)
-    assert "$proxy_add_x_forwarded_for" not in snippet.group(1)
+    nginx = documented_nginx_configuration()
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in nginx
+    assert "$proxy_add_x_forwarded_for" not in nginx
 
 
 def test_production_listens_on_loopback_only() -> None:

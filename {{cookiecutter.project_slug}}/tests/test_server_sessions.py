@@ -14,12 +14,13 @@ from collections.abc import Callable
 
 import pytest
 import webtest
-from conftest import app_with_test_views, login_view
 from helpers import (
+    app_with_test_views,
     count_concurrently,
     counter,
     csrf_token,
     flash_groups,
+    login_view,
     post_form,
     session_cookie,
 )

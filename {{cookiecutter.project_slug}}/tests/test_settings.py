@@ -6,8 +6,7 @@ import secrets
 
 import pytest
 import webtest
-from conftest import PROJECT_DIR
-from helpers import counter, session_cookie
+from helpers import PROJECT_DIR, counter, session_cookie
 from pyramid.paster import get_appsettings
 
 from {{ cookiecutter.project_slug }} import main

@@ -61,7 +61,7 @@ class CounterViews:
 
 def redirect_home(request: Request) -> HTTPSeeOther:
     """POST-redirect-GET: the browser's reload button never posts the form twice. The
-    Location goes out as this path (``security.secure_response``), never with a host."""
+    Location goes out as this path (``hardening/headers.py``), never with a host."""
     return HTTPSeeOther(location=request.route_path("home"))
 
 

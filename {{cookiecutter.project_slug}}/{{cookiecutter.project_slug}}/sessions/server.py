@@ -206,10 +206,10 @@ class ServerSession(SessionAPI, MutableMapping):
     def data(self) -> dict:
         """The session's data, loaded on first use."""
         if self._data is None:
-            self.take(self.store.load(self.session_id))
+            self.use_stored(self.store.load(self.session_id))
         return self._data
 
-    def take(self, stored: list | None) -> bool:
+    def use_stored(self, stored: list | None) -> bool:
         """Take ``[data, created, ...]`` from the store; False (a fresh session) if it is
         gone.
 
@@ -244,7 +244,7 @@ class ServerSession(SessionAPI, MutableMapping):
         """Count one visit atomically; loads the session in the same round trip."""
         if self._data is None:
             stored = self.store.load_and_count(self.session_id)
-            if self.take(stored):
+            if self.use_stored(stored):
                 return int(stored[2])
         elif not self.new:
             count = self.store.count(self.session_id, new=False)

@@ -48,10 +48,10 @@ class DatabaseSettings:
     @property
     def shown_url(self) -> str:
         """The URL for messages and logs, its password as ***."""
-        return shown(self.url)
+        return redacted_url(self.url)
 
 
-def shown(url: URL) -> str:
+def redacted_url(url: URL) -> str:
     """``url`` for a message: its password, and password-like query values, as ***."""
     hidden = {name: "***" for name in url.query if CREDENTIAL_PARAMETER.search(name)}
     text = url.update_query_dict(hidden).render_as_string(hide_password=True)
@@ -80,7 +80,7 @@ def check_url(url: URL, name: str, from_env: bool) -> None:
     if url.drivername not in DRIVERS:
         raise SettingsError(
             f"{name} must start with sqlite:/// or postgresql+psycopg:// (psycopg 3), "
-            f"got {shown(url)!r}"
+            f"got {redacted_url(url)!r}"
         )
     if url.drivername == "sqlite":
         check_sqlite_url(url, name)
@@ -89,7 +89,7 @@ def check_url(url: URL, name: str, from_env: bool) -> None:
             f"{name} has an @ in its host: percent-encode an @ in the password as %40"
         )
     elif not url.host and "host" not in url.query:
-        raise SettingsError(f"{name} names no host: {shown(url)!r}")
+        raise SettingsError(f"{name} names no host: {redacted_url(url)!r}")
     has_password = url.password is not None or any(map(CREDENTIAL_PARAMETER.search, url.query))
     if has_password and not from_env:
         raise SettingsError(

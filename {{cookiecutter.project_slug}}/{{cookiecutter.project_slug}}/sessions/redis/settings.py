@@ -57,7 +57,7 @@ class RedisSettings:
         return "sentinel" if self.sentinels else "cluster" if self.cluster else "server"
 
 
-def redacted(url: str) -> str:
+def redacted_url(url: str) -> str:
     """``url`` for a message, its credentials as ***: all from // to the last @ (a
     password may hold /, ? or #), and the values of password-like query parameters."""
     scheme, slashes, rest = url.partition("//")
@@ -101,7 +101,7 @@ def check_url(url: str, name: str, cluster: bool) -> str:
     Checked as redis-py will read it, so that a bad URL stops the app at start-up instead
     of failing every request; a URL without a host would silently mean localhost.
     """
-    shown = redacted(url)
+    shown = redacted_url(url)
     try:
         parsed = parse_url(url)
     except ValueError as error:
@@ -121,7 +121,7 @@ def check_url(url: str, name: str, cluster: bool) -> str:
     return url
 
 
-def chosen(
+def setting_or_env(
     settings: Mapping[str, str], environ: Mapping[str, str], setting: str, variable: str
 ) -> tuple[str, str, bool]:
     """``(value, where it comes from, whether from the environment)`` of one setting."""
@@ -134,11 +134,11 @@ def read_redis_settings(settings: Mapping[str, str], environ: Mapping[str, str])
     """Check and collect the ``session.redis_*`` settings; SettingsError names the one
     to fix. An address given in the environment (URL or sentinels) overrides the other
     kind of address in the ini file; both kinds in the same place conflict."""
-    url, url_name, url_from_env = chosen(settings, environ, "session.redis_url", URL_ENV)
-    raw_sentinels, sentinels_name, sentinels_from_env = chosen(
+    url, url_name, url_from_env = setting_or_env(settings, environ, "session.redis_url", URL_ENV)
+    raw_sentinels, sentinels_name, sentinels_from_env = setting_or_env(
         settings, environ, "session.redis_sentinels", SENTINELS_ENV
     )
-    service, service_name, service_from_env = chosen(
+    service, service_name, service_from_env = setting_or_env(
         settings, environ, "session.redis_sentinel_service", SENTINEL_SERVICE_ENV
     )
     if url and raw_sentinels and url_from_env != sentinels_from_env:
@@ -150,7 +150,7 @@ def read_redis_settings(settings: Mapping[str, str], environ: Mapping[str, str])
             f"{service_name} is set, but no sentinels: set session.redis_sentinels "
             f"(or {SENTINELS_ENV})"
         )
-    cluster = asbool(chosen(settings, environ, "session.redis_cluster", CLUSTER_ENV)[0])
+    cluster = asbool(setting_or_env(settings, environ, "session.redis_cluster", CLUSTER_ENV)[0])
     common = {"socket_timeout": read_socket_timeout(settings), "cluster": cluster}
     if raw_sentinels:
         check_sentinel_choice(url, url_name, service, sentinels_name, cluster)
