@@ -1,5 +1,6 @@
-"""The SQL store's project, installed with the README's uv block, first on a machine
-without PostgreSQL and then with it, and served on both databases.
+"""The SQL store's project, installed with the README's uv block: its tests first on a
+machine without PostgreSQL and then with it; served on both databases (a second test, so
+that the two run in separate lanes of the suite).
 
 Without PostgreSQL, its bare `uv run pytest` passes: the PostgreSQL tests are skipped, one
 line says so and how to run them, and the coverage gate holds for everything but the
@@ -107,18 +108,23 @@ def skipped_without_postgresql(project: Path) -> int:
     return int(skipped)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("unshare") is None,
-    reason="hiding PostgreSQL takes root and unshare (a mount namespace)",
-)
-def test_sql_project_passes_without_postgresql_then_with_it_and_serves_on_both(cookies) -> None:
-    port = free_port()
+def installed_sql_project(cookies, port: int) -> Path:
+    """The SQL project, made with ANSWERS and installed with the README's uv block."""
     result = cookies.bake(extra_context={**ANSWERS, "http_port": str(port)})
     assert result.exit_code == 0, result.exception
     project = result.project_path
     assert readme_command_blocks(project) == [PIP_COMMANDS, UV_COMMANDS]
     run_readme_command(UV_COMMANDS[0], project)
+    return project
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="hiding PostgreSQL takes root and unshare (a mount namespace)",
+)
+def test_sql_project_passes_without_postgresql_then_with_it(cookies) -> None:
+    project = installed_sql_project(cookies, free_port())
     assert modules_a_slug_could_shadow(project) <= pre_gen.TAKEN_NAMES
 
     skipped = skipped_without_postgresql(project)
@@ -127,6 +133,13 @@ def test_sql_project_passes_without_postgresql_then_with_it_and_serves_on_both(c
     assert re.search(rf"\b{skipped} passed\b", output), "not the tests skipped without it"
     assert not re.search(r"\bskipped\b", output), output[-3000:]
 
+
+@pytest.mark.slow
+def test_sql_project_serves_on_sqlite_and_on_postgresql(cookies) -> None:
+    """Served as every project is (installed_projects.py), in a lane of its own: its tests
+    run in the test above."""
+    port = free_port()
+    project = installed_sql_project(cookies, port)
     for store in ("sqlite", "postgresql"):
         with session_store("database", store) as sessions:
             serve_browse_scale_out_and_load(project, UV_COMMANDS[-1], port, "database", sessions)
