@@ -18,13 +18,13 @@ from helpers import (
     valid_cookie,
     visit_with,
 )
-{%- if signed %}
 from pyramid.config import Configurator
-{%- endif %}
 from pyramid.request import Request
 from pyramid.response import Response
 {%- if signed %}
 from pyramid.session import JSONSerializer, SignedCookieSessionFactory
+{%- else %}
+from pyramid.session import SignedCookieSessionFactory
 {%- endif %}
 
 from {{ cookiecutter.project_slug }} import main
@@ -302,3 +302,14 @@ def test_session_within_the_timeout_survives(app, app_settings, age_sessions) ->
     cookie = valid_cookie(app)
     age_sessions(int(app_settings["session.timeout"]) - 30)
     assert counter(visit_with(app, cookie)) == 3
+
+
+def test_an_app_that_sets_its_own_session_factory_still_starts(app_settings: dict) -> None:
+    """The overflow handler belongs to this engine's sessions: an app that includes this
+    one and then sets a session factory of its own (Pyramid's, here) starts and counts."""
+    with Configurator(settings=app_settings) as config:
+        config.include("{{ cookiecutter.project_slug }}")
+        config.set_session_factory(SignedCookieSessionFactory("s" * 64))
+    testapp = webtest.TestApp(config.make_wsgi_app())
+    assert counter(testapp.get("/")) == 1
+    assert counter(testapp.get("/")) == 2

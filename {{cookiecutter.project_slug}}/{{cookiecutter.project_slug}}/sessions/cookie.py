@@ -245,11 +245,15 @@ def set_session_overflow_handler(config: Configurator, handler: OverflowHandler)
     ``handler(session)`` when the session outgrows its cookie, to make room."""
     handler = config.maybe_dotted(handler)
 
-    def register() -> None:  # once the session factory is registered, at commit
-        factory = config.registry.getUtility(ISessionFactory)
-        factory.make_room = staticmethod(handler)
+    def register() -> None:
+        """Hand the handler to this engine's session class: an app may have set a session
+        factory of its own instead, which keeps its own ways."""
+        factory = config.registry.queryUtility(ISessionFactory)
+        if isinstance(factory, type) and issubclass(factory, CookieSession):
+            factory.make_room = staticmethod(handler)
 
-    config.action(OVERFLOW_HANDLER, register)
+    # After the actions of the default order: the session factory is registered by then.
+    config.action(OVERFLOW_HANDLER, register, order=1)
 
 
 def includeme(config: Configurator) -> None:
