@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
+import jinja2
 import pytest
+from cookiecutter.environment import StrictEnvironment
 from xdist.scheduler import LoadScopeScheduling
 
 from bench.harness import FACTORIES, ROOT
@@ -86,6 +89,38 @@ class LaneScheduling(LoadScopeScheduling):
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> LaneScheduling | None:
     """--dist loadscope runs the lanes (None: xdist's own scheduler for the others)."""
     return LaneScheduling(config, log) if config.getvalue("dist") == "loadscope" else None
+
+
+class CompiledTemplates(jinja2.BytecodeCache):
+    """Jinja's compiled templates, kept in memory: a bucket is keyed by the template's name
+    and checked against its source, so a changed file is compiled again."""
+
+    def __init__(self) -> None:
+        self.compiled: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        if bucket.key in self.compiled:
+            bucket.bytecode_from_string(self.compiled[bucket.key])
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self.compiled[bucket.key] = bucket.bytecode_to_string()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compile_each_template_once() -> Iterator[None]:
+    """cookiecutter makes a new Jinja environment for every bake, which compiles every file
+    of the template again: most of a bake's time. The bakes of a test run share one cache
+    of the compiled files; what they render is the same."""
+    compiled = CompiledTemplates()
+    make_environment = StrictEnvironment.__init__
+
+    def with_the_cache(environment: StrictEnvironment, **options: object) -> None:
+        make_environment(environment, **options)
+        environment.bytecode_cache = compiled
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(StrictEnvironment, "__init__", with_the_cache)
+        yield
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 import webtest
 from helpers import (
+    app_with_test_views,
     counter,
     csrf_token,
     flash_groups,
@@ -169,6 +170,41 @@ def test_a_session_too_big_without_messages_starts_afresh(app_settings: dict, ca
     assert "cannot shrink: a new session" in caplog.text
     assert dict(session) == {}
     assert len(response.headers["Set-Cookie"]) < 300
+
+
+def test_without_a_handler_a_full_cookie_drops_its_flash_queues_first(app_settings) -> None:
+    """The engine on its own (no overflow handler set): the flash queues go, in every
+    queue, and the data and CSRF token stay."""
+    request = Request.blank("/")
+    session = make_session_factory(session_settings(app_settings))(request)
+    session["counter"] = 7
+    token = session.new_csrf_token()
+    for queue in ("", "messages", "mine"):
+        for number in range(6):
+            session.flash(f"{number}{'m' * 300}", queue=queue)
+    response = Response()
+    session.write_back(request, response)
+    assert dict(session) == {"counter": 7, "_csrft_": token}
+    assert len(response.headers["Set-Cookie"]) < 300
+
+
+def test_a_full_cookie_drops_every_flash_queue_and_keeps_the_session(app_settings) -> None:
+    """Messages a view flashed to Pyramid's default queue, not the app's, overflow the
+    cookie: they go too, and the counter and the CSRF token stay."""
+
+    def flood(request: Request) -> dict:
+        for number in range(16):
+            request.session.flash(f"{number}{'m' * 300}")
+        return {}
+
+    testapp = app_with_test_views(app_settings, flood=flood)
+    token = csrf_token(testapp.get("/"))
+    testapp.get("/flood")
+    assert len(session_cookie(testapp)) <= MAX_COOKIE_BYTES
+    page = testapp.get("/")
+    assert counter(page) == 2
+    assert csrf_token(page) == token
+    assert DROPPED_MESSAGES_NOTICE in flash_groups(page)["warning"]
 
 
 def test_regenerate_keeps_the_data_with_a_new_csrf_token(app_with_login) -> None:

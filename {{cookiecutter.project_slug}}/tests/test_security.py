@@ -271,6 +271,7 @@ LOCATION_PIECES += [":8080", "@", "?", "#", "x"]
 @given(pieces=st.lists(st.sampled_from(LOCATION_PIECES), max_size=8))
 @example(pieces=[" ", "http:", " ", "//", "\\"])  # a path that starts with a space
 @example(pieces=["evil.example", "http:"])  # a path a browser reads as a scheme
+@example(pieces=["http:", "//", "evil.example", ":8080", "http:"])  # a port that is no number
 def test_no_location_made_a_path_leads_to_another_host(pieces: list[str]) -> None:
     location = "".join(pieces)
     request = Request.blank("/page/", headers={"Host": "evil.example"})

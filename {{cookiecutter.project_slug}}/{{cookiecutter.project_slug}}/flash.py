@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pyramid.interfaces import ISession
 {%- if cookiecutter.session_factory in ("signed_cookie", "encrypted_cookie") %}
 
+from .sessions import drop_flash_queues
+
 log = logging.getLogger(__name__)
 {%- endif %}
 
@@ -90,8 +92,8 @@ def pop_flash_groups(session: ISession) -> tuple[FlashGroup, ...]:
 
 def drop_flash_messages(session: ISession) -> None:
     """The session outgrew its cookie (its overflow handler, set in ``includeme``): drop
-    the queued messages, and queue one that says so."""
-    dropped = len(session.pop_flash(QUEUE))
-    log.warning("dropped %d flash messages to keep the session in its cookie", dropped)
+    every flash queue, as the engine would, and queue one message that says so."""
+    drop_flash_queues(session)
+    log.warning("dropped the flash messages to keep the session in its cookie")
     flash(session, "warning", DROPPED_MESSAGES_NOTICE)
 {%- endif %}

@@ -121,11 +121,13 @@ class PathRedirect(Response):
 
 
 def host_of(authority: str) -> str:
-    """The host a URL's authority names, without user or port, lowercase."""
+    """The host a URL's authority names, without user or port, lowercase: up to the first
+    colon, as Python reads it (``evil.example:8080x:`` names ``evil.example``; a browser
+    refuses that port, and either way the host is the one to compare)."""
     host = authority.rpartition("@")[2]
-    if not host.endswith("]"):  # an IPv6 address holds colons of its own
-        host = host.rpartition(":")[0] or host
-    return host.lower()
+    if host.startswith("["):  # an IPv6 address holds colons of its own; a port may follow
+        return host.partition("]")[0].lower() + "]"
+    return host.partition(":")[0].lower()
 
 
 def client_host(request: Request) -> str:

@@ -11,8 +11,8 @@ Pyramid's CSRF tokens are kept in it. What views need beyond the dict is importe
 - ``increment_counter(request)`` and ``reset_counter(request)``: the visit counter.
 {%- if cookie %}
 - ``config.set_session_overflow_handler(handler)``: ``handler(session)`` makes room when
-  the session outgrows its cookie (the app drops its flash messages); what still does not
-  fit starts a new session.
+  the session outgrows its cookie, instead of ``drop_flash_queues(session)`` (every flash
+  queue goes); what still does not fit starts a new session.
 {%- else %}
 - ``SessionStoreUnavailable``: raised when the store is down or slower than its timeout;
   the app renders it (views.py: a 503 page).
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 {% if cookie -%}
 from .cookie import (
+    drop_flash_queues,
     forget_session,
     includeme,
     increment_counter,
@@ -49,6 +50,9 @@ __all__ = [
     "SessionStoreUnavailable",
 {%- endif %}
     "SettingsError",
+{%- if cookie %}
+    "drop_flash_queues",
+{%- endif %}
     "forget_session",
     "includeme",
     "increment_counter",

@@ -11,10 +11,11 @@ nobody can read or change it without the secret.
 
 What a cookie session cannot promise, and how this module copes:
 
-* Size: browsers keep about 4 KB per cookie. A session that outgrows it is handed to the
-  app's overflow handler (``config.set_session_overflow_handler``: the app drops its flash
-  messages), and if it still does not fit, starts afresh, with a log line each time,
-  instead of failing the request.
+* Size: browsers keep about 4 KB per cookie. A session that outgrows it is handed to an
+  overflow handler: ``drop_flash_queues`` unless the app sets its own
+  (``config.set_session_overflow_handler``; this app's also says so in a message). If it
+  still does not fit, it starts afresh, with a log line each time, instead of failing the
+  request.
 * Revocation: ``invalidate()`` empties the session in the browser that sends the next
   request, but a copy of an older cookie stays valid until it times out: when idle for
   ``session.timeout``, and however active ``session.absolute_timeout`` after the session
@@ -50,6 +51,7 @@ from .serializers import (
 {%- endif %}
 )
 from .session_api import (
+    FLASH_KEY_PREFIX,
     SessionAPI,
     SessionCSRFPolicy,
     cookie_attributes,
@@ -96,6 +98,13 @@ def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
+def drop_flash_queues(session: ISession) -> None:
+    """The engine's own overflow handler: every flash queue goes (Pyramid's default one, the
+    app's, any other), and the data and the CSRF token stay."""
+    for key in [key for key in session if key.startswith(FLASH_KEY_PREFIX)]:
+        del session[key]
+
+
 def changes(method: Callable) -> Callable:
     """Wrap a dict method so that calling it marks the session changed."""
 
@@ -119,7 +128,7 @@ class CookieSession(SessionAPI, dict):
     """
 
     serializer: Serializer
-    make_room: OverflowHandler | None = None  # the app's overflow handler, if it set one
+    make_room = staticmethod(drop_flash_queues)  # or the app's (set_session_overflow_handler)
     timeout: int
     absolute_timeout: int
     reissue_time: int
@@ -183,7 +192,7 @@ class CookieSession(SessionAPI, dict):
         """The cookie value, once it fits in MAX_COOKIE_VALUE: after the app's overflow
         handler made room, or else as a new session."""
         value = self.serialized()
-        if len(value) > MAX_COOKIE_VALUE and self.make_room is not None:
+        if len(value) > MAX_COOKIE_VALUE:
             log.warning("session cookie of %d bytes: the overflow handler makes room", len(value))
             self.make_room(self)
             value = self.serialized()
