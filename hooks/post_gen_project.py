@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -120,7 +121,7 @@ def next_steps(project: Path, answers: dict[str, Any]) -> str:
     )
     return (
         f"\nCreated {project}\n\nNext steps:\n"
-        f"  cd {project.name}\n"
+        f"  cd {shlex.quote(str(project))}\n"
         "  python3 -m venv .venv\n"
         '  .venv/bin/pip install -e ".[testing]"\n'
         "  .venv/bin/pytest\n"

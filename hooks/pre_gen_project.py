@@ -421,15 +421,29 @@ def shown(field: str, value: Any) -> str:
     return repr(redact(value) if redact and isinstance(value, str) else value)
 
 
+def slug_made_from(name: Any) -> str | None:
+    """The slug cookiecutter.json makes of ``name`` when none is typed (its slugify filter,
+    python-slugify's); None when that cannot be worked out here."""
+    try:
+        from slugify import slugify  # cookiecutter's own dependency
+    except ImportError:  # pragma: no cover - cookiecutter always has it
+        return None
+    return slugify(str(name), separator="_", max_length=40, word_boundary=True)
+
+
 def validate(answers: Mapping[str, Any]) -> list[str]:
-    """One message per bad answer, in the order of the prompts; empty when all are good."""
+    """One message per bad answer, in the order of the prompts; empty when all are good.
+    A refused slug that the project name made (no slug was typed) says so."""
     checks = {**CHECKS, "session_store_url": store_url_check(answers)}
     errors = []
     for field, check in checks.items():
         value = answers.get(field)
         expected = check(value)
-        if expected is not None:
-            errors.append(f"{field}: got {shown(field, value)}; expected {expected}")
+        if expected is None:
+            continue
+        if field == "project_slug" and value == slug_made_from(answers.get("project_name")):
+            expected += " (made from project_name: answer project_slug=... to choose one)"
+        errors.append(f"{field}: got {shown(field, value)}; expected {expected}")
     return errors
 
 
@@ -516,7 +530,8 @@ def main() -> int:
     for error in errors:
         print(f"ERROR: {error}", file=sys.stderr)
     if errors:
-        summary = f"{len(errors)} answer(s) must change; nothing was generated."
+        count = "1 answer" if len(errors) == 1 else f"{len(errors)} answers"
+        summary = f"{count} must change; nothing was generated."
         print(f"ERROR: {summary}", file=sys.stderr)
     return 1 if errors else 0
 

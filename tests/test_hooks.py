@@ -526,6 +526,23 @@ def test_store_credentials_are_reported_with_the_other_errors(field: str) -> Non
     assert fields == [URL_FIELD, "http_port"]  # in the order of the prompts
 
 
+# Project names whose slug, made from the name, is refused: the user typed no slug.
+NAMES_WITH_A_REFUSED_SLUG = {"Test Shop": "test_shop", "Email": "email", "Class": "class"}
+
+
+@pytest.mark.parametrize("name", NAMES_WITH_A_REFUSED_SLUG, ids=list(NAMES_WITH_A_REFUSED_SLUG))
+def test_a_refused_slug_made_from_the_name_says_so(name: str) -> None:
+    slug = NAMES_WITH_A_REFUSED_SLUG[name]
+    [error] = pre_gen.validate({**GOOD_ANSWERS, "project_name": name, "project_slug": slug})
+    assert error.startswith("project_slug: ")
+    assert "made from project_name: answer project_slug=" in error
+
+
+def test_a_refused_slug_typed_by_hand_says_nothing_of_the_name() -> None:
+    [error] = pre_gen.validate({**GOOD_ANSWERS, "project_name": "Shop", "project_slug": "email"})
+    assert "made from project_name" not in error
+
+
 @pytest.mark.parametrize("slug", ["shop", "my_app2"])
 @pytest.mark.parametrize("field", STORE_URLS)
 def test_the_refusal_names_the_projects_own_variable(field: str, slug: str) -> None:
@@ -678,7 +695,7 @@ FIELD_ERROR = (
     "ERROR: project_slug: got 'class'; expected a lowercase Python package name such as"
     " my_app, not a Python keyword"
 )
-ONE_TO_CHANGE = "ERROR: 1 answer(s) must change; nothing was generated."
+ONE_TO_CHANGE = "ERROR: 1 answer must change; nothing was generated."
 # (id, cookiecutter version or None when unreadable, answers changed from GOOD_ANSWERS,
 #  the exit status, the lines on stderr)
 MAIN_CASES = [
@@ -802,7 +819,7 @@ def test_bake_with_a_bad_answer_fails_and_leaves_nothing(
     assert len(errors) == 2, errors
     assert errors[0].startswith(f"ERROR: {answer_field(field)}: got {value!r}; expected ")
     assert expected in errors[0]
-    assert errors[1] == "ERROR: 1 answer(s) must change; nothing was generated."
+    assert errors[1] == "ERROR: 1 answer must change; nothing was generated."
     assert baked_dirs(tmp_path) == []
 
 
@@ -855,7 +872,7 @@ def test_cli_reports_all_errors_without_traceback(tmp_path: Path, optimize: str)
     assert result.returncode != 0
     assert "ERROR: project_slug: got 'class'; expected" in result.stderr
     assert "ERROR: http_port: got '99999'; expected" in result.stderr
-    assert "ERROR: 2 answer(s) must change" in result.stderr
+    assert "ERROR: 2 answers must change" in result.stderr
     assert "Traceback" not in result.stderr
     assert [path.name for path in tmp_path.iterdir() if path.name != ".cookiecutter_replay"] == []
 
@@ -960,10 +977,10 @@ def test_unused_variant_files_are_removed(bake, factory: str) -> None:
 
 
 def test_next_steps_are_printed(bake, capfd) -> None:
-    bake(session_factory="redis", http_port="8080")
+    result = bake(session_factory="redis", http_port="8080")
     out = capfd.readouterr().out
     for step in (
-        "cd pyramid_sessions",
+        f"cd {result.project_path}\n",  # the whole path: `-o ..` puts it out of sight
         "python3 -m venv .venv",
         '.venv/bin/pip install -e ".[testing]"',
         ".venv/bin/pytest",

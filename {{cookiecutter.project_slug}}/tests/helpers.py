@@ -151,13 +151,18 @@ def login_view(request: Request) -> dict:
     return {"session": dict(request.session)}
 
 
+# Where the test-only views are: a path and route names no page of yours would take (a
+# /login of your own stays yours).
+TEST_VIEWS = "/__test__"
+
+
 def app_with_test_views(settings: dict, **views: Callable[[Request], dict]) -> webtest.TestApp:
-    """The app plus test-only JSON views, each at /<its name>."""
+    """The app plus test-only JSON views, each at TEST_VIEWS/<its name>."""
     with Configurator(settings=settings) as config:
         config.include("{{ cookiecutter.project_slug }}")
         for name, view in views.items():
-            config.add_route(name, f"/{name}")
-            config.add_view(view, route_name=name, renderer="json")
+            config.add_route(f"__test__{name}", f"{TEST_VIEWS}/{name}")
+            config.add_view(view, route_name=f"__test__{name}", renderer="json")
     return webtest.TestApp(config.make_wsgi_app())
 
 

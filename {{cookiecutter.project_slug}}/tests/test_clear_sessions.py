@@ -31,6 +31,7 @@ import webtest
 from database_servers import StoredSessions
 {%- endif %}
 from helpers import (
+    TEST_VIEWS,
     app_with_test_views,
     counter,
     csrf_token,
@@ -146,7 +147,7 @@ def post_a_message(browser: webtest.TestApp) -> int:
 
 def log_in(browser: webtest.TestApp) -> int:
     """regenerate_session(): the session moves to a new id."""
-    return browser.get("/login").status_int
+    return browser.get(f"{TEST_VIEWS}/login").status_int
 
 
 VISITS: list[Callable[[webtest.TestApp], int]] = [count_visit, post_a_message, log_in]
@@ -420,8 +421,8 @@ def test_a_session_moved_twice_before_every_session_ends_is_ended(app_settings, 
     wherever it went, once."""
     browser = app_with_test_views(app_settings, login=login_view)
     browser.get("/")
-    browser.get("/login")
-    browser.get("/login")
+    browser.get(f"{TEST_VIEWS}/login")
+    browser.get(f"{TEST_VIEWS}/login")
     store = RedisStore(lambda: redis.Redis.from_url(app_settings[STORE_URL]), 60, 3600, 0.1)
     assert store.end_all_sessions() == 1
     assert stored.ids() == []

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 import webtest
 from helpers import (
+    TEST_VIEWS,
     app_with_test_views,
     counter,
     csrf_token,
@@ -199,7 +200,7 @@ def test_a_full_cookie_drops_every_flash_queue_and_keeps_the_session(app_setting
 
     testapp = app_with_test_views(app_settings, flood=flood)
     token = csrf_token(testapp.get("/"))
-    testapp.get("/flood")
+    testapp.get(f"{TEST_VIEWS}/flood")
     assert len(session_cookie(testapp)) <= MAX_COOKIE_BYTES
     page = testapp.get("/")
     assert counter(page) == 2
@@ -209,7 +210,7 @@ def test_a_full_cookie_drops_every_flash_queue_and_keeps_the_session(app_setting
 
 def test_regenerate_keeps_the_data_with_a_new_csrf_token(app_with_login) -> None:
     token = csrf_token(app_with_login.get("/"))
-    session = app_with_login.get("/login").json["session"]
+    session = app_with_login.get(f"{TEST_VIEWS}/login").json["session"]
     assert session["counter"] == 1
     assert session["_csrft_"] != token
     assert counter(app_with_login.get("/")) == 2

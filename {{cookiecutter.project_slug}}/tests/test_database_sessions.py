@@ -29,6 +29,7 @@ from database_servers import PostgresServer, admin_url, free_port, libpq_url
 from helpers import (
     COUNTER,
     STORE_FAILURE_PAGES,
+    TEST_VIEWS,
     app_with_test_views,
     assert_corruption_gives_a_fresh_session,
     assert_security_headers,
@@ -208,7 +209,7 @@ FAILING_ROUND_TRIPS = {
     "load": ("post", "/flash"),  # the CSRF check loads the session
     "load_and_count": ("get", "/howdy"),
     "save": ("post", "/flash"),  # after the view, outside Pyramid's exception views
-    "move": ("get", "/login"),
+    "move": ("get", f"{TEST_VIEWS}/login"),
     "delete": ("post", "/forget"),
 }
 
@@ -601,7 +602,7 @@ def test_counting_twice_in_a_new_visitors_request_counts_two(app_settings) -> No
         return {"count": increment_counter(request)}
 
     browser = app_with_test_views(app_settings, twice=count_twice)
-    assert browser.get("/twice").json == {"count": 2}
+    assert browser.get(f"{TEST_VIEWS}/twice").json == {"count": 2}
     assert counter(browser.get("/")) == 3
 
 

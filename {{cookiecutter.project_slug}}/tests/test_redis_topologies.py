@@ -19,6 +19,7 @@ import pytest
 import webtest
 from helpers import (
     SETTINGS_ENV,
+    TEST_VIEWS,
     app_with_test_views,
     count_concurrently,
     counter,
@@ -188,7 +189,7 @@ def test_counter_flash_regenerate_and_forget_work(deployment: Deployment) -> Non
     old_id, old_cookie = session_id(browser), session_cookie(browser)
     assert old_id in where(deployment)
 
-    browser.get("/login")  # regenerate: a new id (in a Cluster, most often another slot)
+    browser.get(f"{TEST_VIEWS}/login")  # a new id (in a Cluster, most often another slot)
     new_id = session_id(browser)
     assert new_id != old_id
     assert set(where(deployment)) == {new_id}
@@ -242,7 +243,7 @@ def test_cluster_regenerate_moves_sessions_between_nodes(cluster: ClusterDeploym
     visited = {where(cluster)[session_id(browser)]}
     for logins in range(1, 41):  # 1/3 stay on their node each time: 40 all the same is ~1e-19
         old_id, old_cookie = session_id(browser), session_cookie(browser)
-        browser.get("/login")
+        browser.get(f"{TEST_VIEWS}/login")
         new_id, held = session_id(browser), where(cluster)
         assert new_id in held
         assert old_id not in held  # gone from every node

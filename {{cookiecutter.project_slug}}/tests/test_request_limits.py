@@ -17,7 +17,7 @@ import plaster
 import pytest
 import waitress
 import webtest
-from helpers import PROJECT_DIR, app_with_test_views, csrf_token, flash_groups, text
+from helpers import PROJECT_DIR, TEST_VIEWS, app_with_test_views, csrf_token, flash_groups, text
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pyramid.request import Request
@@ -258,7 +258,7 @@ QUERIES_WITH_TOO_MANY_FIELDS = {
 @pytest.mark.parametrize(
     "query", QUERIES_WITH_TOO_MANY_FIELDS.values(), ids=QUERIES_WITH_TOO_MANY_FIELDS
 )
-@pytest.mark.parametrize("path", ["/params", "/", "/static/app.css", "/nowhere"])
+@pytest.mark.parametrize("path", [f"{TEST_VIEWS}/params", "/", "/static/app.css", "/nowhere"])
 def test_a_query_with_too_many_fields_is_the_414_page_unparsed(
     app_settings, monkeypatch, path: str, query: str
 ) -> None:
@@ -272,7 +272,8 @@ def test_a_query_with_too_many_fields_is_the_414_page_unparsed(
 def test_a_query_at_the_field_limit_is_read(app_settings) -> None:
     testapp = app_with_test_views(app_settings, params=query_parameters)
     query = "&".join(f"page={n}" for n in range(DEFAULT_MAX_FORM_FIELDS))
-    assert testapp.get(f"/params?{query}").json == {"page": str(DEFAULT_MAX_FORM_FIELDS - 1)}
+    last = {"page": str(DEFAULT_MAX_FORM_FIELDS - 1)}
+    assert testapp.get(f"{TEST_VIEWS}/params?{query}").json == last
 
 
 def test_a_json_body_is_no_form_and_counts_no_fields(testapp) -> None:
@@ -656,13 +657,13 @@ APP_ERRORS = {"in-the-view": ("failing", "RuntimeError"), "after-the-view": ("la
 def test_an_app_error_is_the_500_page_and_one_log_line(app_settings, caplog, path, error) -> None:
     testapp = app_with_test_views(app_settings, failing=failing_view, late=failing_after_the_view)
     with caplog.at_level(logging.INFO):
-        response = testapp.get(f"/{path}", {"q": "CLIENT-DATA"}, status=500)
+        response = testapp.get(f"{TEST_VIEWS}/{path}", {"q": "CLIENT-DATA"}, status=500)
     assert_site_error_page(response, 500)
     assert "Something went wrong on our side." in text(response)
     [record] = caplog.records
     assert record.levelname == "ERROR"
     assert record.getMessage().startswith(f"{error} raised at ")
-    assert f"on GET /{path}" in record.getMessage()
+    assert f"on GET {TEST_VIEWS}/{path}" in record.getMessage()
     assert "CLIENT-DATA" not in caplog.text
     assert record.exc_info is None
 

@@ -13,6 +13,7 @@ import pytest
 import webtest
 from helpers import (
     PROJECT_DIR,
+    TEST_VIEWS,
     app_with_test_views,
     csrf_token,
     flash_groups,
@@ -242,7 +243,7 @@ def test_a_redirect_of_a_view_goes_out_as_a_path(app_settings, location, path: s
         return HTTPFound(location=location(request))
 
     testapp = app_with_test_views(app_settings, redirect=redirect)
-    response = testapp.get("/redirect", headers=POISONED_HEADERS, status=302)
+    response = testapp.get(f"{TEST_VIEWS}/redirect", headers=POISONED_HEADERS, status=302)
     assert response.headers["Location"] == path
     assert poison_in(response) == []
 
@@ -257,7 +258,7 @@ def test_a_redirect_to_another_site_is_left_alone(app_settings, location: str) -
         return HTTPFound(location=location)
 
     testapp = app_with_test_views(app_settings, redirect=redirect)
-    response = testapp.get("/redirect", headers=POISONED_HEADERS, status=302)
+    response = testapp.get(f"{TEST_VIEWS}/redirect", headers=POISONED_HEADERS, status=302)
     assert response.headers["Location"] == location
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import pytest
 import webtest
 from helpers import (
+    TEST_VIEWS,
     app_with_test_views,
     count_concurrently,
     counter,
@@ -74,7 +75,7 @@ def test_regenerate_moves_data_and_counter_to_a_new_id(app_with_login, stored) -
     copied = session_cookie(app_with_login)
     token = stored.data(old_id)["_csrft_"]
     created = stored.created(old_id)
-    assert app_with_login.get("/login").json["session"]["_csrft_"] != token
+    assert app_with_login.get(f"{TEST_VIEWS}/login").json["session"]["_csrft_"] != token
     [new_id] = stored.ids()
     assert new_id != old_id
     assert (stored.counter(new_id), stored.created(new_id)) == (2, created)
@@ -109,7 +110,7 @@ def app_with_a_slow_view(app_settings: dict) -> webtest.TestApp:
 # What another tab of the same browser does while /slow runs: each revokes the old id.
 MEANWHILE: dict[str, Callable[[webtest.TestApp], object]] = {
     "forget": lambda tab: post_form(tab, "/forget"),
-    "login": lambda tab: tab.get("/login"),
+    "login": lambda tab: tab.get(f"{TEST_VIEWS}/login"),
 }
 # What /slow does after that.
 AFTERWARDS: dict[str, Callable[[Request], object]] = {
@@ -131,7 +132,7 @@ def test_a_session_revoked_during_a_request_stays_revoked(
     other_tab.set_cookie("session", old_cookie)
     browser.app.registry.update(meanwhile=lambda: meanwhile(other_tab), afterwards=afterwards)
 
-    slow = browser.get("/slow").json["session"]  # it went on with a fresh session
+    slow = browser.get(f"{TEST_VIEWS}/slow").json["session"]  # it went on with a fresh session
     assert slow.get("counter", 1) == 1
     assert slow.get("_csrft_") != token
     assert old_id not in stored.ids()
@@ -146,14 +147,14 @@ def test_a_session_read_before_counting_counts_on(app_with_a_slow_view, stored) 
     browser = app_with_a_slow_view
     browser.get("/")
     browser.app.registry.update(meanwhile=lambda: None, afterwards=count_and_write)
-    assert browser.get("/slow").json["session"]["late"]
+    assert browser.get(f"{TEST_VIEWS}/slow").json["session"]["late"]
     [session_id] = stored.ids()
     assert stored.counter(session_id) == 2
     assert stored.data(session_id)["late"]
 
 
 def test_regenerate_a_session_without_a_counter(app_with_login) -> None:
-    assert list(app_with_login.get("/login").json["session"]) == ["_csrft_"]
+    assert list(app_with_login.get(f"{TEST_VIEWS}/login").json["session"]) == ["_csrft_"]
     assert counter(app_with_login.get("/")) == 1
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import webtest
-from helpers import counter, csrf_token
+from helpers import TEST_VIEWS, counter, csrf_token
 from pyramid.csrf import get_csrf_token, new_csrf_token
 from pyramid.interfaces import ISession, ISessionFactory
 from pyramid.request import Request
@@ -91,7 +91,7 @@ def test_the_session_cookie_is_read_as_webob_reads_it(header: str, value: str | 
 def test_login_rotates_the_csrf_token(app_with_login: webtest.TestApp) -> None:
     """A token learned before login (a fixation or an XSS elsewhere) is useless after it."""
     before = csrf_token(app_with_login.get("/"))
-    app_with_login.get("/login")
+    app_with_login.get(f"{TEST_VIEWS}/login")
     app_with_login.post("/reset", {"csrf_token": before}, status=400)
     after = csrf_token(app_with_login.get("/"))
     assert after != before
