@@ -11,6 +11,7 @@ import json
 import secrets
 import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -88,11 +89,40 @@ def keep_chosen_files(project: Path, answers: dict[str, Any]) -> None:
             remove(project / name)
 
 
+def template_commit(repo_dir: str) -> str | None:
+    """The git commit of the template checkout the project is made from, which `cruft link
+    --checkout` needs; None when the template is no git checkout of its own (a zip, say)
+    or git is missing."""
+    program = shutil.which("git")
+
+    def git(*arguments: str) -> str | None:
+        if program is None:
+            return None
+        try:
+            done = subprocess.run(  # noqa: S603 - git, on the template's own directory
+                [program, "-C", repo_dir, *arguments],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    top = git("rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != Path(repo_dir).resolve():
+        return None  # not a checkout, or inside another project's repository
+    return git("rev-parse", "HEAD")
+
+
 def save_answers(project: Path, answers: dict[str, Any]) -> None:
-    """Keep the answers, so that linking the project to the template for updates asks nothing."""
+    """Keep the answers and the template's commit, so that linking the project to the
+    template for updates asks nothing and needs no commit looked up by hand."""
     kept = {key: value for key, value in answers.items() if not key.startswith("_")}
-    text = json.dumps({"cookiecutter": kept}, indent=2, ensure_ascii=False) + "\n"
-    (project / ANSWERS_FILE).write_text(text, encoding="utf-8")
+    template = {"commit": template_commit(str(answers.get("_repo_dir", "")))}
+    text = json.dumps({"cookiecutter": kept, "template": template}, indent=2, ensure_ascii=False)
+    (project / ANSWERS_FILE).write_text(text + "\n", encoding="utf-8")
 
 
 def new_secret(session_factory: str) -> str:

@@ -1000,3 +1000,26 @@ def test_answers_are_kept_without_secrets(bake) -> None:
     assert answers["session_factory"] == "redis"
     assert not [key for key in answers if key.startswith("_")]
     assert development_secret(result.project_path) not in json.dumps(saved)
+
+
+def test_the_answers_file_names_the_template_commit_the_project_was_made_from(bake) -> None:
+    """What `cruft link --checkout` needs (docs/updating.md reads it from there)."""
+    made_from = subprocess.run(
+        ["git", "-C", str(TEMPLATE_DIR), "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    expected = made_from.stdout.strip() if made_from.returncode == 0 else None
+    result = bake(session_factory="signed_cookie")
+    saved = json.loads((result.project_path / ".cookiecutter.json").read_text())
+    assert saved["template"] == {"commit": expected}
+
+
+def test_a_template_that_is_no_git_checkout_records_no_commit(tmp_path: Path) -> None:
+    """A template unpacked from a zip, or lying inside another project's repository."""
+    inside = tmp_path / "project" / "template"
+    inside.mkdir(parents=True)
+    subprocess.run(["git", "init", "--quiet", str(tmp_path / "project")], check=True)
+    assert post_gen.template_commit(str(tmp_path)) is None
+    assert post_gen.template_commit(str(inside)) is None
