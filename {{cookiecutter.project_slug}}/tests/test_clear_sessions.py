@@ -495,6 +495,14 @@ def test_an_unreachable_store_exits_1(tmp_path, monkeypatch, capsys) -> None:
     assert "hunter2" not in error
 
 
+def test_the_help_reads_as_plain_text(capsys) -> None:
+    with pytest.raises(SystemExit):
+        clear_sessions(["--help"])
+    help_text = capsys.readouterr().out
+    assert "every one (--all)" in help_text
+    assert "``" not in help_text
+
+
 def test_argparse_names_the_command_as_typed(capsys) -> None:
     with pytest.raises(SystemExit) as exit_status:
         clear_sessions([])

@@ -48,7 +48,8 @@ STORE = "Redis"
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line: the ini file, which section of it, and whether to end them all."""
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
+    summary = __doc__.splitlines()[0].replace("``", "")  # the docstring's first line, plain
+    parser = argparse.ArgumentParser(prog=PROGRAM, description=summary)
     parser.add_argument("config_uri", help="the ini file the app runs with, e.g. production.ini")
     parser.add_argument("--app", default="main", help="its app section (default: main)")
     parser.add_argument(
