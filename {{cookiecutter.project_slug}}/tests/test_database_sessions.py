@@ -502,8 +502,9 @@ def store_of(app_settings: dict) -> DatabaseStore:
     return make_database_store(app_settings, {}, settings.timeout, settings.absolute_timeout)
 
 
-def serve_in_a_process(app_settings: dict, directory: Path) -> tuple[subprocess.Popen, int]:
-    """A waitress process of its own serving the app with ``app_settings``; its port."""
+def start_serving(app_settings: dict, directory: Path) -> tuple[subprocess.Popen, int]:
+    """Start a waitress process of its own serving the app with ``app_settings``; it and
+    its port (see wait_until_serving)."""
     port = free_port()
     lines = ["[app:main]", "use = egg:{{ cookiecutter.project_slug }}"]
     lines += [f"{name} = {value.replace('%', '%%')}" for name, value in app_settings.items()]
@@ -511,11 +512,15 @@ def serve_in_a_process(app_settings: dict, directory: Path) -> tuple[subprocess.
     ini = directory / f"process-{port}.ini"
     ini.write_text("\n".join(lines) + "\n", encoding="utf-8")
     command = [sys.executable, "-m", "pyramid.scripts.pserve", str(ini)]
-    process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(command, stderr=subprocess.DEVNULL), port
+
+
+def wait_until_serving(process: subprocess.Popen, port: int) -> None:
+    """Wait until the process answers on ``port`` (it takes a second to import the app)."""
     deadline = time.monotonic() + 20
     while process.poll() is None and time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return process, port
+            return
         time.sleep(0.05)
     process.kill()
     pytest.fail(f"the app did not start on port {port}")
@@ -536,8 +541,10 @@ def counter_page(port: int, cookie: str = "") -> tuple[int, str]:
 def test_two_processes_on_one_database_share_one_counter(app_settings, tmp_path) -> None:
     """Two waitress processes, as two machines would run: one browser's requests land on
     either, four tabs at once, and no count is lost."""
-    processes = [serve_in_a_process(app_settings, tmp_path) for _ in range(2)]
+    processes = [start_serving(app_settings, tmp_path) for _ in range(2)]  # both at once
     try:
+        for process, port in processes:
+            wait_until_serving(process, port)
         ports = [port for _, port in processes]
         count, cookie = counter_page(ports[0])
         assert (count, counter_page(ports[1], cookie)[0]) == (1, 2)
