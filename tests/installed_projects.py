@@ -163,10 +163,16 @@ def alternate_between_two_processes(project: Path, factory: str, sessions: Sessi
 
 
 def serve_browse_scale_out_and_load(
-    project: Path, command: str, port: int, factory: str, sessions: SessionStore
+    project: Path,
+    command: str,
+    port: int,
+    factory: str,
+    sessions: SessionStore,
+    browse: bool = True,
 ) -> None:
-    """The README's server, restarted and browsed in Chromium; two production processes on
-    one store; then load, with the store's fault (if any) mid-way."""
+    """The README's server, restarted (and browsed in Chromium if ``browse``: seconds of
+    CPU, once a project is enough); two production processes on one store; then load, with
+    the store's fault (if any) mid-way."""
     with serving(command, project, port, sessions) as site:
         tab = Browser(site)
         assert [count_on(tab, "/"), count_on(tab, "/howdy")] == [1, 2]
@@ -174,9 +180,10 @@ def serve_browse_scale_out_and_load(
         after_restart = Browser(site)
         after_restart.cookie = tab.cookie
         assert count_on(after_restart) == 3, "the count did not survive a restart"
-        ARTIFACTS.mkdir(exist_ok=True)
-        screenshot = ARTIFACTS / f"{sessions.case.replace(' ', '-')}.png"
-        browse_like_a_person(site, screenshot, project, factory)
+        if browse:
+            ARTIFACTS.mkdir(exist_ok=True)
+            screenshot = ARTIFACTS / f"{sessions.case.replace(' ', '-')}.png"
+            browse_like_a_person(site, screenshot, project, factory)
     alternate_between_two_processes(project, factory, sessions)
 
     seconds = MIN_SECONDS if sessions.fault else QUIET_LOAD_SECONDS

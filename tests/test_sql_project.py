@@ -140,8 +140,10 @@ def test_sql_project_serves_on_sqlite_and_on_postgresql(cookies) -> None:
     run in the test above."""
     port = free_port()
     project = installed_sql_project(cookies, port)
-    for store in ("sqlite", "postgresql"):
+    for store in ("sqlite", "postgresql"):  # Chromium once: on PostgreSQL
         with session_store("database", store) as sessions:
-            serve_browse_scale_out_and_load(project, UV_COMMANDS[-1], port, "database", sessions)
+            browse = store == "postgresql"
+            command = UV_COMMANDS[-1]
+            serve_browse_scale_out_and_load(project, command, port, "database", sessions, browse)
     assert (project / SQLITE_FILE).exists(), "the README's server did not use the answer"
     assert served_sqlite_file(project).exists(), "production ignored <SLUG>_DATABASE_URL"
