@@ -163,7 +163,7 @@ def earlier_batch_seconds(module: Any, engine: Any) -> float:
     dead = or_(sessions.c.expiry <= now, sessions.c.created <= now - module.LIFETIME)
     expired = select(sessions.c.id).where(dead).limit(module.CLEAR_BATCH)
     statement = delete(sessions).where(
-        sessions.c.id.in_(expired.scalar_subquery()), not_(module.alive(now))
+        sessions.c.id.in_(expired.scalar_subquery()), not_(module.is_live(now))
     )
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         started = time.perf_counter()
@@ -175,20 +175,19 @@ def measure(package: str, url: str, live: int, expired: int) -> dict:
     """Fill the table and time the clears (see the module's docstring)."""
     from sqlalchemy import create_engine
 
-    try:
-        module = importlib.import_module(f"{package}.sessions.database")
-    except ModuleNotFoundError:  # an older checkout of the template
-        module = importlib.import_module(f"{package}.database_store")
+    module = importlib.import_module(f"{package}.sessions.database")
+    statements = importlib.import_module(f"{package}.sessions.database.statements")
+    table = statements.sessions.name
     settings = {"session.database_url": url, "session.database_timeout": TIMEOUT}
     store = module.make_database_store(settings, {}, IDLE, LIFETIME)
     store.prepare()
     plain = create_engine(store.engine.url)  # no timeouts: for filling, and the earlier batch
     started = time.perf_counter()
-    fill(plain, module.TABLE_NAME, live, expired=False)
+    fill(plain, table, live, expired=False)
     results: dict[str, Any] = {"live": live, "fill_seconds": time.perf_counter() - started}
     results["nothing_expired"] = timed(store.clear_expired, store)
-    results["earlier_batch_seconds"] = earlier_batch_seconds(module, plain)
-    fill(plain, module.TABLE_NAME, expired, expired=True)
+    results["earlier_batch_seconds"] = earlier_batch_seconds(statements, plain)
+    fill(plain, table, expired, expired=True)
     results["expired"] = timed(store.clear_expired, store)
     results["all"] = timed(store.end_all_sessions, store)
     plain.dispose()
