@@ -428,7 +428,7 @@ def slug_made_from(name: Any) -> str | None:
         from slugify import slugify  # cookiecutter's own dependency
     except ImportError:  # pragma: no cover - cookiecutter always has it
         return None
-    return slugify(str(name), separator="_", max_length=40, word_boundary=True)
+    return slugify(str(name), separator="_", max_length=MAX_SLUG_LENGTH, word_boundary=True)
 
 
 def validate(answers: Mapping[str, Any]) -> list[str]:

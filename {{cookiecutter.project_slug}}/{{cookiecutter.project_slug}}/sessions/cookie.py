@@ -189,8 +189,9 @@ class CookieSession(SessionAPI, dict):
         return self.serializer.dumps(payload).decode("ascii")
 
     def cookie_value(self) -> str:
-        """The cookie value, once it fits in MAX_COOKIE_VALUE: after the app's overflow
-        handler made room, or else as a new session."""
+        """The cookie value, once it fits in MAX_COOKIE_VALUE: after the overflow handler
+        (the engine's ``drop_flash_queues``, or the app's) made room, or else as a new
+        session."""
         value = self.serialized()
         if len(value) > MAX_COOKIE_VALUE:
             log.warning("session cookie of %d bytes: the overflow handler makes room", len(value))

@@ -119,7 +119,7 @@ class Statements:
         # session.absolute_timeout is shortened does a row past the new end wait for its
         # expiry (one idle timeout at most: no statement renews it meanwhile).
         self.clear_batch = CLEAR_BATCH
-        expired = select(sessions.c.id).where(sessions.c.expiry <= now).limit(CLEAR_BATCH)
+        expired = select(sessions.c.id).where(sessions.c.expiry <= now).limit(self.clear_batch)
         self.clear_expired = delete(sessions).where(
             sessions.c.id.in_(expired.scalar_subquery()), not_(is_live(now))
         )
