@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from subprocess import DEVNULL
+from typing import IO
 
 from cookiecutter.main import cookiecutter
 
@@ -75,12 +77,9 @@ def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 30) -> 
 
 def start(command: list[str], port: int, **popen_options) -> subprocess.Popen:
     """Start ``command`` in its own process group and wait until it listens on ``port``."""
+    popen_options.setdefault("stderr", subprocess.DEVNULL)
     process = subprocess.Popen(
-        command,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        **popen_options,
+        command, stdout=subprocess.DEVNULL, start_new_session=True, **popen_options
     )
     try:
         wait_for_port(port, process)
@@ -388,12 +387,14 @@ def install(project: Path) -> Path:
 
 @contextmanager
 def waitress_server(
-    project: Path, ini: str, env: dict[str, str], threads: int = 4
+    project: Path, ini: str, env: dict[str, str], threads: int = 4, stderr: IO | int = DEVNULL
 ) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Serve the installed project with waitress on a loopback port; yield its URL and process."""
+    """Serve the installed project with waitress on a loopback port; yield its URL and
+    process. Its log lines (errors and warnings) go to ``stderr``, a file or DEVNULL."""
     port = free_port()
     command = [str(project_python(project)), "-c", SERVE_SCRIPT, ini, str(port), str(threads)]
-    with running(command, port, cwd=project, env=clean_environment(**env)) as process:
+    env = clean_environment(**env)
+    with running(command, port, cwd=project, env=env, stderr=stderr) as process:
         yield f"http://127.0.0.1:{port}", process
 
 

@@ -271,18 +271,20 @@ class Report:
     outage_seconds: float | None = None
     sessions_lost: int = 0
     must_keep_sessions: bool = False
+    app_bugs: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
         """No errors, recovered after a fault, and no session lost where none may be."""
         kept = not (self.must_keep_sessions and self.sessions_lost)
-        return not self.errors and self.recovered is not False and kept
+        return not (self.errors or self.app_bugs) and self.recovered is not False and kept
 
     def line(self) -> str:
         """One line of the result table."""
         recovery = {None: "-", True: "yes", False: "NO"}[self.recovered]
         errors = sum(self.errors.values())
         detail = f" {dict(self.errors)}" if errors else ""
+        detail += "".join(f"\n    {bug}" for bug in self.app_bugs[:3])
         window = "-" if self.outage_seconds is None else f"{self.outage_seconds:.1f}"
         kept = f"{self.clients - self.sessions_lost}/{self.clients}"
         return (
@@ -323,7 +325,10 @@ def load_project(
     inject the store's fault, if any, a quarter of the way in. The warm-up (imports,
     template compilation, pools) keeps them out of the figures; a test may skip it."""
     env = production_env(project, factory, store.environment)
-    with waitress_server(project, "production.ini", env, threads=8) as (url, server):
+    with (
+        tempfile.TemporaryFile() as log,
+        waitress_server(project, "production.ini", env, 8, log) as (url, server),
+    ):
         if warm_up_seconds:
             run_load(url, clients, warm_up_seconds)
         rss_start = rss_kib(server.pid)
@@ -335,7 +340,21 @@ def load_project(
         rss_end = rss_kib(server.pid)
         if fault is not None:
             fault.join()
-    return report(store, tally, record, elapsed, (rss_start, rss_end), clients)
+        log.seek(0)
+        bugs = app_bugs(log.read().decode(errors="replace"))
+    return report(store, tally, record, elapsed, (rss_start, rss_end), clients, bugs)
+
+
+def app_bugs(log: str) -> list[str]:
+    """The server's log lines that tell of a 500 page: the app's "<Error> raised at
+    <file:line> on <request>" (its exception view), or an exception past it (a
+    traceback's last line)."""
+    bugs, in_traceback = [], False
+    for line in log.splitlines():
+        if " raised at " in line or (in_traceback and not line.startswith(" ")):
+            bugs.append(line)
+        in_traceback = line.startswith("Traceback") or (in_traceback and line.startswith(" "))
+    return bugs
 
 
 def report(
@@ -345,6 +364,7 @@ def report(
     elapsed: float,
     rss: tuple[int, int],
     clients: int,
+    bugs: list[str] = (),
 ) -> Report:
     """Judge a run: 503s only from the fault on, and only ok after the last of them."""
     counts = tally.counts()
@@ -371,6 +391,7 @@ def report(
         outage_seconds=outage,
         sessions_lost=tally.sessions_lost,
         must_keep_sessions=store.keeps_sessions,
+        app_bugs=list(bugs),
     )
 
 
