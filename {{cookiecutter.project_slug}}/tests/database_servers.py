@@ -155,9 +155,14 @@ class StoredSessions:
         """The session data stored for ``session_id``."""
         return json.loads(self.row(session_id).data)
 
+    def counters(self, session_id: str) -> dict:
+        """The session's counters (PostgreSQL's jsonb comes as a dict, SQLite's as text)."""
+        counters = self.row(session_id).counters
+        return counters if isinstance(counters, dict) else json.loads(counters)
+
     def counter(self, session_id: str) -> int:
         """The session's visit counter."""
-        return self.row(session_id).counter
+        return self.counters(session_id)["visits"]
 
     def created(self, session_id: str) -> int:
         """When the session was created (epoch seconds)."""
@@ -176,7 +181,7 @@ class StoredSessions:
         self.run(
             sqlalchemy.update(self.table)
             .where(self.table.c.id == session_id)
-            .values({column: sqlalchemy.literal(value, literal_type(value))})
+            .values({column: corrupt_value(self.table.c[column], value)})
         )
 
     def expire(self, session_id: str) -> None:
@@ -193,6 +198,14 @@ class StoredSessions:
     def delete_all(self) -> None:
         """Delete every session, as "forget" in every tab would."""
         self.run(sqlalchemy.delete(self.table))
+
+
+def corrupt_value(column: sqlalchemy.Column, value: Any) -> Any:
+    """``value`` for ``column``: JSON text for the counters (PostgreSQL's jsonb takes
+    any JSON), else as it is, whatever the column's type (SQLite keeps it)."""
+    if column.name == "counters" and isinstance(value, str):
+        return sqlalchemy.cast(sqlalchemy.literal(value), column.type)
+    return sqlalchemy.literal(value, literal_type(value))
 
 
 def literal_type(value: Any) -> sqlalchemy.types.TypeEngine:

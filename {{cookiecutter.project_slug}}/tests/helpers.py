@@ -107,7 +107,10 @@ def count_concurrently(testapp: webtest.TestApp, tabs: int = 8, visits: int = 25
 
 
 def assert_corruption_gives_a_fresh_session(
-    testapp: webtest.TestApp, stored: Any, corrupt: Callable[[str], object], first_request: str
+    testapp: webtest.TestApp,
+    stored: Any,
+    corrupt: Callable[[str], object],
+    first_request: str = "counter-page",
 ) -> None:
     """Damage the stored session (``corrupt`` gets its id), then visit: never a 500, nor a
     503 repeated on every request, but a fresh session at once; the damaged one is gone.
@@ -217,7 +220,7 @@ StoreFailure = Callable[[str], None]
 def store_fails_in_the_view(testapp: webtest.TestApp, fail: StoreFailure) -> webtest.TestResponse:
     """The store fails loading the session for a counter page: Pyramid's exception view."""
     testapp.get("/")
-    fail("load_and_count")
+    fail("load_and_increment")
     return testapp.get("/howdy", status=503)
 
 

@@ -388,7 +388,7 @@ class StoredSessions:
 
     def counter(self, session_id: str) -> int:
         """The session's visit counter."""
-        return int(self.field(session_id, "counter"))
+        return int(self.field(session_id, "count:visits"))
 
     def created(self, session_id: str) -> int:
         """When the session was created (Redis's clock)."""

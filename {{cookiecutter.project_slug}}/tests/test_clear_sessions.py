@@ -273,7 +273,7 @@ def test_all_is_one_statement_that_waits_longer_than_a_request(
     ini = write_ini(tmp_path, app_settings[STORE_URL], **{"session.database_timeout": "0.1"})
     holder = sqlalchemy.create_engine(app_settings[STORE_URL], poolclass=sqlalchemy.NullPool)
     with holder.connect() as connection:  # another writer, for longer than 0.1 s
-        connection.execute(stored.table.update().values(counter=stored.table.c.counter))
+        connection.execute(stored.table.update().values(counters=stored.table.c.counters))
         done = threading.Timer(0.5, connection.commit)
         done.start()
         with sent_statements() as sent:
@@ -352,7 +352,7 @@ def test_every_batch_reads_a_range_of_the_expiry_index(app_settings, stored) -> 
     assert uses_index(plan, f"{table}_expiry"), plan
 
 
-# The table as every release so far has made it: a deployed project's, kept as it is.
+# The table as releases before the counters column made it: a deployed project's.
 EARLIER_TABLE = [
     "CREATE TABLE {table} (id VARCHAR(64) NOT NULL, data TEXT NOT NULL, counter BIGINT "
     "NOT NULL, created BIGINT NOT NULL, expiry BIGINT NOT NULL, PRIMARY KEY (id))",
@@ -360,16 +360,20 @@ EARLIER_TABLE = [
 ]
 
 
-def test_a_table_an_earlier_release_made_needs_no_migration(database_url, tmp_path) -> None:
-    """The store finds every dead row through the index it always had: a deployed
-    table is used as it is, by the app and by clear-sessions."""
+def test_a_table_an_earlier_release_made_is_brought_up_to_date(database_url, tmp_path) -> None:
+    """At start-up, the deployed table's visit counter column becomes the counters
+    object (once: a second start finds nothing to do); the store finds every dead row
+    through the index it always had, for the app and for clear-sessions."""
     engine = sqlalchemy.create_engine(database_url, poolclass=sqlalchemy.NullPool)
     with engine.begin() as connection:
         for statement in EARLIER_TABLE:
             connection.exec_driver_sql(statement.format(table=TABLE_NAME))
-    engine.dispose()
     settings = {**development_settings(), STORE_URL: database_url}
     testapp = webtest.TestApp(main({}, **settings))
+    main({}, **settings)  # a second start: already up to date
+    columns = [column["name"] for column in sqlalchemy.inspect(engine).get_columns(TABLE_NAME)]
+    engine.dispose()
+    assert sorted(columns) == ["counters", "created", "data", "expiry", "id"]
     assert [counter(testapp.get("/")) for _ in range(2)] == [1, 2]
     store = store_of(settings)
     assert uses_index(query_plan(store, store.statements.clear_expired), f"{TABLE_NAME}_expiry")

@@ -57,15 +57,15 @@ def cookie_bytes(testapp: webtest.TestApp) -> bytes:
 {% if signed %}
 def test_the_cookie_is_signed_json(testapp: webtest.TestApp) -> None:
     testapp.get("/")
-    assert b'"counter":1' in cookie_bytes(testapp)
+    assert b'"_c_visits":1' in cookie_bytes(testapp)
 
 
 def pyramid_signed_cookie_app(secret: bytes) -> webtest.TestApp:
     """An app on Pyramid's own SignedCookieSessionFactory that counts in the same key."""
 
     def count(request: Request) -> Response:
-        request.session["counter"] = request.session.get("counter", 0) + 1
-        return Response(str(request.session["counter"]))
+        request.session["_c_visits"] = request.session.get("_c_visits", 0) + 1
+        return Response(str(request.session["_c_visits"]))
 
     with Configurator() as config:
         config.set_session_factory(SignedCookieSessionFactory(secret, serializer=JSONSerializer()))
@@ -88,14 +88,14 @@ def test_cookies_are_interchangeable_with_signed_cookie_session_factory(app_sett
 def test_a_changed_cookie_starts_a_fresh_session(testapp: webtest.TestApp) -> None:
     testapp.get("/")
     testapp.get("/")
-    forged = cookie_bytes(testapp).replace(b'"counter":2', b'"counter":9')
+    forged = cookie_bytes(testapp).replace(b'"_c_visits":2', b'"_c_visits":9')
     testapp.set_cookie("session", base64.urlsafe_b64encode(forged).decode().rstrip("="))
     assert counter(testapp.get("/")) == 1
 {%- else %}
 def test_the_cookie_reveals_nothing(testapp: webtest.TestApp) -> None:
     testapp.get("/")
     raw = cookie_bytes(testapp)
-    assert b"counter" not in raw
+    assert b"visits" not in raw
     assert b"_csrft_" not in raw
 
 
@@ -211,7 +211,7 @@ def test_a_full_cookie_drops_every_flash_queue_and_keeps_the_session(app_setting
 def test_regenerate_keeps_the_data_with_a_new_csrf_token(app_with_login) -> None:
     token = csrf_token(app_with_login.get("/"))
     session = app_with_login.get(f"{TEST_VIEWS}/login").json["session"]
-    assert session["counter"] == 1
+    assert session["_c_visits"] == 1
     assert session["_csrft_"] != token
     assert counter(app_with_login.get("/")) == 2
 

@@ -1,12 +1,16 @@
-"""The counter: both pages share it, and it outlives the app instance."""
+"""The counter: both pages share it, and it outlives the app instance; a counter of the
+app's own (``sessions.increment_counter``) takes any step, and only counters it names."""
 
 from __future__ import annotations
 
+import pytest
 import webtest
-from helpers import counter, post_form, session_cookie, text
+from helpers import TEST_VIEWS, app_with_test_views, counter, post_form, session_cookie, text
 from pyramid.renderers import get_renderer
+from pyramid.request import Request
 
 from {{ cookiecutter.project_slug }} import TEMPLATES, main
+from {{ cookiecutter.project_slug }}.sessions import increment_counter, reset_counter
 
 
 def test_home_and_howdy_share_one_counter(testapp: webtest.TestApp) -> None:
@@ -57,3 +61,75 @@ def test_every_template_is_compiled_before_the_first_request(app) -> None:
         spec = f"{{ cookiecutter.project_slug }}:templates/{template.name}"
         renderer = get_renderer(spec, registry=app.registry)
         assert renderer.implementation()._cooked, f"{template.name} is left to a request"
+
+
+def add_to_cart(request: Request) -> dict:
+    """Add ``quantity`` of ``item`` to a cart kept in counters, ``cart.<item>``."""
+    name, quantity = f"cart.{request.params['item']}", int(request.params["quantity"])
+    return {"in_cart": increment_counter(request, name, quantity)}
+
+
+def take_out_of_cart(request: Request) -> dict:
+    """Empty the cart of ``item``; then what is left of it (nothing) and of apples."""
+    reset_counter(request, f"cart.{request.params['item']}")
+    return {"left": increment_counter(request, f"cart.{request.params['item']}", 0)}
+
+
+@pytest.fixture
+def shop(app_settings: dict) -> webtest.TestApp:
+    """The app plus two test views that keep a cart in counters."""
+    return app_with_test_views(app_settings, add=add_to_cart, remove=take_out_of_cart)
+
+
+def in_cart(shop: webtest.TestApp, item: str, quantity: int) -> int:
+    """Add ``quantity`` of ``item``; how many are in the cart now."""
+    return shop.get(f"{TEST_VIEWS}/add", {"item": item, "quantity": quantity}).json["in_cart"]
+
+
+def test_a_counter_of_your_own_takes_any_step(shop: webtest.TestApp) -> None:
+    assert [in_cart(shop, "apples", 3), in_cart(shop, "apples", 4)] == [3, 7]
+    assert in_cart(shop, "pears", 1) == 1
+    assert in_cart(shop, "apples", -10) == -3
+    assert in_cart(shop, "apples", 0) == -3  # a step of 0 reads it
+    assert counter(shop.get("/")) == 1  # the visit counter is another
+
+
+def test_reset_sets_one_counter_back_to_zero(shop: webtest.TestApp) -> None:
+    in_cart(shop, "apples", 3)
+    in_cart(shop, "pears", 2)
+    assert shop.get(f"{TEST_VIEWS}/remove", {"item": "apples"}).json == {"left": 0}
+    assert (in_cart(shop, "apples", 1), in_cart(shop, "pears", 0)) == (1, 2)
+
+
+def test_reading_a_counter_makes_no_session(shop: webtest.TestApp) -> None:
+    assert in_cart(shop, "apples", 0) == 0
+    assert "Set-Cookie" not in shop.get(f"{TEST_VIEWS}/add", {"item": "x", "quantity": 0})
+
+
+# What no store can keep under a name of its own, or count without overflowing.
+BAD_COUNTERS = {
+    "empty-name": ("", 1),
+    "quote-in-the-name": ('a"b', 1),
+    "space-in-the-name": ("a b", 1),
+    "name-too-long": ("n" * 101, 1),
+    "step-too-large": ("steps", 10**12 + 1),
+    "step-a-float": ("steps", 1.5),
+    "step-a-bool": ("steps", True),
+}
+
+
+@pytest.mark.parametrize(("name", "by"), BAD_COUNTERS.values(), ids=BAD_COUNTERS)
+def test_a_name_or_step_no_store_can_take_is_refused(app_settings, name, by) -> None:
+    """A bug in the view, refused before the store sees it (the 500 page)."""
+    seen = []
+
+    def bad_increment(request: Request) -> dict:
+        with pytest.raises(ValueError, match="counter's"):
+            increment_counter(request, name, by)
+        with pytest.raises(ValueError, match="counter's name"):
+            reset_counter(request, 'a"b')
+        seen.append(True)
+        return {}
+
+    app_with_test_views(app_settings, bad=bad_increment).get(f"{TEST_VIEWS}/bad")
+    assert seen == [True]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import logging
 import os
 import secrets
@@ -80,14 +81,14 @@ def test_the_table_and_its_index_keep_their_full_names(stored) -> None:
     assert indexes == {index.name for index in sessions.indexes}
 
 
-def test_counter_is_a_column_and_the_row_expires(testapp, stored, app_settings) -> None:
+def test_counters_are_a_json_object_and_the_row_expires(testapp, stored, app_settings) -> None:
     testapp.get("/")
     before = int(time.time())
     testapp.get("/howdy")
     [session_id] = stored.ids()
     row = stored.row(session_id)
     timeout = int(app_settings["session.timeout"])
-    assert row.counter == 2
+    assert stored.counters(session_id) == {"visits": 2}
     assert before + timeout <= row.expiry <= int(time.time()) + timeout
 
 
@@ -100,17 +101,26 @@ CORRUPTIONS: dict[str, tuple[str, object]] = {
     "data-with-a-lone-surrogate": ("data", '{"_f_messages": [["info", "\\udcff"]]}'),
     "created-in-the-future": ("created", 4_000_000_000),
     "created-past-the-absolute-timeout": ("created", 1_000_000_000),
-    "counter-negative": ("counter", -5),
-    "counter-about-to-overflow": ("counter", 2**63 - 1),
+    "counters-not-an-object": ("counters", "[1, 2]"),
+    "counters-a-number": ("counters", "5"),
     "expired": ("expiry", 1_000_000_000),
+}
+# A counter's value damaged: the session is corrupt when that counter is counted (a page
+# that only reads the session still reads it).
+COUNTER_CORRUPTIONS: dict[str, str] = {
+    "counter-a-float": '{"visits": 1.5}',
+    "counter-a-string": '{"visits": "many"}',
+    "counter-null": '{"visits": null}',
+    "counter-about-to-overflow": json.dumps({"visits": 10**18 - 1}),
+    "counter-past-18-digits": json.dumps({"visits": -(10**18)}),
 }
 # SQLite stores a value of any type in any column: these only it can hold (PostgreSQL's
 # column types refuse them).
 SQLITE_CORRUPTIONS: dict[str, tuple[str, object]] = {
     "data-not-utf8": ("data", b"\x80\x04not utf-8"),
     "created-not-a-number": ("created", "yesterday"),
-    "counter-not-a-number": ("counter", "many"),
-    "counter-a-float": ("counter", 1.5),
+    "counters-not-json": ("counters", "not json"),
+    "counters-not-text": ("counters", 5),
 }
 
 
@@ -122,6 +132,13 @@ FIRST_REQUESTS = ["counter-page", "form-post"]
 def test_corrupt_rows_give_a_fresh_session(testapp, stored, change, first_request) -> None:
     assert_corruption_gives_a_fresh_session(
         testapp, stored, lambda session_id: stored.set(session_id, *change), first_request
+    )
+
+
+@pytest.mark.parametrize("counters", COUNTER_CORRUPTIONS.values(), ids=COUNTER_CORRUPTIONS)
+def test_a_corrupt_counter_gives_a_fresh_session_when_counted(testapp, stored, counters) -> None:
+    assert_corruption_gives_a_fresh_session(
+        testapp, stored, lambda session_id: stored.set(session_id, "counters", counters)
     )
 
 
@@ -145,7 +162,7 @@ def test_no_log_line_names_a_session_id(testapp, stored, monkeypatch, caplog) ->
         stored.set(session_id, "data", "not json")
         testapp.get("/")
         [fresh_id] = stored.ids()
-        fail_statement(monkeypatch, app_store(testapp), "load_and_count")
+        fail_statement(monkeypatch, app_store(testapp), "load_and_increment")
         testapp.get("/howdy", status=503)
     assert "fresh session" in caplog.text
     assert "session store unavailable" in caplog.text
@@ -162,6 +179,11 @@ def watch_statements(store: DatabaseStore) -> list[str]:
 
     sqlalchemy.event.listen(store.engine, "before_cursor_execute", record)
     return sent
+
+
+def first_visit(store: DatabaseStore, session_id: str | None = None) -> int:
+    """A new session's first visit counted in ``store``: its row made."""
+    return store.increment(session_id or secrets.token_urlsafe(32), "visits", 1, new=True)
 
 
 def app_store(testapp: webtest.TestApp) -> DatabaseStore:
@@ -207,7 +229,7 @@ def fail_statement(monkeypatch: pytest.MonkeyPatch, store: DatabaseStore, name: 
 # Which request fails, for a failure in each of the session's round trips.
 FAILING_ROUND_TRIPS = {
     "load": ("post", "/flash"),  # the CSRF check loads the session
-    "load_and_count": ("get", "/howdy"),
+    "load_and_increment": ("get", "/howdy"),
     "save": ("post", "/flash"),  # after the view, outside Pyramid's exception views
     "move": ("get", f"{TEST_VIEWS}/login"),
     "delete": ("post", "/forget"),
@@ -340,7 +362,7 @@ def hold_the_lock(url: str, session_id: str, seconds: float) -> threading.Thread
         engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.NullPool)
         with engine.begin() as connection:
             touch = sessions.update().where(sessions.c.id == session_id)
-            connection.execute(touch.values(counter=sessions.c.counter))
+            connection.execute(touch.values(counters=sessions.c.counters))
             started.set()
             time.sleep(seconds)
         engine.dispose()
@@ -385,7 +407,7 @@ def test_processes_starting_together_make_the_table_once(app_settings) -> None:
 
     def first_request(store: DatabaseStore) -> int | None:
         barrier.wait()
-        return store.count(secrets.token_urlsafe(32), new=True)
+        return first_visit(store)
 
     with ThreadPoolExecutor(max_workers=len(stores)) as pool:
         assert list(pool.map(first_request, stores)) == [1] * len(stores)
@@ -405,9 +427,7 @@ def test_the_threads_of_a_process_make_the_table_once(app_settings, monkeypatch)
     monkeypatch.setattr(database_store, "create_table", slow_create_table)
     store = store_of(app_settings)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        counts = list(
-            pool.map(lambda _: store.count(secrets.token_urlsafe(32), new=True), range(4))
-        )
+        counts = list(pool.map(lambda _: first_visit(store), range(4)))
     assert (counts, len(made)) == ([1, 1, 1, 1], 1)
     store.engine.dispose()
 
@@ -605,8 +625,8 @@ def test_a_thread_waits_for_the_table_no_longer_than_the_timeout(
 
 def test_counting_twice_in_a_new_visitors_request_counts_two(app_settings) -> None:
     def count_twice(request: Request) -> dict:
-        increment_counter(request)
-        return {"count": increment_counter(request)}
+        increment_counter(request, "visits")
+        return {"count": increment_counter(request, "visits")}
 
     browser = app_with_test_views(app_settings, twice=count_twice)
     assert browser.get(f"{TEST_VIEWS}/twice").json == {"count": 2}
@@ -619,9 +639,9 @@ def test_expired_sessions_are_cleared_in_batches(app_settings, stored, monkeypat
     monkeypatch.setattr(statements, "CLEAR_BATCH", 2)
     store = store_of(app_settings)
     for _ in range(5):
-        store.count(secrets.token_urlsafe(32), new=True)
+        first_visit(store)
     live = secrets.token_urlsafe(32)
-    store.count(live, new=True)
+    first_visit(store, live)
     for session_id in stored.ids():
         if session_id != live:
             stored.set(session_id, "expiry", 1)
@@ -636,8 +656,8 @@ def test_an_error_is_logged_without_its_statement_or_detail(app_settings, stored
     SQLAlchemy's message the statement: a log line gets the driver's first line only."""
     store = store_of(app_settings)
     first, second = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    store.count(first, new=True)
-    store.count(second, new=True)
+    first_visit(store, first)
+    first_visit(store, second)
     with pytest.raises(sqlalchemy.exc.IntegrityError) as duplicate:
         store.move(first, second)
     reason = error_reason(duplicate.value)
@@ -735,14 +755,14 @@ def test_fork_handlers_run_for_live_objects_only(app_settings) -> None:
     call_if_alive(method)
     dispose_in_child(engine)
     store = store_of(app_settings)
-    store.count("before", new=True)
+    first_visit(store, "before")
     dispose_in_child(weakref.ref(store.engine))  # a new pool: the old one's connections
     assert store.engine.pool.checkedin() == 0  # stay open for the parent
     watchdog = StatementWatchdog(1)
     watchdog.running[1] = (0.0, -1)
     call_if_alive(weakref.WeakMethod(watchdog.start_afresh))
     assert (watchdog.running, watchdog.thread) == ({}, None)
-    assert store.count("after", new=True) == 1
+    assert first_visit(store, "after") == 1
     store.engine.dispose()
 
 
@@ -754,7 +774,7 @@ def test_a_forked_worker_has_its_own_connections_and_watchdog(
     watchdog: each worker talks over sockets of its own, and its statements are watched."""
     settings = {"session.database_url": outage_postgres.url, "session.database_timeout": "0.4"}
     store = store_of({**app_settings, **settings})
-    store.count("forked", new=True)  # a pooled connection, and the watchdog's thread
+    first_visit(store, "forked")  # a pooled connection, and the watchdog's thread
     with store.engine.connect() as connection:
         parent_backend = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
     to_parent, from_child = os.pipe()
@@ -804,7 +824,7 @@ def renewed_meanwhile(url: str, session_id: str, timeout: int) -> psycopg.Connec
 @pytest.mark.parametrize("deleting", ["clear_expired", "load"])
 def test_a_session_renewed_while_a_delete_waits_is_kept(app_settings, stored, deleting) -> None:
     store = store_of(app_settings)
-    store.count("renewed", new=True)
+    first_visit(store, "renewed")
     stored.expire("renewed")
     url, timeout = app_settings["session.database_url"], session_settings(app_settings).timeout
     renewal = renewed_meanwhile(url, "renewed", timeout)

@@ -30,7 +30,7 @@ from {{ cookiecutter.project_slug }}.sessions.redis.store import KEY_PREFIX, Red
 from {{ cookiecutter.project_slug }}.sessions.settings import session_settings
 
 
-def test_counter_is_a_redis_integer_that_expires(
+def test_a_counter_is_a_field_of_the_hash_that_expires(
     testapp, stored, redis_client, app_settings
 ) -> None:
     testapp.get("/")
@@ -56,10 +56,16 @@ CORRUPTIONS: dict[str, Callable[[redis.Redis, str], object]] = {
     "created-a-float": lambda client, key: client.hset(key, "created", "1.7e9"),
     "created-in-the-future": lambda client, key: client.hset(key, "created", 4_000_000_000),
     "created-missing": lambda client, key: client.hdel(key, "created"),
-    "counter-not-a-number": lambda client, key: client.hset(key, "counter", "many"),
-    "counter-a-float": lambda client, key: client.hset(key, "counter", "1.5"),
-    "counter-about-to-overflow": lambda client, key: client.hset(key, "counter", 2**63 - 1),
     "not-a-hash": lambda client, key: client.set(key, "a string"),
+}
+# A counter's value damaged: the session is corrupt when that counter is counted (a page
+# that only reads the session still reads it).
+COUNTER_CORRUPTIONS = {
+    "counter-not-a-number": "many",
+    "counter-a-float": "1.5",
+    "counter-about-to-overflow": 10**18 - 1,
+    "counter-past-18-digits": -(10**18),
+    "counter-past-64-bits": 2**63 - 1,
 }
 
 
@@ -74,6 +80,17 @@ def test_corrupt_stored_data_is_deleted_for_a_fresh_session(
         stored,
         lambda session_id: corrupt(redis_client, KEY_PREFIX + session_id),
         first_request,
+    )
+
+
+@pytest.mark.parametrize("value", COUNTER_CORRUPTIONS.values(), ids=COUNTER_CORRUPTIONS)
+def test_a_corrupt_counter_gives_a_fresh_session_when_counted(
+    testapp, stored, redis_client, value
+) -> None:
+    assert_corruption_gives_a_fresh_session(
+        testapp,
+        stored,
+        lambda session_id: redis_client.hset(KEY_PREFIX + session_id, "count:visits", value),
     )
 
 
@@ -133,7 +150,7 @@ def watch_round_trips(monkeypatch: pytest.MonkeyPatch, failing: str = "") -> lis
 # Which request fails, for a Redis failure in each of the session's round trips.
 FAILING_ROUND_TRIPS = {
     "load": ("post", "/flash"),  # the CSRF check loads the session
-    "load_and_count": ("get", "/howdy"),
+    "load_and_increment": ("get", "/howdy"),
     "save": ("post", "/flash"),  # after the view, outside Pyramid's exception views
 }
 
@@ -151,9 +168,9 @@ def test_redis_failing_in_any_round_trip_is_a_503(testapp, monkeypatch, caplog, 
 
 
 def test_redis_failing_for_a_new_visitor_is_a_503_without_a_write(testapp, monkeypatch) -> None:
-    names = watch_round_trips(monkeypatch, failing="count")
+    names = watch_round_trips(monkeypatch, failing="increment")
     testapp.get("/", status=503)
-    assert names == ["count"]  # no second wait for a Redis that just failed
+    assert names == ["increment"]  # no second wait for a Redis that just failed
 
 
 def test_hung_redis_is_a_503_within_the_socket_timeout(app_settings, outage_redis) -> None:
@@ -199,13 +216,13 @@ def test_a_counter_page_costs_one_round_trip(testapp, monkeypatch) -> None:
     testapp.get("/")
     names = watch_round_trips(monkeypatch)
     assert counter(testapp.get("/howdy")) == 2
-    assert names == ["load_and_count"]
+    assert names == ["load_and_increment"]
 
 
-def test_a_new_visitor_costs_a_count_and_a_save(testapp, monkeypatch) -> None:
+def test_a_new_visitor_costs_an_increment_and_a_save(testapp, monkeypatch) -> None:
     names = watch_round_trips(monkeypatch)
     assert counter(testapp.get("/")) == 1
-    assert names == ["count", "save"]
+    assert names == ["increment", "save"]
 
 
 def session_key(redis_client: redis.Redis) -> bytes:

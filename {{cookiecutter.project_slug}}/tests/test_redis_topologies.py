@@ -52,11 +52,7 @@ from {{ cookiecutter.project_slug }}.sessions.redis.settings import (
     URL_ENV,
     read_redis_settings,
 )
-from {{ cookiecutter.project_slug }}.sessions.redis.store import (
-    KEY_PREFIX,
-    RedisStore,
-    session_key,
-)
+from {{ cookiecutter.project_slug }}.sessions.redis.store import KEY_PREFIX, RedisStore
 
 SOCKET_TIMEOUT = 0.5
 # The longest a request may take while Redis fails: the socket timeout and a margin for
@@ -277,7 +273,7 @@ def test_cluster_app_threads_share_one_client(cluster: ClusterDeployment) -> Non
     assert len(made) == 1
     assert all(client is made[0] for client in clients)
     assert isinstance(made[0], RedisCluster)
-    assert store.run("count", [session_key("shared")], "1") == 1
+    assert store.increment("shared", "visits", 1, new=True) == 1
 
 
 def stop_node_and_visit(
@@ -330,7 +326,7 @@ def test_cluster_node_down_leaves_scripts_new_to_a_node_working(cluster) -> None
     app = make_app(cluster.settings()).app
     browsers = [webtest.TestApp(app) for _ in range(24)]
     for browser in browsers:
-        browser.get("/")  # "count" and "save" only: "load_and_count" is cached nowhere
+        browser.get("/")  # "increment" and "save" only: "load_and_increment" is cached nowhere
 
     victim, holder, visits = stop_node_and_visit(cluster, browsers, RedisServer.kill)
     outcome = {v.browser: v.status for v in visits}

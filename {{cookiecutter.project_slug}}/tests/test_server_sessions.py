@@ -11,6 +11,7 @@ import json
 import logging
 import secrets
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import webtest
@@ -56,6 +57,28 @@ def test_concurrent_requests_lose_no_increment(testapp: webtest.TestApp) -> None
     assert count_concurrently(testapp, tabs=8, visits=25) == 1 + 8 * 25 + 1
 
 
+def test_concurrent_steps_of_a_counter_of_your_own_are_all_kept(app_settings) -> None:
+    """Eight tabs add to one cart at once: every quantity is counted (the session's data,
+    written back whole after each request, would keep only some)."""
+
+    def add(request: Request) -> dict:
+        return {"in_cart": increment_counter(request, "cart.apples", 3)}
+
+    shop = app_with_test_views(app_settings, add=add)
+    shop.get(f"{TEST_VIEWS}/add")
+    cookie = session_cookie(shop)
+
+    def tab(_: int) -> None:
+        browser = webtest.TestApp(shop.app)
+        browser.set_cookie("session", cookie)
+        for _ in range(10):
+            browser.get(f"{TEST_VIEWS}/add")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(tab, range(8)))
+    assert shop.get(f"{TEST_VIEWS}/add").json == {"in_cart": 3 * (1 + 8 * 10 + 1)}
+
+
 def test_forget_revokes_the_old_cookie(testapp: webtest.TestApp, stored) -> None:
     testapp.get("/")
     testapp.get("/")
@@ -88,7 +111,7 @@ def test_regenerate_moves_data_and_counter_to_a_new_id(app_with_login, stored) -
 
 def count_and_write(request: Request) -> None:
     """Count a visit and store something."""
-    increment_counter(request)
+    increment_counter(request, "visits")
     request.session["late"] = "written after the other tab finished"
 
 
@@ -239,9 +262,10 @@ def test_the_session_is_a_mutable_mapping(app_settings) -> None:
 
 
 NEW_SESSION_OPERATIONS = {
-    "reset_counter": lambda session: session.reset_counter(),
+    "reset_counter": lambda session: session.reset_counter("visits"),
     "invalidate": lambda session: session.invalidate(),
     "read": lambda session: session.get("counter"),
+    "read-a-counter": lambda session: session.increment_counter("visits", 0),
 }
 
 

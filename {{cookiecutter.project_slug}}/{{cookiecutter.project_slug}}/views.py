@@ -18,6 +18,9 @@ from .layout import COUNTER_TEMPLATE, ERROR_TEMPLATE, error_page, page
 
 log = logging.getLogger(__name__)
 
+# The session counter the two counter pages share (sessions.increment_counter: a counter
+# of your own, say items in a cart, is another name).
+VISITS = "visits"
 RESET_MESSAGE = "The counter was reset: it starts again at 1 on this page."
 # What the 4xx pages without a view of their own say, by status.
 CLIENT_ERROR_MESSAGES = {
@@ -36,7 +39,7 @@ class CounterViews:
     @property
     def counter(self) -> int:
         """Count this visit and return the total."""
-        return sessions.increment_counter(self.request)
+        return sessions.increment_counter(self.request, VISITS)
 
     @view_config(route_name="home")
     def home(self) -> dict:
@@ -69,7 +72,7 @@ def redirect_home(request: Request) -> HTTPSeeOther:
 def reset(request: Request) -> HTTPSeeOther:
     """Reset the counter, and say so in the terms of the page the redirect lands on:
     that page counts its own visit, so it shows 1, not 0."""
-    sessions.reset_counter(request)
+    sessions.reset_counter(request, VISITS)
     flash(request.session, "success", RESET_MESSAGE)
     return redirect_home(request)
 

@@ -8,7 +8,13 @@ Pyramid's CSRF tokens are kept in it. What views need beyond the dict is importe
 - ``regenerate_session(request)``: call it when a user logs in (or their rights change):
   the session keeps its data under a new CSRF token{{ "" if cookie else " and a new id; the old id is revoked" }}.
 - ``forget_session(request)``: log out: the session is emptied{{ "" if cookie else " and deleted from the store" }}.
-- ``increment_counter(request)`` and ``reset_counter(request)``: the visit counter.
+- ``increment_counter(request, name, by=1)``: add ``by`` to the session's counter ``name``
+  and get its new value (``by=0`` reads it); ``reset_counter(request, name)`` sets it
+  back to zero. A counter is not one of the dict's keys: the app's visit counter is the
+  counter named ``visits`` (views.py).
+{%- if not cookie %} Each increment is atomic in the store: concurrent
+  requests of one browser lose no step (a visit count, quantities in a cart, attempts).
+{%- endif %}
 {%- if cookie %}
 - ``config.set_session_overflow_handler(handler)``: ``handler(session)`` makes room when
   the session outgrows its cookie, instead of ``drop_flash_queues(session)`` (every flash

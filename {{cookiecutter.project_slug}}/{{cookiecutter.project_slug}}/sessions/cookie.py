@@ -21,7 +21,8 @@ What a cookie session cannot promise, and how this module copes:
   ``session.timeout``, and however active ``session.absolute_timeout`` after the session
   was created. Use a server-side store when sessions must be revocable on the server.
 * Concurrency: two requests sent at once with the same cookie both start from the same
-  counter, and the cookie written last wins; sequential requests never lose a count.
+  data (counters too), and the cookie written last wins; sequential requests never lose
+  a count.
 """
 
 from __future__ import annotations
@@ -51,9 +52,11 @@ from .serializers import (
 {%- endif %}
 )
 from .session_api import (
+    COUNTER_LIMIT,
     FLASH_KEY_PREFIX,
     SessionAPI,
     SessionCSRFPolicy,
+    check_counter,
     cookie_attributes,
     cookie_name,
     request_cookie,
@@ -62,7 +65,7 @@ from .settings import SessionSettings, session_settings
 
 log = logging.getLogger(__name__)
 
-COUNTER_KEY = "counter"
+COUNTER_KEY_PREFIX = "_c_"  # a counter's key in the session, beside Pyramid's "_f_" ones
 # What Pyramid allows. Chromium keeps a cookie whose name and value make 4096 bytes at most:
 # __Host-session (14) and 4064 make 4078 (checked in Chromium by the template's tests).
 MAX_COOKIE_VALUE = 4064
@@ -227,17 +230,23 @@ def make_session_factory(settings: SessionSettings) -> type[CookieSession]:
     )
 
 
-def increment_counter(request: Request) -> int:
-    """Count one visit in the session and return the new total."""
-    session = request.session
-    count = session.get(COUNTER_KEY)
-    session[COUNTER_KEY] = count = (count if isinstance(count, int) else 0) + 1
-    return count
+def increment_counter(request: Request, name: str, by: int = 1) -> int:
+    """Add ``by`` to the session's counter ``name`` (0 when it has none) and return the
+    new value; ``by=0`` reads it. Names and steps as check_counter allows."""
+    check_counter(name, by)
+    session, key = request.session, COUNTER_KEY_PREFIX + name
+    value = session.get(key)
+    if type(value) is not int or abs(value) >= COUNTER_LIMIT:
+        value = 0
+    if by:
+        session[key] = value = value + by
+    return value
 
 
-def reset_counter(request: Request) -> None:
-    """Set the visit counter back to zero."""
-    request.session.pop(COUNTER_KEY, None)
+def reset_counter(request: Request, name: str) -> None:
+    """Set the session's counter ``name`` back to zero."""
+    check_counter(name, 0)
+    request.session.pop(COUNTER_KEY_PREFIX + name, None)
 
 
 def regenerate_session(request: Request) -> None:

@@ -3,21 +3,22 @@
 
 Every process that shares Redis (one server, Sentinel or a Cluster: see ``redis/store.py``)
 and the secret shares the sessions, so this is the factory for several processes or
-machines. A session is one Redis hash: its data as JSON (never pickle) and the visit
-counter, an integer changed with HINCRBY, so concurrent requests from one browser never
-lose a count. Deleting the hash revokes the session.
+machines. A session is one Redis hash: its data as JSON (never pickle) and its counters,
+integers changed with HINCRBY, so concurrent requests from one browser never lose a count.
+Deleting the hash revokes the session.
 {%- else -%}
 """Server-side sessions in a SQL database: the cookie carries only a signed session id.
 
 Every process that shares the database (an SQLite file on one machine, PostgreSQL for
 several: see ``database/``) and the secret shares the sessions. A session is one
-row: its data as JSON (never pickle) and the visit counter, an integer changed with one
-atomic UPDATE, so concurrent requests from one browser never lose a count. Deleting the
+row: its data as JSON (never pickle) and its counters, integers changed by one atomic
+UPDATE each, so concurrent requests from one browser never lose a count. Deleting the
 row revokes the session.
 {%- endif %}
 
-Reading a session costs one round trip to the store, which also renews its expiry; the
-counter page loads the session and counts the visit in that same round trip. A changed
+Reading a session costs one round trip to the store, which also renews its expiry; a
+counter incremented first thing loads the session in that same round trip (the app's
+counter page costs one round trip). A changed
 session is written back in one more round trip, after the view. When the store is down
 or slow, requests that need the session get a 503 page within its timeout, and the app
 recovers by itself as soon as the store answers again.
@@ -48,6 +49,7 @@ from .serializers import JSONSerializer, RotatingSerializer, SignedSerializer
 from .session_api import (
     SessionAPI,
     SessionCSRFPolicy,
+    check_counter,
     cookie_attributes,
     cookie_name,
     request_cookie,
@@ -124,11 +126,11 @@ class SessionStore(Protocol):
     def load(self, session_id: str) -> Sequence | None:
         """``(data, created)`` of the live session, its expiry renewed, or None."""
 
-    def load_and_count(self, session_id: str) -> Sequence | None:
-        """``(data, created, counter)`` after counting one visit, or None."""
+    def load_and_increment(self, session_id: str, name: str, by: int) -> Sequence | None:
+        """``(data, created, value)`` after adding ``by`` to the counter ``name``, or None."""
 
-    def count(self, session_id: str, new: bool) -> int | None:
-        """The counter after one more visit; None when the session is gone."""
+    def increment(self, session_id: str, name: str, by: int, new: bool) -> int | None:
+        """The counter ``name`` plus ``by``; None when the session is gone."""
 
     def save(self, session_id: str, data: bytes, new: bool) -> None:
         """Store the session's JSON data."""
@@ -136,8 +138,8 @@ class SessionStore(Protocol):
     def delete(self, session_id: str) -> None:
         """Revoke the session."""
 
-    def reset_counter(self, session_id: str) -> None:
-        """Set the visit counter back to zero."""
+    def reset_counter(self, session_id: str, name: str) -> None:
+        """Set the counter ``name`` back to zero."""
 
     def move(self, old_id: str, new_id: str) -> bool:
         """Give the live session a new id, revoking the old one; False when it is gone."""
@@ -165,8 +167,8 @@ def load_data(stored: bytes) -> dict | None:
 class ServerSession(SessionAPI, MutableMapping):
     """A session kept in the store under a random id; the cookie holds the id, signed.
 
-    The data is loaded from the store when first used, in the same round trip as the visit
-    count when that comes first. A subclass made by ``make_session_factory`` sets the
+    The data is loaded from the store when first used, in the same round trip as a
+    counter's increment when that comes first. A subclass made by ``make_session_factory`` sets the
     class attributes.
     """
 
@@ -239,28 +241,33 @@ class ServerSession(SessionAPI, MutableMapping):
             self.changed()
         return self.session_id
 
-    # the counter: one atomic increment in the store, never lost under concurrency
-    def increment_counter(self) -> int:
-        """Count one visit atomically; loads the session in the same round trip."""
+    # counters: one atomic increment in the store each, never lost under concurrency
+    def increment_counter(self, name: str, by: int) -> int:
+        """Add ``by`` to the counter ``name`` atomically and return its new value; loads
+        the session in the same round trip when it is not loaded yet."""
+        check_counter(name, by)
         if self._data is None:
-            stored = self.store.load_and_count(self.session_id)
+            stored = self.store.load_and_increment(self.session_id, name, by)
             if self.use_stored(stored):
                 return int(stored[2])
         elif not self.new:
-            count = self.store.count(self.session_id, new=False)
-            if count is not None:
-                return int(count)
+            value = self.store.increment(self.session_id, name, by, new=False)
+            if value is not None:
+                return int(value)
             log.debug("fresh session: the stored one was revoked during this request")
             self.start_afresh()
-        return int(self.store.count(self.ensure_id(), new=True))
+        if not by:
+            return 0  # reading a counter makes no session
+        return int(self.store.increment(self.ensure_id(), name, by, new=True))
 
-    def reset_counter(self) -> None:
-        """Set the visit counter back to zero."""
+    def reset_counter(self, name: str) -> None:
+        """Set the counter ``name`` back to zero."""
+        check_counter(name, 0)
         if self.session_id is not None:
-            self.store.reset_counter(self.session_id)
+            self.store.reset_counter(self.session_id, name)
 
     def regenerate(self) -> None:
-        """Move the session, its counter included, to a new id with a new CSRF token.
+        """Move the session, its counters included, to a new id with a new CSRF token.
 
         The old id is revoked. A session revoked meanwhile is not moved: this request
         goes on with a fresh one.
@@ -354,24 +361,26 @@ def make_session_factory(settings: SessionSettings, store: SessionStore) -> type
     return type("ConfiguredServerSession", (ServerSession,), attributes)
 
 
-def increment_counter(request: Request) -> int:
-    """Count one visit atomically and return the new total."""
-    return request.session.increment_counter()
+def increment_counter(request: Request, name: str, by: int = 1) -> int:
+    """Add ``by`` to the session's counter ``name`` (0 when it has none) and return the
+    new value, atomically in the store: concurrent requests of one browser lose no step.
+    ``by=0`` reads it. Names and steps as check_counter allows."""
+    return request.session.increment_counter(name, by)
 
 
-def reset_counter(request: Request) -> None:
-    """Set the visit counter back to zero."""
-    request.session.reset_counter()
+def reset_counter(request: Request, name: str) -> None:
+    """Set the session's counter ``name`` back to zero."""
+    request.session.reset_counter(name)
 
 
 def regenerate_session(request: Request) -> None:
-    """Move the session and its counter to a new id with a new CSRF token; the old id is
+    """Move the session and its counters to a new id with a new CSRF token; the old id is
     revoked (call it at login)."""
     request.session.regenerate()
 
 
 def forget_session(request: Request) -> None:
-    """Delete the session and its counter from the store: the old cookie is revoked."""
+    """Delete the session and its counters from the store: the old cookie is revoked."""
     request.session.invalidate()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
@@ -16,6 +17,20 @@ COOKIE_NAME = "session"
 SECURE_COOKIE_NAME = "__Host-session"
 CSRF_TOKEN_KEY = "_csrft_"  # noqa: S105 - the key of Pyramid's SessionCSRFStoragePolicy
 FLASH_KEY_PREFIX = "_f_"  # where Pyramid's own sessions keep a flash queue
+# A counter's name: what every store keeps as it is (a Redis hash field, a key of the SQL
+# store's JSON counters, a key of a cookie session), with no quoting to get wrong.
+COUNTER_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+# The largest step of one increment, and the first value no counter reaches: a counter of
+# at most 18 digits plus a step never overflows a store's 64-bit integers.
+MAX_STEP, COUNTER_LIMIT = 10**12, 10**18
+
+
+def check_counter(name: str, by: int) -> None:
+    """Refuse a counter name or a step no store can take (a bug in the calling view)."""
+    if not (isinstance(name, str) and COUNTER_NAME.fullmatch(name)):
+        raise ValueError(f"a counter's name is 1 to 100 of A-Z a-z 0-9 _ . : -, not {name!r}")
+    if type(by) is not int or abs(by) > MAX_STEP:
+        raise ValueError(f"a counter's step is a whole number up to {MAX_STEP}, not {by!r}")
 
 
 def cookie_name(settings: SessionSettings) -> str:

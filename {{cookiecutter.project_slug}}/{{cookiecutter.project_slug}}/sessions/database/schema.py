@@ -1,9 +1,11 @@
 """The sessions table: one row per session, made at start-up when it is missing.
 
-A row holds the session's data as JSON text, its visit counter, when it was created and
-when it expires (whole seconds on the database's clock); the expiry index serves
-clear-sessions. The table is made only when missing, so a role that may use the table but
-not create tables (the least privilege once it exists) runs the app too.
+A row holds the session's data as JSON text, its counters as a JSON object (jsonb on
+PostgreSQL), when it was created and when it expires (whole seconds on the database's
+clock); the expiry index serves clear-sessions. The table is made only when missing, so a
+role that may use the table but not create tables (the least privilege once it exists)
+runs the app too. A table of an older layout (one ``counter`` column) is brought up to
+date at start-up.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from sqlalchemy import (
     inspect,
     text,
 )
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 TABLE_NAME = "{{ cookiecutter.project_slug }}_sessions"
@@ -29,6 +31,7 @@ SCHEMA_LOCK = 0x5E55_10_05
 # PostgreSQL's code for "relation does not exist", and SQLite's message.
 UNDEFINED_TABLE = "42P01"
 NO_SUCH_TABLE = "no such table"
+NO_COUNTERS = "'{}'"  # a new row's counters, as SQL
 
 
 metadata = MetaData()
@@ -39,7 +42,12 @@ sessions = Table(
     metadata,
     Column("id", String(64), primary_key=True),
     Column("data", Text, nullable=False),
-    Column("counter", BigInteger, nullable=False),
+    Column(
+        "counters",
+        Text().with_variant(postgresql.JSONB(), "postgresql"),
+        nullable=False,
+        server_default=text(NO_COUNTERS),
+    ),
     Column("created", BigInteger, nullable=False),
     Column("expiry", BigInteger, nullable=False),
     Index(f"{TABLE_NAME}_expiry", "expiry"),
@@ -69,6 +77,7 @@ def create_table(connection: Connection) -> None:
     if connection.dialect.name == "sqlite":
         connection.exec_driver_sql("PRAGMA journal_mode=WAL")  # kept in the file
     if inspect(connection).has_table(TABLE_NAME):
+        upgrade_table(connection)
         return
     if connection.dialect.name == "postgresql":
         # Two concurrent CREATE TABLE IF NOT EXISTS can both try to create it.
@@ -80,3 +89,21 @@ def create_table(connection: Connection) -> None:
     finally:
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK})
+
+
+def upgrade_table(connection: Connection) -> None:
+    """Bring a table of the older layout up to date: its one visit ``counter`` column
+    becomes the ``counters`` object (the old counts are dropped: they were the demo's).
+    Processes that start together may race to it: PostgreSQL's IF [NOT] EXISTS lets each
+    go on; on SQLite the loser fails once, and its first request finds the work done."""
+    columns = {column["name"] for column in inspect(connection).get_columns(TABLE_NAME)}
+    guard = connection.dialect.name == "postgresql"
+    if "counters" not in columns:
+        counters = sessions.c.counters.type.compile(dialect=connection.dialect)
+        column = f"{'IF NOT EXISTS ' if guard else ''}counters {counters}"
+        connection.exec_driver_sql(
+            f"ALTER TABLE {TABLE_NAME} ADD COLUMN {column} NOT NULL DEFAULT {NO_COUNTERS}"
+        )
+    if "counter" in columns:
+        column = f"{'IF EXISTS ' if guard else ''}counter"
+        connection.exec_driver_sql(f"ALTER TABLE {TABLE_NAME} DROP COLUMN {column}")

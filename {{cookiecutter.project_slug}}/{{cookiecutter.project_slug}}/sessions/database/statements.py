@@ -2,8 +2,9 @@
 
 Every statement that renews or writes a session carries the condition that it is live
 (not expired, not past its absolute lifetime, of a sane shape), so a session revoked or
-expired while a request used it is never brought back; counting a visit is one atomic
-UPDATE ... RETURNING.
+expired while a request used it is never brought back; a counter's increment is one
+atomic UPDATE ... RETURNING of the session's JSON counters (SQLite's json_set, PostgreSQL's
+jsonb_set).
 """
 
 from __future__ import annotations
@@ -13,23 +14,26 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     LargeBinary,
+    String,
     and_,
     bindparam,
     case,
     cast,
     delete,
+    false,
     func,
+    literal,
+    literal_column,
     not_,
+    or_,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .schema import sessions
+from ..session_api import COUNTER_LIMIT
+from .schema import NO_COUNTERS, sessions
 
-# A counter this high is corrupt (a visit a microsecond for 30 years is 10**15): counting
-# on would overflow a 64-bit integer.
-MAX_COUNTER = 10**18
 # A creation time further ahead of the database's clock than this is corrupt (a row
 # restored from another server whose clock was ahead, say).
 CLOCK_SKEW = 60
@@ -37,8 +41,21 @@ CLOCK_SKEW = 60
 # well inside the statement timeout, and SQLite's writers wait for one batch at most.
 CLEAR_BATCH = 5000
 UPSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
-# Bound per statement: the session's id, and the idle and absolute timeouts.
+# Bound per statement: the session's id, and the idle and absolute timeouts; for a
+# counter, where it is in the JSON counters (counter_parameter) and the step.
 ID, IDLE, LIFETIME = bindparam("session_id"), bindparam("idle"), bindparam("lifetime")
+COUNTER, STEP = bindparam("counter", type_=String()), bindparam("step", type_=BigInteger())
+COUNTERS = sessions.c.counters
+
+
+# What PostgreSQL's ->> gives of a counter that is a whole number of at most 18 digits.
+WHOLE_NUMBER = "^-?[0-9]{1,18}$"
+
+
+def counter_parameter(dialect: str, name: str) -> str:
+    """How a statement names the counter ``name``: an SQLite JSON path, or PostgreSQL's
+    jsonb key (names are checked: no quote to escape)."""
+    return f'$."{name}"' if dialect == "sqlite" else name
 
 
 def database_now(dialect: str) -> Any:
@@ -49,23 +66,69 @@ def database_now(dialect: str) -> Any:
     return cast(func.floor(func.extract("epoch", func.now())), BigInteger)
 
 
-def this_live_session(now: Any) -> Any:
+def this_live_session(dialect: str, now: Any) -> Any:
     """The row of the session the statement names (its id), if that session is live."""
-    return and_(sessions.c.id == ID, is_live(now))
+    return and_(sessions.c.id == ID, is_live(dialect, now))
 
 
-def is_live(now: Any) -> Any:
+def is_live(dialect: str, now: Any) -> Any:
     """Whether a row is live: not expired, not past its absolute timeout, of a sane shape
-    (whole numbers: SQLite keeps whatever another writer put in a column)."""
+    (whole numbers and a JSON object: SQLite keeps whatever another writer put in a
+    column)."""
     return and_(
         sessions.c.expiry > now,
         sessions.c.created > now - LIFETIME,
         sessions.c.created <= now + CLOCK_SKEW,
-        sessions.c.counter >= 0,
-        sessions.c.counter < MAX_COUNTER,
-        sessions.c.counter == cast(sessions.c.counter, BigInteger),
         sessions.c.created == cast(sessions.c.created, BigInteger),
+        counters_are_an_object(dialect),
     )
+
+
+def counters_are_an_object(dialect: str) -> Any:
+    """Whether the counters column holds a JSON object (PostgreSQL's jsonb column holds
+    JSON, SQLite's text may hold anything: its JSON functions fail on what is not). Never
+    NULL: a NOT of it must be true for a corrupt row."""
+    if dialect == "sqlite":
+        valid = func.json_valid(COUNTERS) == 1
+        return case((valid, func.json_type(COUNTERS) == "object"), else_=false())
+    return func.jsonb_typeof(COUNTERS) == "object"
+
+
+def counter_value(dialect: str) -> Any:
+    """The counter's value, a whole number (NULL when the session has none yet)."""
+    if dialect == "sqlite":
+        return func.json_extract(COUNTERS, COUNTER)
+    return cast(COUNTERS.op("->>")(COUNTER), BigInteger)
+
+
+def counter_takes_the_step(dialect: str) -> Any:
+    """Whether the counter is absent, or a whole number under COUNTER_LIMIT that stays
+    under it after the step; anything else is another writer's doing: a corrupt session. (CASE:
+    the value is read only once its kind is known.)"""
+    limit = literal(COUNTER_LIMIT, BigInteger)
+    if dialect == "sqlite":
+        kind = func.json_type(COUNTERS, COUNTER)
+        value = counter_value(dialect)
+        sane = and_(kind == "integer", func.abs(value) < limit, func.abs(value + STEP) < limit)
+        return case((func.json_valid(COUNTERS) == 1, or_(kind.is_(None), sane)), else_=false())
+    kind, text = func.jsonb_typeof(COUNTERS.op("->")(COUNTER)), COUNTERS.op("->>")(COUNTER)
+    whole = and_(kind == "number", text.regexp_match(literal(WHOLE_NUMBER, String())))
+    sane = case((whole, func.abs(counter_value(dialect) + STEP) < limit), else_=false())
+    return or_(kind.is_(None), sane)
+
+
+def with_counter(dialect: str, counters: Any, value: Any) -> Any:
+    """``counters`` with the counter set to ``value``."""
+    if dialect == "sqlite":
+        return func.json_set(counters, COUNTER, value)
+    return func.jsonb_set(counters, postgresql.array([COUNTER]), func.to_jsonb(value))
+
+
+def without_counter(dialect: str) -> Any:
+    """The counters without the counter."""
+    if dialect == "sqlite":
+        return func.json_remove(COUNTERS, COUNTER)
+    return COUNTERS.op("-")(COUNTER)
 
 
 def next_expiry(now: Any) -> Any:
@@ -87,23 +150,31 @@ class Statements:
 
     def __init__(self, dialect: str) -> None:
         data, now = data_as_bytes(dialect).label("data"), database_now(dialect)
-        renew, renewed = update(sessions).where(this_live_session(now)), next_expiry(now)
+        live, renewed = this_live_session(dialect, now), next_expiry(now)
+        renew = update(sessions).where(live)
         self.load = renew.values(expiry=renewed).returning(data, sessions.c.created)
-        counting = renew.values(expiry=renewed, counter=sessions.c.counter + 1)
-        self.load_and_count = counting.returning(data, sessions.c.created, sessions.c.counter)
-        self.count = counting.returning(sessions.c.counter)
+        # A counter's increment, on a live session whose counter takes the step.
+        value, takes_step = counter_value(dialect), counter_takes_the_step(dialect)
+        incremented = with_counter(dialect, COUNTERS, func.coalesce(value, 0) + STEP)
+        increment = renew.where(takes_step).values(expiry=renewed, counters=incremented)
+        self.load_and_increment = increment.returning(data, sessions.c.created, value)
+        self.increment = increment.returning(value)
         self.save = renew.values(expiry=renewed, data=bindparam("new_data"))
         self.move = renew.values(id=bindparam("new_id"))
-        # A new session's first count makes its row; a second count in the same request
+        # A new session's first increment makes its row; a second one in the same request
         # finds it.
         first = UPSERT[dialect](sessions).values(
-            id=ID, data="{}", counter=1, created=now, expiry=now + IDLE
+            id=ID,
+            data="{}",
+            counters=with_counter(dialect, literal_column(NO_COUNTERS), STEP),
+            created=now,
+            expiry=now + IDLE,
         )
         self.create = first.on_conflict_do_update(
-            index_elements=[sessions.c.id], set_={"counter": sessions.c.counter + 1}
-        ).returning(sessions.c.counter)
+            index_elements=[sessions.c.id], set_={"counters": incremented}
+        ).returning(value)
         new = UPSERT[dialect](sessions).values(
-            id=ID, data=bindparam("new_data"), counter=0, created=now, expiry=now + IDLE
+            id=ID, data=bindparam("new_data"), created=now, expiry=now + IDLE
         )
         self.save_new = new.on_conflict_do_update(
             index_elements=[sessions.c.id], set_={"data": new.excluded.data}
@@ -112,8 +183,16 @@ class Statements:
         # A DELETE of dead rows says so in its own WHERE: PostgreSQL checks that again on a
         # row another request renewed meanwhile, and leaves it (a subquery's pick or an
         # earlier statement's finding it would not check again).
-        self.delete_dead = delete(sessions).where(sessions.c.id == ID, not_(is_live(now)))
-        self.reset_counter = update(sessions).where(sessions.c.id == ID).values(counter=0)
+        self.delete_dead = delete(sessions).where(sessions.c.id == ID, not_(is_live(dialect, now)))
+        # ... or live, but with a counter that cannot take the step: corrupt.
+        self.delete_dead_or_corrupt = delete(sessions).where(
+            sessions.c.id == ID, not_(and_(is_live(dialect, now), takes_step))
+        )
+        self.reset_counter = (
+            update(sessions)
+            .where(sessions.c.id == ID, counters_are_an_object(dialect))
+            .values(counters=without_counter(dialect))
+        )
         # clear-sessions: a range of the expiry index. A row's expiry never lies past its
         # absolute end (next_expiry), so this finds every dead row; only after
         # session.absolute_timeout is shortened does a row past the new end wait for its
@@ -121,7 +200,7 @@ class Statements:
         self.clear_batch = CLEAR_BATCH
         expired = select(sessions.c.id).where(sessions.c.expiry <= now).limit(self.clear_batch)
         self.clear_expired = delete(sessions).where(
-            sessions.c.id.in_(expired.scalar_subquery()), not_(is_live(now))
+            sessions.c.id.in_(expired.scalar_subquery()), not_(is_live(dialect, now))
         )
         # clear-sessions --all: every row, in one statement (SQLite frees the table's pages
         # at once; PostgreSQL only marks each row deleted): every session ends at the same

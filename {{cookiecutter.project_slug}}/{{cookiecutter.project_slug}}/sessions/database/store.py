@@ -21,7 +21,7 @@ from ..settings import SessionSettings
 from .engine import make_engine
 from .schema import create_table, table_missing
 from .settings import read_database_settings
-from .statements import Statements
+from .statements import Statements, counter_parameter
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,8 @@ class DatabaseStore:
         self.wait = wait
         self.timeout = timeout
         self.absolute_timeout = absolute_timeout
-        self.statements = Statements(engine.dialect.name)
+        self.dialect = engine.dialect.name
+        self.statements = Statements(self.dialect)
         self.table_ready = False
         self._lock = threading.Lock()
 
@@ -116,34 +117,43 @@ class DatabaseStore:
             **more,
         }
 
-    def renew(self, statement: Any, session_id: str) -> Any:
+    def renew(self, statement: Any, session_id: str, dead: Any = None, **more: Any) -> Any:
         """Run an UPDATE ... RETURNING of a live session; a session that is not live
-        (expired, past its lifetime, corrupt) is deleted then. (No request can make it
-        live again meanwhile: ids of new sessions are random.)"""
+        (expired, past its lifetime, corrupt) is deleted then, by ``dead`` if given. (No
+        request can make it live again meanwhile: ids of new sessions are random.)"""
+        parameters = self.parameters(session_id, **more)
         with self.connection() as connection:
-            row = connection.execute(statement, self.parameters(session_id)).first()
+            row = connection.execute(statement, parameters).first()
             if row is None:
-                connection.execute(self.statements.delete_dead, self.parameters(session_id))
+                cleanup = self.statements.delete_dead if dead is None else dead
+                connection.execute(cleanup, parameters)
             return row
+
+    def counting(self, name: str, by: int) -> dict[str, Any]:
+        """The bound values of a statement on the counter ``name`` with the step ``by``."""
+        return {"counter": counter_parameter(self.dialect, name), "step": by}
 
     # The session store: one round trip each.
     def load(self, session_id: str) -> Any:
         """``(data, created)`` of the live session, its expiry renewed, or None."""
         return self.renew(self.statements.load, session_id)
 
-    def load_and_count(self, session_id: str) -> Any:
-        """``(data, created, counter)`` after counting one visit, or None."""
-        return self.renew(self.statements.load_and_count, session_id)
+    def load_and_increment(self, session_id: str, name: str, by: int) -> Any:
+        """``(data, created, value)`` after adding ``by`` to the counter ``name``, or None."""
+        statements, counting = self.statements, self.counting(name, by)
+        dead = statements.delete_dead_or_corrupt
+        return self.renew(statements.load_and_increment, session_id, dead, **counting)
 
-    def count(self, session_id: str, new: bool) -> int | None:
-        """The counter after one more visit; None when the session is gone. A new
-        session's row is made here, with a count of one."""
+    def increment(self, session_id: str, name: str, by: int, new: bool) -> int | None:
+        """The counter ``name`` plus ``by``; None when the session is gone. A new
+        session's row is made here, with the counter at ``by``."""
+        statements, counting = self.statements, self.counting(name, by)
         if new:
             with self.connection() as connection:
-                return connection.execute(
-                    self.statements.create, self.parameters(session_id)
-                ).scalar_one()
-        row = self.renew(self.statements.count, session_id)
+                parameters = self.parameters(session_id, **counting)
+                return connection.execute(statements.create, parameters).scalar_one()
+        dead = statements.delete_dead_or_corrupt
+        row = self.renew(statements.increment, session_id, dead, **counting)
         return None if row is None else row[0]
 
     def save(self, session_id: str, data: bytes, new: bool) -> None:
@@ -157,10 +167,11 @@ class DatabaseStore:
         with self.connection() as connection:
             connection.execute(self.statements.delete, {"session_id": session_id})
 
-    def reset_counter(self, session_id: str) -> None:
-        """Set the visit counter back to zero."""
+    def reset_counter(self, session_id: str, name: str) -> None:
+        """Set the counter ``name`` back to zero."""
+        parameters = {"session_id": session_id, **self.counting(name, 0)}
         with self.connection() as connection:
-            connection.execute(self.statements.reset_counter, {"session_id": session_id})
+            connection.execute(self.statements.reset_counter, parameters)
 
     def move(self, old_id: str, new_id: str) -> bool:
         """Give the live session ``new_id``: one UPDATE of its primary key, so the old id

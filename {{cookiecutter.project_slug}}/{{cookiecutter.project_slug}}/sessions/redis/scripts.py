@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-COUNTER_FIELD = "counter"
+# A counter's field in the session's hash: its name after this prefix.
+COUNTER_PREFIX = "count:"
 # The marker a login leaves under a session's old key: its new key (and its creation time).
 MOVED_FIELD = "moved_to"
 # The Lua every script starts with. A session is one hash: "data" (JSON), "created" (epoch
-# seconds, from Redis's clock, set once when the hash is made) and "counter" (HINCRBY).
-# KEYS[1] is the session's hash; ARGV[1] and ARGV[2] the idle and absolute timeouts.
+# seconds, from Redis's clock, set once when the hash is made) and a field per counter
+# ("count:<name>", HINCRBY). KEYS[1] is the session's hash; ARGV[1] and ARGV[2] the idle
+# and absolute timeouts.
 SCRIPT_PRELUDE = """
 local key, idle, lifetime = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
 
@@ -24,26 +26,28 @@ local function now()
   return tonumber(redis.call("TIME")[1])
 end
 
--- A whole number of at most 18 digits: HINCRBY never overflows it.
+-- A whole number of at most 18 digits (and a sign): HINCRBY by a step of at most 13
+-- digits never overflows it.
 local function whole(value)
-  return type(value) == "string" and #value <= 18 and string.find(value, "^%-?%d+$") ~= nil
+  return type(value) == "string" and string.find(value, "^%-?%d+$") ~= nil
+    and #value <= 18 + (string.sub(value, 1, 1) == "-" and 1 or 0)
 end
 
 -- {data, created} of the live session, its expiry renewed, or false when there is none.
 -- A hash of any other shape, or older than the absolute timeout, is deleted: it becomes
 -- a fresh session, never an error that repeats on every request.
 local function live()
-  local stored = redis.pcall("HMGET", key, "data", "created", "counter")
+  local stored = redis.pcall("HMGET", key, "data", "created")
   if stored.err then
     redis.call("DEL", key)
     return false
   end
-  local data, created, counter = stored[1], stored[2], stored[3]
-  if not (data or created or counter) then
+  local data, created = stored[1], stored[2]
+  if not (data or created) then
     return false
   end
   local age = whole(created) and now() - tonumber(created)
-  if not (data and age and age >= -60 and age <= lifetime and (not counter or whole(counter))) then
+  if not (data and age and age >= -60 and age <= lifetime) then
     redis.call("DEL", key)
     return false
   end
@@ -62,17 +66,35 @@ local function writable(new)
   end
   return live() ~= false
 end
+
+-- The counter field plus the step, or false (the session deleted) when the field holds
+-- no whole number or the sum would not be one: another writer's doing, a corrupt session.
+local function increment(field, step)
+  local value = redis.call("HGET", key, field)
+  if value and not whole(value) then
+    redis.call("DEL", key)
+    return false
+  end
+  local result = redis.call("HINCRBY", key, field, step)
+  if math.abs(result) >= 1e18 then
+    redis.call("DEL", key)
+    return false
+  end
+  return result
+end
 """
 SCRIPTS = {
     "load": "return live()",
-    "load_and_count": """
+    # ARGV[3] the counter's field, ARGV[4] the step (ARGV[5] of increment: new or not).
+    "load_and_increment": """
 local session = live()
-if session then session[3] = redis.call("HINCRBY", key, "counter", 1) end
-return session
+if not session then return false end
+session[3] = increment(ARGV[3], ARGV[4])
+return session[3] and session
 """,
-    "count": """
-if not writable(ARGV[3]) then return false end
-return redis.call("HINCRBY", key, "counter", 1)
+    "increment": """
+if not writable(ARGV[5]) then return false end
+return increment(ARGV[3], ARGV[4])
 """,
     "save": """
 if not writable(ARGV[4]) then return 0 end
@@ -82,7 +104,7 @@ return 1
     # regenerate, in two steps, since in a Cluster the old and the new id live in other
     # slots (RENAME across slots fails): take the live session out (it is revoked at once,
     # so no request can bring it back), then put it in under the new, random id (ARGV[3]
-    # is its key). Data, counter, creation time and remaining lifetime move together. The
+    # is its key). Data, counters, creation time and remaining lifetime move together. The
     # old key becomes a marker of where the session went, for an idle timeout: no request
     # reads it as a session (it has no data), and clear-sessions --all, whose SCAN may
     # have passed the new key already, finds it under the old name and follows it.
@@ -120,7 +142,7 @@ if made_after_cutoff(redis.pcall("HGET", key, "created")) then return 0 end
 return redis.call("DEL", key)
 """,
 }
-NEW, EXISTING = "1", "0"  # ARGV[3] of count, ARGV[4] of save
+NEW, EXISTING = "1", "0"  # ARGV[5] of increment, ARGV[4] of save
 ENDED, ABSENT = 1, -1  # what the "end" script says of a key, besides 0 (kept) or a marker
 
 

@@ -19,7 +19,7 @@ from redis.exceptions import NoScriptError, RedisClusterException
 
 from ..settings import SessionSettings
 from .client import make_redis_client
-from .scripts import ABSENT, COUNTER_FIELD, ENDED, EXISTING, LUA_SCRIPTS, NEW
+from .scripts import ABSENT, COUNTER_PREFIX, ENDED, EXISTING, LUA_SCRIPTS, NEW
 from .settings import RedisSettings, read_redis_settings
 
 # What a failing or unreachable Redis raises: the 503 page answers them all. A Cluster
@@ -101,13 +101,15 @@ class RedisStore:
         """``[data, created]`` of the live session, its expiry renewed, or None."""
         return self.run("load", [session_key(session_id)])
 
-    def load_and_count(self, session_id: str) -> list | None:
-        """``[data, created, counter]`` after counting one visit, or None."""
-        return self.run("load_and_count", [session_key(session_id)])
+    def load_and_increment(self, session_id: str, name: str, by: int) -> list | None:
+        """``[data, created, value]`` after adding ``by`` to the counter ``name``, or None."""
+        key, field = session_key(session_id), COUNTER_PREFIX + name
+        return self.run("load_and_increment", [key], field, by)
 
-    def count(self, session_id: str, new: bool) -> int | None:
-        """The counter after one more visit; None when the session is gone."""
-        return self.run("count", [session_key(session_id)], NEW if new else EXISTING)
+    def increment(self, session_id: str, name: str, by: int, new: bool) -> int | None:
+        """The counter ``name`` plus ``by``; None when the session is gone."""
+        key, field = session_key(session_id), COUNTER_PREFIX + name
+        return self.run("increment", [key], field, by, NEW if new else EXISTING)
 
     def save(self, session_id: str, data: bytes, new: bool) -> None:
         """Store the session's JSON data, unless it was revoked meanwhile."""
@@ -117,9 +119,9 @@ class RedisStore:
         """Revoke the session."""
         self.client.delete(session_key(session_id))
 
-    def reset_counter(self, session_id: str) -> None:
-        """Set the visit counter back to zero."""
-        self.client.hdel(session_key(session_id), COUNTER_FIELD)
+    def reset_counter(self, session_id: str, name: str) -> None:
+        """Set the counter ``name`` back to zero."""
+        self.client.hdel(session_key(session_id), COUNTER_PREFIX + name)
 
     def move(self, old_id: str, new_id: str) -> bool:
         """Move the live session to ``new_id``: detach revokes the old id at once, adopt
