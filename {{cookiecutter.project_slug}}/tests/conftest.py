@@ -185,13 +185,14 @@ def app_settings(redis_client: redis.Redis, redis_url: str) -> dict:
 
 # Every test of the store runs on both: the default file, and the server for scale.
 BACKENDS = ["sqlite", "postgresql"]
-# The tests of the pages (counter, forms, flash, CSRF, headers, limits, settings) run on
-# SQLite alone: they reach the database through the same statements the store's own
-# tests run on both.
+# The tests of the pages (counter, forms, flash, CSRF, headers, limits, settings, sign-in)
+# run on SQLite alone: they reach the database through the same statements the store's
+# own tests run on both.
 PAGE_TEST_MODULES = {
     "test_counter",
     "test_flash",
     "test_headers",
+    "test_login",
     "test_request_limits",
     "test_security",
     "test_session_api",

@@ -154,8 +154,8 @@ def login_view(request: Request) -> dict:
     return {"session": dict(request.session)}
 
 
-# Where the test-only views are: a path and route names no page of yours would take (a
-# /login of your own stays yours).
+# Where the test-only views are: a path and route names no page of yours would take (the
+# test-only login is not the app's /login).
 TEST_VIEWS = "/__test__"
 
 

@@ -1,8 +1,9 @@
 """The Pyramid application: sessions, a counter and flash messages.
 
 Where to start: ``routes.py`` names the URLs, ``views.py`` answers them with the templates
-in ``templates/``, ``flash.py`` queues messages for the next page. ``sessions/`` is the
-session engine behind ``request.session``; ``hardening/`` the checks every request passes.
+in ``templates/``, ``flash.py`` queues messages for the next page, ``auth.py`` says who
+is signed in (``login_views.py``: signing in and out). ``sessions/`` is the session engine
+behind ``request.session``; ``hardening/`` the checks every request passes.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ def includeme(config: Configurator) -> None:
     config.set_session_overflow_handler(drop_flash_messages)  # a full cookie drops them first
 {%- endif %}
     config.include(".routes")
+    config.include(".auth")  # who is signed in, and the sign-in and sign-out views
     config.scan(".views")
+    config.scan(".health")  # /healthz and /readyz
 
 
 TEMPLATES = Path(__file__).parent / "templates"

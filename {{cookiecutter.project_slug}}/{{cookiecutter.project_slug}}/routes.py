@@ -11,3 +11,7 @@ def includeme(config: Configurator) -> None:
     config.add_route("reset", "/reset")
     config.add_route("flash", "/flash")
     config.add_route("forget", "/forget")
+    config.add_route("login", "/login")  # login_views.py: sign in and out
+    config.add_route("logout", "/logout")
+    config.add_route("healthz", "/healthz")  # health.py: the probes
+    config.add_route("readyz", "/readyz")

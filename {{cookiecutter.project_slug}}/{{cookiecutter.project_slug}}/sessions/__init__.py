@@ -23,6 +23,13 @@ Pyramid's CSRF tokens are kept in it. What views need beyond the dict is importe
 - ``SessionStoreUnavailable``: raised when the store is down or slower than its timeout;
   the app renders it (views.py: a 503 page).
 {%- endif %}
+{%- if cookie %}
+- ``session_store_error(request)``: always None, there is no store to be down (the
+  server stores' readiness check: /readyz calls it).
+{%- else %}
+- ``session_store_error(request)``: None when the store answers within its timeout, else
+  its error (one cheap round trip, no session made): /readyz calls it.
+{%- endif %}
 
 The engine imports nothing of the app: what the app decides (pages, messages) reaches it
 through these calls.
@@ -38,6 +45,7 @@ from .cookie import (
     increment_counter,
     regenerate_session,
     reset_counter,
+    session_store_error,
 )
 {%- else -%}
 from .server import (
@@ -47,6 +55,7 @@ from .server import (
     increment_counter,
     regenerate_session,
     reset_counter,
+    session_store_error,
 )
 {%- endif %}
 from .settings import SettingsError
@@ -64,4 +73,5 @@ __all__ = [
     "increment_counter",
     "regenerate_session",
     "reset_counter",
+    "session_store_error",
 ]

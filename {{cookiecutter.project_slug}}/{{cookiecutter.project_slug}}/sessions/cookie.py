@@ -259,6 +259,12 @@ def forget_session(request: Request) -> None:
     request.session.invalidate()
 
 
+def session_store_error(request: Request) -> str | None:
+    """Always None: the session travels in the cookie, there is no store that could be
+    down (the server stores' readiness check, here for /readyz all the same)."""
+    return None
+
+
 def set_session_overflow_handler(config: Configurator, handler: OverflowHandler) -> None:
     """The config directive ``config.set_session_overflow_handler(handler)``: call
     ``handler(session)`` when the session outgrows its cookie, to make room."""

@@ -35,7 +35,7 @@ from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any, Protocol
 
 from pyramid.config import Configurator
-from pyramid.interfaces import ISession
+from pyramid.interfaces import ISession, ISessionFactory
 from pyramid.request import Request
 from pyramid.response import Response
 from zope.interface import implementer
@@ -143,6 +143,9 @@ class SessionStore(Protocol):
 
     def move(self, old_id: str, new_id: str) -> bool:
         """Give the live session a new id, revoking the old one; False when it is gone."""
+
+    def ping(self) -> None:
+        """The cheapest round trip (for /readyz); raises the store's errors."""
 
 
 JSON = JSONSerializer()
@@ -382,6 +385,18 @@ def regenerate_session(request: Request) -> None:
 def forget_session(request: Request) -> None:
     """Delete the session and its counters from the store: the old cookie is revoked."""
     request.session.invalidate()
+
+
+def session_store_error(request: Request) -> str | None:
+    """Why the session store cannot serve now (its error, as the 503 page's log line names
+    it), or None when it answers within its timeout: one cheap round trip, for a readiness
+    probe. ``request.session`` is left alone: no session is made, no cookie sent."""
+    store = request.registry.getUtility(ISessionFactory).store
+    try:
+        store.ping()
+    except SessionStoreUnavailable as error:
+        return str(error)
+    return None
 
 
 def includeme(config: Configurator) -> None:

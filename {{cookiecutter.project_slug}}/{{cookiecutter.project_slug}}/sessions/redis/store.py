@@ -192,6 +192,14 @@ class RedisStore:
         if self._client is not None:
             self._client.close()
 
+    # /readyz
+    def ping(self) -> None:
+        """One PING, the cheapest round trip: to the one server, to Sentinel's primary, or
+        to one node of a Cluster (redis-py's default node: while that node is down, until
+        the Cluster fails over to its replica, the other nodes' sessions work but this
+        fails). Raises the store's errors within the socket timeout, as every call does."""
+        self.client.ping()
+
 
 def make_redis_store(settings: RedisSettings, timeout: int, absolute_timeout: int) -> RedisStore:
     """The store for ``settings``; it connects on first use."""

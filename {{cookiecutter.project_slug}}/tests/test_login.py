@@ -1,0 +1,364 @@
+"""Signing in and out: the form at /login, the security policy and the password hashes
+(``auth.py``, ``login_views.py``).
+
+scrypt costs about 50 ms a hash at its real parameters: the tests about hashing, and one
+sign-in, use them; the others sign in with ``cheap_hashes``, the same code at n=2.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+import webtest
+from helpers import csrf_token, flash_groups, session_cookie, text, visit_with
+from pyramid import testing
+from pyramid.authorization import Allow, Authenticated
+from pyramid.config import Configurator
+
+from {{ cookiecutter.project_slug }} import auth, login_views
+from {{ cookiecutter.project_slug }}.layout import Account
+from {{ cookiecutter.project_slug }}.login_views import (
+    FAILED_MESSAGE,
+    MAX_LOGIN_LENGTH,
+    MAX_PASSWORD_LENGTH,
+)
+
+# The demo users' passwords: the tests are the one place that holds them.
+DEMO_PASSWORDS = {"editor": "editor", "viewer": "viewer"}
+SIGNED_IN_AS = re.compile(r"Signed in as <strong>([^<]*)</strong>")
+SIGN_IN_LINK = '<a href="/login">Sign in</a>'
+STALE_FORM = "This form was stale or did not come from this site."
+
+
+@pytest.fixture
+def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo users and the dummy hash made again at n=2, which costs next to nothing:
+    for the tests about signing in, not about the hashes."""
+    monkeypatch.setattr(auth, "SCRYPT_N", 2)
+    users = {login: auth.hash_password(password) for login, password in DEMO_PASSWORDS.items()}
+    monkeypatch.setattr(auth, "DEMO_USERS", users)
+    monkeypatch.setattr(auth, "DUMMY_HASH", auth.hash_password("nobody's password"))
+
+
+@pytest.fixture
+def checked_hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The stored hashes each password is checked against from now on (none matches)."""
+    checked: list[str] = []
+
+    def verify(password: str, stored: str) -> bool:
+        checked.append(stored)
+        return False
+
+    monkeypatch.setattr(auth, "verify_password", verify)
+    return checked
+
+
+def signed_in_as(response: webtest.TestResponse) -> str | None:
+    """Whom the page's layout says is signed in; None when it offers to sign in."""
+    match = SIGNED_IN_AS.search(response.text)
+    assert bool(match) != (SIGN_IN_LINK in response.text), "one of the two, always"
+    return match.group(1) if match else None
+
+
+def sign_in(
+    testapp: webtest.TestApp, login: str, password: str, status: int = 303
+) -> webtest.TestResponse:
+    """Load the sign-in form and post it, as a person would."""
+    token = csrf_token(testapp.get("/login"))
+    form = {"csrf_token": token, "login": login, "password": password}
+    return testapp.post("/login", form, status=status)
+
+
+def sign_out(testapp: webtest.TestApp, status: int = 303) -> webtest.TestResponse:
+    """Press the layout's sign-out button."""
+    token = csrf_token(testapp.get("/"))
+    return testapp.post("/logout", {"csrf_token": token}, status=status)
+
+
+# ---- the pages ---------------------------------------------------------------------
+
+
+def test_the_sign_in_form_is_labelled_for_password_managers(testapp: webtest.TestApp) -> None:
+    page = testapp.get("/login")
+    assert '<label for="login">User name</label>' in page.text
+    assert '<label for="password">Password</label>' in page.text
+    assert 'autocomplete="username"' in page.text
+    assert 'type="password"' in page.text
+    assert 'autocomplete="current-password"' in page.text
+    assert f'maxlength="{MAX_LOGIN_LENGTH}"' in page.text
+    assert f'maxlength="{MAX_PASSWORD_LENGTH}"' in page.text
+    assert signed_in_as(page) is None
+
+
+def test_every_page_offers_to_sign_in_but_the_error_pages(testapp: webtest.TestApp) -> None:
+    """Error pages leave the session alone: they cannot tell who is signed in."""
+    assert signed_in_as(testapp.get("/")) is None
+    error_page = testapp.get("/nowhere", status=404)
+    assert SIGN_IN_LINK not in error_page.text
+    assert "Sign out" not in error_page.text
+
+
+# ---- signing in --------------------------------------------------------------------
+
+
+def test_sign_in_shows_the_user_and_renews_the_session(testapp: webtest.TestApp{% if cookiecutter.session_factory in ("redis", "database") %}, stored{% endif %}) -> None:
+    """The real hashes, once: the demo user's password, through the whole app."""
+    old_token = csrf_token(testapp.get("/"))
+    old_cookie = session_cookie(testapp)
+{%- if cookiecutter.session_factory in ("redis", "database") %}
+    [old_id] = stored.ids()
+{%- endif %}
+    response = sign_in(testapp, "editor", DEMO_PASSWORDS["editor"])
+    assert response.headers["Location"] == "/"
+    home = testapp.get("/")
+    assert "Signed in as editor" in text(home)
+    assert signed_in_as(home) == "editor"
+    assert flash_groups(home) == {"success": ["Signed in as editor."]}
+    assert csrf_token(home) != old_token
+    assert session_cookie(testapp) != old_cookie
+{%- if cookiecutter.session_factory in ("redis", "database") %}
+    [new_id] = stored.ids()
+    assert new_id != old_id  # a new id: the old one is revoked
+{%- endif %}
+    assert signed_in_as(visit_with(testapp.app, old_cookie)) is None
+    testapp.post("/logout", {"csrf_token": old_token}, status=400)
+    assert signed_in_as(testapp.get("/")) == "editor"
+
+
+def test_signing_in_as_another_user_replaces_the_first(
+    testapp: webtest.TestApp, cheap_hashes: None
+) -> None:
+    sign_in(testapp, "editor", DEMO_PASSWORDS["editor"])
+    sign_in(testapp, "viewer", DEMO_PASSWORDS["viewer"])
+    assert signed_in_as(testapp.get("/")) == "viewer"
+
+
+def failed_sign_in_page(testapp: webtest.TestApp, login: str, password: str) -> str:
+    """The page a failed sign-in shows, with the login it fills in made blank."""
+    response = sign_in(testapp, login, password, status=200)
+    return response.text.replace(f'value="{login[:MAX_LOGIN_LENGTH]}"', 'value=""')
+
+
+# Sign-ins that fail, and all get the same page.
+FAILED_SIGN_INS = {
+    "wrong-password": ("editor", DEMO_PASSWORDS["viewer"]),
+    "unknown-user": ("nobody", DEMO_PASSWORDS["editor"]),
+    "user-name-in-another-case": ("Editor", DEMO_PASSWORDS["editor"]),
+    "empty-password": ("viewer", ""),
+    "empty-form": ("", ""),
+}
+
+
+@pytest.mark.parametrize(("login", "password"), FAILED_SIGN_INS.values(), ids=FAILED_SIGN_INS)
+def test_every_failed_sign_in_gets_the_same_page(
+    testapp: webtest.TestApp, cheap_hashes: None, login: str, password: str
+) -> None:
+    reference = failed_sign_in_page(testapp, "nobody", "nothing")
+    assert failed_sign_in_page(testapp, login, password) == reference
+    page = sign_in(testapp, login, password, status=200)
+    assert f'<p class="error-message" role="alert">{FAILED_MESSAGE}</p>' in page.text
+    assert f'value="{login}"' in page.text  # filled in again, the password is not
+    assert csrf_token(page) == csrf_token(testapp.get("/login"))  # the session is unchanged
+    assert signed_in_as(testapp.get("/")) is None
+
+
+def test_an_unknown_user_costs_a_hash_as_a_known_one_does(checked_hashes: list[str]) -> None:
+    """The dummy hash: an answer that came 50 ms sooner would tell which users exist."""
+    assert auth.check_credentials("nobody", "editor") is None
+    assert auth.check_credentials("editor", "nobody") is None
+    assert checked_hashes == [auth.DUMMY_HASH, auth.DEMO_USERS["editor"]]
+
+
+def test_the_dummy_hash_costs_as_much_as_the_users_hashes() -> None:
+    cost = f"scrypt:{auth.SCRYPT_N}:{auth.SCRYPT_R}:{auth.SCRYPT_P}$"
+    assert all(stored.startswith(cost) for stored in auth.DEMO_USERS.values())
+    assert auth.DUMMY_HASH.startswith(cost)
+
+
+# Input over the bounds, refused as a failed sign-in without being hashed.
+OVER_LONG = {
+    "password": ("editor", "p" * (MAX_PASSWORD_LENGTH + 1)),
+    "user-name": ("e" * (MAX_LOGIN_LENGTH + 1), DEMO_PASSWORDS["editor"]),
+}
+
+
+@pytest.mark.parametrize(("login", "password"), OVER_LONG.values(), ids=OVER_LONG)
+def test_over_long_input_is_refused_unhashed(
+    testapp: webtest.TestApp, checked_hashes: list[str], login: str, password: str
+) -> None:
+    page = sign_in(testapp, login, password, status=200)
+    assert FAILED_MESSAGE in text(page)
+    assert f'value="{login[:MAX_LOGIN_LENGTH]}"' in page.text
+    assert checked_hashes == []
+
+
+def test_the_longest_input_is_checked(checked_hashes: list[str]) -> None:
+    login, password = "e" * MAX_LOGIN_LENGTH, "p" * MAX_PASSWORD_LENGTH
+    assert login_views.authenticate(login, password) is None
+    assert checked_hashes == [auth.DUMMY_HASH]
+
+
+# ---- CSRF --------------------------------------------------------------------------
+
+# Forms another site could post: no token, or one that is not the session's.
+FORGED_FORMS = {"no-token": {}, "a-wrong-token": {"csrf_token": "0" * 40}}
+
+
+@pytest.mark.parametrize("form", FORGED_FORMS.values(), ids=FORGED_FORMS)
+def test_a_sign_in_without_its_csrf_token_is_the_400_page(
+    testapp: webtest.TestApp, checked_hashes: list[str], form: dict
+) -> None:
+    """Login CSRF: another site's form must not sign a visitor in to an account of its own."""
+    testapp.get("/login")
+    credentials = {"login": "editor", "password": DEMO_PASSWORDS["editor"]}
+    page = testapp.post("/login", {**form, **credentials}, status=400)
+    assert STALE_FORM in text(page)
+    assert checked_hashes == []
+    assert signed_in_as(testapp.get("/")) is None
+
+
+@pytest.mark.parametrize("form", FORGED_FORMS.values(), ids=FORGED_FORMS)
+def test_a_sign_out_without_its_csrf_token_is_the_400_page(
+    testapp: webtest.TestApp, cheap_hashes: None, form: dict
+) -> None:
+    sign_in(testapp, "editor", DEMO_PASSWORDS["editor"])
+    assert STALE_FORM in text(testapp.post("/logout", form, status=400))
+    assert signed_in_as(testapp.get("/")) == "editor"
+
+
+# ---- signing out -------------------------------------------------------------------
+
+
+def test_signing_out_forgets_the_user(testapp: webtest.TestApp, cheap_hashes: None) -> None:
+    sign_in(testapp, "editor", DEMO_PASSWORDS["editor"])
+    old_token = csrf_token(testapp.get("/"))
+    response = sign_out(testapp)
+    assert response.headers["Location"] == "/"
+    home = testapp.get("/")
+    assert signed_in_as(home) is None
+    assert flash_groups(home) == {"info": ["Signed out."]}
+    assert csrf_token(home) != old_token
+{%- if cookiecutter.session_factory in ("redis", "database") %}
+
+
+def test_signing_out_revokes_a_copy_of_the_signed_in_cookie(
+    testapp: webtest.TestApp, cheap_hashes: None, stored
+) -> None:
+    sign_in(testapp, "editor", DEMO_PASSWORDS["editor"])
+    copied = session_cookie(testapp)
+    [signed_in_id] = stored.ids()
+    sign_out(testapp)
+    assert signed_in_id not in stored.ids()
+    assert signed_in_as(visit_with(testapp.app, copied)) is None
+{%- else %}
+
+
+def test_a_copy_of_the_signed_in_cookie_outlives_the_sign_out(
+    testapp: webtest.TestApp, cheap_hashes: None
+) -> None:
+    """Documented limit of a cookie store: nothing on the server to revoke. The copy works
+    until its session times out (test_cookie_sessions.py proves the bound)."""
+    sign_in(testapp, "editor", DEMO_PASSWORDS["editor"])
+    copied = session_cookie(testapp)
+    sign_out(testapp)
+    assert signed_in_as(visit_with(testapp.app, copied)) == "editor"
+{%- endif %}
+
+
+def test_signing_out_when_signed_out_is_harmless(testapp: webtest.TestApp) -> None:
+    sign_out(testapp)
+    assert signed_in_as(testapp.get("/")) is None
+
+
+# ---- the password hashes -----------------------------------------------------------
+
+
+def test_a_password_hash_round_trip() -> None:
+    """At the real parameters: a new salt each time, and only the password matches."""
+    stored = auth.hash_password("correct horse battery stäple")
+    method, salt, digest = stored.split("$")
+    assert method == "scrypt:16384:8:1"
+    assert (len(auth.from_text(salt)), len(auth.from_text(digest))) == (16, 32)
+    assert auth.verify_password("correct horse battery stäple", stored)
+    assert not auth.verify_password("correct horse battery staple", stored)
+    assert auth.hash_password("correct horse battery stäple") != stored
+
+
+@pytest.mark.parametrize("login", DEMO_PASSWORDS)
+def test_the_demo_hashes_match_the_demo_passwords(login: str) -> None:
+    assert auth.verify_password(DEMO_PASSWORDS[login], auth.DEMO_USERS[login])
+    others = [password for user, password in DEMO_PASSWORDS.items() if user != login]
+    assert not any(auth.verify_password(other, auth.DEMO_USERS[login]) for other in others)
+    assert auth.check_credentials(login, DEMO_PASSWORDS[login]) == login
+
+
+def test_a_hash_of_another_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a hash of hash_password"):
+        auth.verify_password("editor", "argon2id:65536:3:4$00$00")
+
+
+# ---- alone, with Pyramid's DummyRequest (as tests/test_views.py does) -------------
+
+
+@pytest.fixture
+def config() -> Iterator[Configurator]:
+    """Pyramid's test configuration, with the app's routes and security policy."""
+    config = testing.setUp()
+    config.include("{{ cookiecutter.project_slug }}.routes")
+    config.set_security_policy(auth.SecurityPolicy())
+    yield config
+    testing.tearDown()
+
+
+def test_sign_in_shows_the_form_again_after_a_wrong_password(
+    config: Configurator, cheap_hashes: None
+) -> None:
+    request = testing.DummyRequest(post={"login": "editor", "password": "wrong"})
+
+    values = login_views.sign_in(request)
+
+    assert values["message"] == FAILED_MESSAGE
+    assert values["login"] == "editor"
+    assert values["account"] == Account(None)
+    assert "auth.userid" not in request.session
+
+
+def test_the_policy_keeps_the_user_in_the_session(config: Configurator) -> None:
+    policy, request = auth.SecurityPolicy(), testing.DummyRequest()
+    assert policy.authenticated_userid(request) is None
+    policy.remember(request, "editor")
+    assert request.session["auth.userid"] == "editor"
+    assert (request.identity, request.authenticated_userid) == ("editor", "editor")
+    policy.forget(request)
+    assert policy.authenticated_userid(request) is None
+
+
+@pytest.mark.parametrize("value", [5, ["editor"], {"id": "editor"}], ids=repr)
+def test_a_stored_userid_of_another_type_is_nobody(config: Configurator, value) -> None:
+    """Data a server-side store holds may have been written by other code, or damaged."""
+    request = testing.DummyRequest()
+    request.session["auth.userid"] = value
+    assert auth.SecurityPolicy().authenticated_userid(request) is None
+
+
+class Document:
+    """A context with an ACL, as the quick tutorial's authorization step gives its root."""
+
+    __acl__ = ((Allow, Authenticated, "view"), (Allow, "user:editor", "edit"))
+
+
+@pytest.mark.parametrize(
+    ("userid", "allowed"),
+    [(None, set()), ("viewer", {"view"}), ("editor", {"view", "edit"})],
+    ids=["visitor", "viewer", "editor"],
+)
+def test_the_context_acl_decides_permissions(
+    config: Configurator, userid: str | None, allowed: set[str]
+) -> None:
+    policy, request = auth.SecurityPolicy(), testing.DummyRequest()
+    if userid is not None:
+        policy.remember(request, userid)
+    permitted = {name for name in ("view", "edit") if policy.permits(request, Document(), name)}
+    assert permitted == allowed
