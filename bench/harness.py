@@ -350,10 +350,15 @@ def readme_commands(project: Path) -> list[str]:
 
 def clean_environment(**extra: str) -> dict[str, str]:
     """This process's environment without its virtual environment, uv on its PATH (last:
-    a python3 of the system's comes first), plus ``extra``."""
+    a python3 of the system's comes first), plus ``extra``.
+
+    Python writes its bytecode cache there, as on a user's machine, even where this
+    process's environment says not to (PYTHONDONTWRITEBYTECODE, as some CI images set):
+    each server a test starts would otherwise compile every module it imports again.
+    """
     path = f"{os.environ.get('PATH', '/usr/bin:/bin')}:{UV_DIRECTORY}"
     env = {**os.environ, "PATH": path, "PIP_DISABLE_PIP_VERSION_CHECK": "1", **extra}
-    for name in ("VIRTUAL_ENV", "PYTHONPATH"):
+    for name in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE"):
         env.pop(name, None)
     return env
 
