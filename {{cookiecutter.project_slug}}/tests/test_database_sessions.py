@@ -113,7 +113,10 @@ COUNTER_CORRUPTIONS: dict[str, str] = {
     "counter-null": '{"visits": null}',
     "counter-about-to-overflow": json.dumps({"visits": 10**18 - 1}),
     "counter-past-18-digits": json.dumps({"visits": -(10**18)}),
+    "counter-at-the-64-bit-minimum": json.dumps({"visits": -(2**63)}),  # SQLite's abs() fails
 }
+# Large counters, up to the last one allowed: counted exactly.
+EXACT_COUNTS = {"past-float-precision": 2**53 + 2, "at-the-limit": 10**18 - 2}
 # SQLite stores a value of any type in any column: these only it can hold (PostgreSQL's
 # column types refuse them).
 SQLITE_CORRUPTIONS: dict[str, tuple[str, object]] = {
@@ -140,6 +143,15 @@ def test_a_corrupt_counter_gives_a_fresh_session_when_counted(testapp, stored, c
     assert_corruption_gives_a_fresh_session(
         testapp, stored, lambda session_id: stored.set(session_id, "counters", counters)
     )
+
+
+@pytest.mark.parametrize("before", EXACT_COUNTS.values(), ids=EXACT_COUNTS)
+def test_a_large_counter_counts_exactly(testapp, stored, before: int) -> None:
+    testapp.get("/")
+    [session_id] = stored.ids()
+    stored.set(session_id, "counters", json.dumps({"visits": before}))
+    assert counter(testapp.get("/")) == before + 1
+    assert stored.ids() == [session_id]
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -66,6 +66,8 @@ COUNTER_CORRUPTIONS = {
     "counter-about-to-overflow": 10**18 - 1,
     "counter-past-18-digits": -(10**18),
     "counter-past-64-bits": 2**63 - 1,
+    "counter-with-a-leading-zero": "007",  # HINCRBY refuses these
+    "counter-minus-zero": "-0",
 }
 
 
@@ -92,6 +94,19 @@ def test_a_corrupt_counter_gives_a_fresh_session_when_counted(
         stored,
         lambda session_id: redis_client.hset(KEY_PREFIX + session_id, "count:visits", value),
     )
+
+
+# Counters Lua's floats cannot hold exactly (past 2**53), up to the last one allowed.
+EXACT_COUNTS = {"past-float-precision": 2**53 + 2, "at-the-limit": 10**18 - 2}
+
+
+@pytest.mark.parametrize("before", EXACT_COUNTS.values(), ids=EXACT_COUNTS)
+def test_a_large_counter_counts_exactly(testapp, stored, redis_client, before: int) -> None:
+    testapp.get("/")
+    [session_id] = stored.ids()
+    redis_client.hset(KEY_PREFIX + session_id, "count:visits", before)
+    assert counter(testapp.get("/")) == before + 1
+    assert stored.ids() == [session_id]
 
 
 def test_no_log_line_names_a_session_id(testapp, stored, redis_client, caplog) -> None:

@@ -25,8 +25,8 @@ from sqlalchemy import (
     literal,
     literal_column,
     not_,
-    or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -103,18 +103,28 @@ def counter_value(dialect: str) -> Any:
 
 def counter_takes_the_step(dialect: str) -> Any:
     """Whether the counter is absent, or a whole number under COUNTER_LIMIT that stays
-    under it after the step; anything else is another writer's doing: a corrupt session. (CASE:
-    the value is read only once its kind is known.)"""
-    limit = literal(COUNTER_LIMIT, BigInteger)
+    under it after the step; anything else is another writer's doing: a corrupt session.
+    (CASE: the value is read only once its kind is known, and the sum made only once the
+    value is in range: SQLite's abs() and sums fail on the smallest 64-bit integer.)"""
+    value = counter_value(dialect)
+    in_range = case((within_the_limit(value), within_the_limit(value + STEP)), else_=false())
     if dialect == "sqlite":
         kind = func.json_type(COUNTERS, COUNTER)
-        value = counter_value(dialect)
-        sane = and_(kind == "integer", func.abs(value) < limit, func.abs(value + STEP) < limit)
-        return case((func.json_valid(COUNTERS) == 1, or_(kind.is_(None), sane)), else_=false())
+        return case(
+            (func.json_valid(COUNTERS) != 1, false()),
+            (kind.is_(None), true()),
+            (kind == "integer", in_range),
+            else_=false(),
+        )
     kind, text = func.jsonb_typeof(COUNTERS.op("->")(COUNTER)), COUNTERS.op("->>")(COUNTER)
     whole = and_(kind == "number", text.regexp_match(literal(WHOLE_NUMBER, String())))
-    sane = case((whole, func.abs(counter_value(dialect) + STEP) < limit), else_=false())
-    return or_(kind.is_(None), sane)
+    return case((kind.is_(None), true()), (whole, in_range), else_=false())
+
+
+def within_the_limit(number: Any) -> Any:
+    """Whether ``number`` lies strictly between minus and plus COUNTER_LIMIT."""
+    limit = literal(COUNTER_LIMIT, BigInteger)
+    return and_(number > -limit, number < limit)
 
 
 def with_counter(dialect: str, counters: Any, value: Any) -> Any:

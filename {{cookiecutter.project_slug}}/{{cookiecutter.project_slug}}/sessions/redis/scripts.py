@@ -29,8 +29,9 @@ end
 -- A whole number of at most 18 digits (and a sign): HINCRBY by a step of at most 13
 -- digits never overflows it.
 local function whole(value)
-  return type(value) == "string" and string.find(value, "^%-?%d+$") ~= nil
-    and #value <= 18 + (string.sub(value, 1, 1) == "-" and 1 or 0)
+  if type(value) ~= "string" then return false end
+  local canonical = value == "0" or string.find(value, "^%-?[1-9]%d*$") ~= nil
+  return canonical and #value <= 18 + (string.sub(value, 1, 1) == "-" and 1 or 0)
 end
 
 -- {data, created} of the live session, its expiry renewed, or false when there is none.
@@ -75,12 +76,14 @@ local function increment(field, step)
     redis.call("DEL", key)
     return false
   end
-  local result = redis.call("HINCRBY", key, field, step)
-  if math.abs(result) >= 1e18 then
+  redis.call("HINCRBY", key, field, step)
+  -- Read back as text: HINCRBY's reply becomes a Lua number, a float past 2**53.
+  value = redis.call("HGET", key, field)
+  if not whole(value) then
     redis.call("DEL", key)
     return false
   end
-  return result
+  return value
 end
 """
 SCRIPTS = {

@@ -109,7 +109,8 @@ class RedisStore:
     def increment(self, session_id: str, name: str, by: int, new: bool) -> int | None:
         """The counter ``name`` plus ``by``; None when the session is gone."""
         key, field = session_key(session_id), COUNTER_PREFIX + name
-        return self.run("increment", [key], field, by, NEW if new else EXISTING)
+        value = self.run("increment", [key], field, by, NEW if new else EXISTING)
+        return None if value is None else int(value)  # the script answers in text
 
     def save(self, session_id: str, data: bytes, new: bool) -> None:
         """Store the session's JSON data, unless it was revoked meanwhile."""
