@@ -4,16 +4,17 @@
                           [--redis-topology sentinel ...] [--database postgresql ...]
 
 Each client is one browser on a keep-alive loopback connection with its own session
-cookie: it loads counter pages, posts the flash form with its CSRF token and follows the
-redirect. Every request is bounded (10 s timeout) and so is the run. The server-side
-stores run on each of their deployments (STORES), each with a fault a quarter of the way
-in: one Redis server stopped and started again two seconds later; Sentinel's primary
-killed (SIGKILL) while a replica takes over; the PostgreSQL server stopped (pg_ctl -m
-fast) and started again two seconds later. An SQLite file has no fault. Requests in
-between must get 503, every request after the last 503 must succeed again, and every
-browser must keep its session with its count (its counter never goes back), but on a
-Redis server without persistence. Any other failure, or a 500, counts as an error; the
-run fails unless there are none.
+cookie: half of them sign in first (the demo user, through the form); each loads counter
+pages, posts the flash form with its CSRF token and follows the redirect. Every request
+is bounded (10 s timeout) and so is the run. The server-side stores run on each of their
+deployments (STORES), each with a fault a quarter of the way in: one Redis server stopped
+and started again two seconds later; Sentinel's primary killed (SIGKILL) while a replica
+takes over; the PostgreSQL server stopped (pg_ctl -m fast) and started again two seconds
+later. An SQLite file has no fault. Requests in between must get 503, every request after
+the last 503 must succeed again, and every browser must keep its session with its count
+(its counter never goes back, and a signed-in one stays signed in), but on a Redis server
+without persistence. Any other failure, or a 500, counts as an error; the run fails
+unless there are none.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ from bench.harness import (
 from bench.postgres import PostgresServer, postgres_server
 
 CSRF_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+# The layout's mark of a signed-in browser, and the demo user the clients sign in as.
+SIGNED_IN = "Signed in as <strong>"
+DEMO_USER = {"login": "editor", "password": "editor"}
 COUNTER = re.compile(r'<strong id="counter">(\d+)</strong>')
 # The deployments of each server-side factory's sessions (session_store has their
 # faults); the first is the default.
@@ -135,10 +139,28 @@ def went_back(count: int, last_count: int) -> bool:
     return last_count > 0 and count <= last_count
 
 
-def browse(base_url: str, tally: Tally, deadline: float) -> None:
-    """Be one browser until ``deadline``: counter pages, and now and then a flash form."""
+def sign_in(browser: Browser, tally: Tally) -> bool:
+    """Sign in as the demo user, as a person does: the form, then its POST; whether the
+    sign-in page redirected (a 303: signed in)."""
+    status, page = browser.request("GET", "/login")
+    tally.add(outcome_of(status))
+    token = CSRF_TOKEN.search(page)
+    if not token:
+        return False
+    status, _ = browser.request("POST", "/login", {**DEMO_USER, "csrf_token": token.group(1)})
+    tally.add(outcome_of(status))
+    return status == 303
+
+
+def browse(base_url: str, tally: Tally, deadline: float, signs_in: bool = False) -> None:
+    """Be one browser until ``deadline``: signed in first if ``signs_in``, then counter
+    pages, and now and then a flash form. A browser that sees its count go back, or
+    itself signed out, has lost its session."""
     browser = Browser(base_url)
     visit, last_count, lost = 0, 0, False
+    signed_in = signs_in and sign_in(browser, tally)
+    if signs_in and not signed_in:
+        tally.add("sign-in failed")
     while time.monotonic() < deadline:
         visit += 1
         try:
@@ -147,6 +169,7 @@ def browse(base_url: str, tally: Tally, deadline: float) -> None:
             count = COUNTER.search(page)
             if count:
                 lost = lost or went_back(int(count.group(1)), last_count)
+                lost = lost or (signed_in and SIGNED_IN not in page)
                 last_count = int(count.group(1))
             token = CSRF_TOKEN.search(page)
             if visit % 5 == 0 and token:
@@ -160,13 +183,16 @@ def browse(base_url: str, tally: Tally, deadline: float) -> None:
         tally.lose_session()
 
 
-def run_load(base_url: str, clients: int, seconds: float) -> Tally:
-    """Run ``clients`` browsers for ``seconds`` and return what happened."""
+def run_load(base_url: str, clients: int, seconds: float, signing_in: int = 0) -> Tally:
+    """Run ``clients`` browsers for ``seconds``, the first ``signing_in`` of them signed
+    in, and return what happened."""
     tally = Tally()
     deadline = time.monotonic() + seconds
     threads = [
-        threading.Thread(target=browse, args=(base_url, tally, deadline), daemon=True)
-        for _ in range(clients)
+        threading.Thread(
+            target=browse, args=(base_url, tally, deadline, client < signing_in), daemon=True
+        )
+        for client in range(clients)
     ]
     for thread in threads:
         thread.start()
@@ -335,7 +361,7 @@ def load_project(
         record: dict[str, float] = {}
         fault = inject_fault(store.fault, seconds / 4, record) if store.fault else None
         started = time.monotonic()
-        tally = run_load(url, clients, seconds)
+        tally = run_load(url, clients, seconds, signing_in=clients // 2)
         elapsed = time.monotonic() - started
         rss_end = rss_kib(server.pid)
         if fault is not None:
