@@ -255,6 +255,10 @@ def session_store(holder: Configurator | Router) -> object | None:
     return getattr(store, "store", store)
 
 
+# The demo user every project has (auth.py), as the bench signs in.
+DEMO_USER = {"login": "editor", "password": "editor"}
+
+
 def rate(action: Callable[[], object], seconds: float) -> float:
     """Calls per second of ``action`` over ``seconds``."""
     calls, started = 0, time.perf_counter()
@@ -312,6 +316,20 @@ def in_process(package: str, ini: str, seconds: float, factory: str) -> dict:
     }
     if session_store(client.app) is not None:
         loads["ping"] = lambda: send("get", "/ping", cookie)
+    if send("get", "/login", "", expect_errors=True).status_int == 200:  # older: no sign-in
+
+        def sign_in() -> str:
+            """A visitor's sign-in, as a browser makes it: the form, then its POST; the
+            signed-in session's Cookie header."""
+            form_page = send("get", "/login", "")
+            visitor = request_cookie(form_page, "")
+            login_token = form_page.text.split('name="csrf_token" value="')[1].split('"')[0]
+            fields = {"csrf_token": login_token, **DEMO_USER}
+            return request_cookie(send("post", "/login", visitor, params=fields), visitor)
+
+        signed_in = sign_in()
+        loads["counter_signed_in"] = lambda: send("get", "/", signed_in)
+        loads["sign_in"] = sign_in
     if factory:
         loads["stock"] = stock_page(package, ini, factory)
     return {

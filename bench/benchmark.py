@@ -60,7 +60,14 @@ CORES = sorted(os.sched_getaffinity(0))
 APP_CORES = set(CORES[:1])
 CLIENT_CORES = set(CORES[1:]) or APP_CORES
 # Requests per page load: a flash round is the POST and the GET it redirects to.
-REQUESTS = {"counter": 1, "flash_round": 2, "ping": 1, "stock": 1}
+REQUESTS = {
+    "counter": 1,
+    "flash_round": 2,
+    "ping": 1,
+    "stock": 1,
+    "counter_signed_in": 1,
+    "sign_in": 2,  # the form and its POST
+}
 # The stock library a user would pick instead of each choice (bench_app.py configures it),
 # and what must be installed for it beside the project.
 STOCK_PACKAGES = {
@@ -317,6 +324,19 @@ def report(results: dict) -> str:
             f"| {factory} | {STOCK_PACKAGES[figures['factory']]} | {rates['counter_ratio']:.2f} "
             f"| {rates['stock_ratio']:.2f} | **{rates['counter'] / rates['stock']:.2f}** |"
         )
+    lines += [
+        "",
+        "| factory | counter ratio, anonymous | signed in | a sign-in (form and POST), ms |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {factory} | {rates['counter_ratio']:.2f} | {rates['counter_signed_in_ratio']:.2f} "
+        f"| {1000 / rates['sign_in']:.0f} |"
+        for factory, rates in (
+            (f, figures["in_process"]) for f, figures in results["factories"].items()
+        )
+        if "sign_in" in rates
+    ]
     lines += ["", "| factory | Set-Cookie bytes (counter + 3 flash messages) |", "|---|---|"]
     lines += [
         f"| {factory} | {figures['set_cookie_bytes']} |"
