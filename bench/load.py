@@ -152,15 +152,23 @@ def sign_in(browser: Browser, tally: Tally) -> bool:
     return status == 303
 
 
-def browse(base_url: str, tally: Tally, deadline: float, signs_in: bool = False) -> None:
-    """Be one browser until ``deadline``: signed in first if ``signs_in``, then counter
-    pages, and now and then a flash form. A browser that sees its count go back, or
-    itself signed out, has lost its session."""
+def browse(
+    base_url: str, tally: Tally, seconds: float, signs_in: bool, ready: threading.Barrier
+) -> None:
+    """Be one browser: signed in first if ``signs_in``; then, once every browser is
+    ``ready``, counter pages for ``seconds``, and now and then a flash form. A browser
+    that sees its count go back, or itself signed out, has lost its session."""
     browser = Browser(base_url)
     visit, last_count, lost = 0, 0, False
-    signed_in = signs_in and sign_in(browser, tally)
+    try:
+        signed_in = signs_in and sign_in(browser, tally)
+    except (OSError, http.client.HTTPException) as error:
+        tally.add(f"{type(error).__name__}")
+        signed_in = False
     if signs_in and not signed_in:
         tally.add("sign-in failed")
+    ready.wait()  # every browser gets here, signed in or not
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         visit += 1
         try:
@@ -185,12 +193,14 @@ def browse(base_url: str, tally: Tally, deadline: float, signs_in: bool = False)
 
 def run_load(base_url: str, clients: int, seconds: float, signing_in: int = 0) -> Tally:
     """Run ``clients`` browsers for ``seconds``, the first ``signing_in`` of them signed
-    in, and return what happened."""
-    tally = Tally()
-    deadline = time.monotonic() + seconds
+    in before the clock starts (a sign-in's scrypt would take much of a short run), and
+    return what happened."""
+    tally, ready = Tally(), threading.Barrier(clients)
     threads = [
         threading.Thread(
-            target=browse, args=(base_url, tally, deadline, client < signing_in), daemon=True
+            target=browse,
+            args=(base_url, tally, seconds, client < signing_in, ready),
+            daemon=True,
         )
         for client in range(clients)
     ]

@@ -15,7 +15,8 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 from chromium_cookie_size import ARTIFACTS, assert_chromium_keeps_the_largest_cookie
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import Browser as PlaywrightBrowser
+from playwright.sync_api import Page, expect, sync_playwright
 
 from bench.harness import (
     clean_environment,
@@ -96,10 +97,48 @@ def browse_like_a_person(site: str, screenshot: Path, project: Path, factory: st
             page.reload()
             expect(page.locator("#counter")).to_have_text("4")
             expect(page.get_by_text("Saved from Chromium")).to_have_count(0)
+            sign_in_then_out_everywhere(browser, site, screenshot, factory)
             if factory in COOKIE_FACTORIES:
                 assert_chromium_keeps_the_largest_cookie(browser, project, factory)
         finally:
             browser.close()
+
+
+def signed_in_tab(browser: PlaywrightBrowser, site: str) -> Page:
+    """A new browser (its own cookies) signed in as the demo user through the form."""
+    page = browser.new_context(viewport={"width": 1000, "height": 720}).new_page()
+    page.goto(f"{site}/login")
+    page.get_by_label("User name").fill("editor")
+    page.get_by_label("Password").fill("editor")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator(".signed-in")).to_have_text("Signed in as editor")
+    return page
+
+
+def sign_in_then_out_everywhere(
+    browser: PlaywrightBrowser, site: str, screenshot: Path, factory: str
+) -> None:
+    """Sign in on two browsers, list "Your sessions" (screenshot), end the other one
+    from there, then sign out everywhere; a cookie store lists only its own session."""
+    laptop, phone = signed_in_tab(browser, site), signed_in_tab(browser, site)
+    laptop.get_by_role("link", name="Your sessions").click()
+    rows = laptop.locator("table.sessions tbody tr")
+    expect(rows).to_have_count(1 if factory in COOKIE_FACTORIES else 2)
+    expect(laptop.locator("tr.current")).to_contain_text("This session")
+    laptop.screenshot(path=str(screenshot.with_name(f"sessions-{screenshot.name}")))
+    if factory in COOKIE_FACTORIES:
+        laptop.get_by_role("button", name="Sign out", exact=True).click()
+        expect(laptop.get_by_role("link", name="Sign in")).to_be_visible()
+        return
+    laptop.get_by_role("button", name="End this session").click()
+    expect(rows).to_have_count(1)
+    phone.reload()
+    expect(phone.get_by_role("link", name="Sign in")).to_be_visible()
+    phone = signed_in_tab(browser, site)
+    laptop.get_by_role("button", name="Sign out everywhere", exact=True).click()
+    expect(laptop.get_by_role("link", name="Sign in")).to_be_visible()
+    phone.reload()
+    expect(phone.get_by_role("link", name="Sign in")).to_be_visible()
 
 
 def count_on(browser: Browser, path: str = "/") -> int:

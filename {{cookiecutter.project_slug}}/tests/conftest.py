@@ -39,7 +39,13 @@ from database_servers import (
     postgresql_found,
 )
 {%- endif %}
-from helpers import SETTINGS_ENV, app_with_test_views, development_settings, login_view
+from helpers import (
+    DEMO_PASSWORDS,
+    SETTINGS_ENV,
+    app_with_test_views,
+    development_settings,
+    login_view,
+)
 {%- if cookiecutter.session_factory == "redis" %}
 from redis_servers import (
     NO_DELAY,
@@ -60,7 +66,7 @@ from redis_servers import (
 )
 {%- endif %}
 
-from {{ cookiecutter.project_slug }} import main
+from {{ cookiecutter.project_slug }} import auth, main
 {%- if cookiecutter.session_factory == "redis" %}
 from {{ cookiecutter.project_slug }}.sessions.redis.store import KEY_PREFIX
 {%- elif cookiecutter.session_factory == "database" %}
@@ -197,6 +203,7 @@ PAGE_TEST_MODULES = {
     "test_security",
     "test_session_api",
     "test_settings",
+    "test_sessions_of_a_user",  # its tests of listing and ending name both databases
 }
 # The fixtures that start or reach a PostgreSQL server (private_postgres: the outage tests').
 POSTGRESQL_FIXTURES = {"postgres_url", "postgres_admin", "private_postgres"}
@@ -350,6 +357,16 @@ def app(app_settings: dict):
 def testapp(app) -> webtest.TestApp:
     """A browser-like client with its own cookie jar."""
     return webtest.TestApp(app)
+
+
+@pytest.fixture
+def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo users and the dummy hash made again at n=2, which costs next to nothing:
+    for the tests about signing in, not about the hashes."""
+    monkeypatch.setattr(auth, "SCRYPT_N", 2)
+    users = {login: auth.hash_password(password) for login, password in DEMO_PASSWORDS.items()}
+    monkeypatch.setattr(auth, "DEMO_USERS", users)
+    monkeypatch.setattr(auth, "DUMMY_HASH", auth.hash_password("nobody's password"))
 
 
 @pytest.fixture

@@ -29,6 +29,8 @@ from {{ cookiecutter.project_slug }}.sessions.database.settings import (
 {%- endif %}
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+# The demo users' passwords: the tests are the one place that holds them.
+DEMO_PASSWORDS = {"editor": "editor", "viewer": "viewer"}
 # Variables that would override the settings under test.
 SETTINGS_ENV = [
     settings_module.SECRET_ENV,

@@ -311,7 +311,7 @@ def query_plan(store: DatabaseStore, statement: sqlalchemy.Executable) -> list[s
     told to avoid a sequential scan where it can, as it does for a big table (a test
     table is too small for an index to pay)."""
     timeout, lifetime = development_timeouts()
-    values = {"session_id": "", "idle": timeout, "lifetime": lifetime}
+    values = {"session_id": "", "idle": timeout, "lifetime": lifetime, "owner": "editor"}
     compiled = statement.compile(dialect=store.engine.dialect)
     parameters = compiled.construct_params(values)
     with store.engine.connect() as connection:
@@ -362,8 +362,9 @@ EARLIER_TABLE = [
 
 def test_a_table_an_earlier_release_made_is_brought_up_to_date(database_url, tmp_path) -> None:
     """At start-up, the deployed table's visit counter column becomes the counters
-    object (once: a second start finds nothing to do); the store finds every dead row
-    through the index it always had, for the app and for clear-sessions."""
+    object, and the user_id column and its index are added (once: a second start finds
+    nothing to do); the store finds every dead row through the index it always had, for
+    the app and for clear-sessions, and a user's sessions through the new one."""
     engine = sqlalchemy.create_engine(database_url, poolclass=sqlalchemy.NullPool)
     with engine.begin() as connection:
         for statement in EARLIER_TABLE:
@@ -373,10 +374,11 @@ def test_a_table_an_earlier_release_made_is_brought_up_to_date(database_url, tmp
     main({}, **settings)  # a second start: already up to date
     columns = [column["name"] for column in sqlalchemy.inspect(engine).get_columns(TABLE_NAME)]
     engine.dispose()
-    assert sorted(columns) == ["counters", "created", "data", "expiry", "id"]
+    assert sorted(columns) == ["client", "counters", "created", "data", "expiry", "id", "user_id"]
     assert [counter(testapp.get("/")) for _ in range(2)] == [1, 2]
     store = store_of(settings)
     assert uses_index(query_plan(store, store.statements.clear_expired), f"{TABLE_NAME}_expiry")
+    assert uses_index(query_plan(store, store.statements.user_sessions), f"{TABLE_NAME}_user_id")
     store.close()
     assert clear_sessions(["--all", str(write_ini(tmp_path, database_url))]) == 0
     assert counter(testapp.get("/")) == 1

@@ -2,7 +2,7 @@
 (``auth.py``, ``login_views.py``).
 
 scrypt costs about 50 ms a hash at its real parameters: the tests about hashing, and one
-sign-in, use them; the others sign in with ``cheap_hashes``, the same code at n=2.
+sign-in, use them; the others sign in with ``cheap_hashes`` (conftest), the same code at n=2.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 import webtest
-from helpers import csrf_token, flash_groups, session_cookie, text, visit_with
+from helpers import DEMO_PASSWORDS, csrf_token, flash_groups, session_cookie, text, visit_with
 from pyramid import testing
 from pyramid.authorization import Allow, Authenticated
 from pyramid.config import Configurator
@@ -25,21 +25,9 @@ from {{ cookiecutter.project_slug }}.login_views import (
     MAX_PASSWORD_LENGTH,
 )
 
-# The demo users' passwords: the tests are the one place that holds them.
-DEMO_PASSWORDS = {"editor": "editor", "viewer": "viewer"}
 SIGNED_IN_AS = re.compile(r"Signed in as <strong>([^<]*)</strong>")
 SIGN_IN_LINK = '<a href="/login">Sign in</a>'
 STALE_FORM = "This form was stale or did not come from this site."
-
-
-@pytest.fixture
-def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The demo users and the dummy hash made again at n=2, which costs next to nothing:
-    for the tests about signing in, not about the hashes."""
-    monkeypatch.setattr(auth, "SCRYPT_N", 2)
-    users = {login: auth.hash_password(password) for login, password in DEMO_PASSWORDS.items()}
-    monkeypatch.setattr(auth, "DEMO_USERS", users)
-    monkeypatch.setattr(auth, "DUMMY_HASH", auth.hash_password("nobody's password"))
 
 
 @pytest.fixture

@@ -40,8 +40,10 @@ from redis_servers import (
     wait_until,
 )
 from test_clear_sessions import write_ini
+from test_login import signed_in_as
+from test_sessions_of_a_user import listed, signed_in_browsers
 
-from {{ cookiecutter.project_slug }} import main
+from {{ cookiecutter.project_slug }} import main, sessions
 from {{ cookiecutter.project_slug }}.sessions.clear_sessions import main as clear_sessions
 from {{ cookiecutter.project_slug }}.sessions.redis.client import make_redis_client
 from {{ cookiecutter.project_slug }}.sessions.redis.settings import (
@@ -217,6 +219,19 @@ def test_clear_sessions_all_ends_every_session_on_every_server(
     assert capsys.readouterr().out.endswith(" ended every session (12 sessions deleted)\n")
     assert where(deployment) == {}
     assert [counter(browser.get("/")) for browser in browsers] == [1] * 12
+
+
+def test_a_users_sessions_are_listed_and_ended_on_every_server(
+    deployment: Deployment, cheap_hashes: None
+) -> None:
+    """The user's index is a key of its own (in a Cluster, in another slot than the
+    sessions): listing and ending reach each session where it lives."""
+    app = make_app(deployment.settings()).app
+    browsers = signed_in_browsers(app, "editor", 4)
+    assert listed(app, "editor") == sorted(session_id(browser) for browser in browsers)
+    assert sessions.end_user_sessions(app.registry, "editor", keep=None) == 4
+    assert where(deployment) == {}
+    assert [signed_in_as(browser.get("/")) for browser in browsers] == [None] * 4
 
 
 # Cluster

@@ -1,12 +1,16 @@
-"""Signing in and out: the form at /login, and the sign-out button of the layout.
+"""Signing in and out: the form at /login, the sign-out button of the layout, and the
+signed-in user's sessions at /sessions.
 
-Both renew the session (``sessions.regenerate_session``, ``sessions.forget_session``), then
-redirect (POST-redirect-GET), so that the next page carries the new CSRF token. The CSRF
-check itself comes first, for every POST (``hardening/``): another site cannot sign a
-visitor in to an account of its choosing.
+Signing in and out renew the session (``sessions.regenerate_session``,
+``sessions.forget_session``), then redirect (POST-redirect-GET), so that the next page
+carries the new CSRF token. The CSRF check itself comes first, for every POST
+(``hardening/``): another site cannot sign a visitor in to an account of its choosing,
+nor end their sessions.
 """
 
 from __future__ import annotations
+
+import time
 
 from pyramid.csrf import get_csrf_token
 from pyramid.httpexceptions import HTTPSeeOther
@@ -19,6 +23,7 @@ from .flash import flash
 from .layout import page
 
 LOGIN_TEMPLATE = f"{__package__}:templates/login.pt"
+SESSIONS_TEMPLATE = f"{__package__}:templates/sessions.pt"
 # One message for an unknown user and a wrong password: which one it was would tell an
 # attacker which user names exist.
 FAILED_MESSAGE = "Wrong user name or password."
@@ -66,6 +71,7 @@ def sign_in(request: Request) -> HTTPSeeOther | dict:
     if userid is None:
         return sign_in_page(request, login=login[:MAX_LOGIN_LENGTH], message=FAILED_MESSAGE)
     sessions.regenerate_session(request)
+    sessions.bind_user(request, userid)  # the store can list and end the user's sessions
     headers = remember(request, userid)
     flash(request.session, "success", f"Signed in as {userid}.")
     return HTTPSeeOther(location=request.route_path("home"), headers=headers)
@@ -75,7 +81,88 @@ def sign_in(request: Request) -> HTTPSeeOther | dict:
 def sign_out(request: Request) -> HTTPSeeOther:
     """Sign the user out: the whole session ends (deleted from the store where it is kept
     on the server, so a copy of the old cookie is signed in no more), then go home."""
+    return signed_out(request, "Signed out.")
+
+
+def signed_out(request: Request, message: str) -> HTTPSeeOther:
+    """End this session, then go home with ``message`` in the fresh one."""
     headers = forget(request)
     sessions.forget_session(request)
-    flash(request.session, "info", "Signed out.")
+    flash(request.session, "info", message)
     return HTTPSeeOther(location=request.route_path("home"), headers=headers)
+
+
+# ---- your sessions -----------------------------------------------------------------
+
+
+def to_sign_in(request: Request) -> HTTPSeeOther:
+    """Where a visitor who is not signed in goes instead of /sessions."""
+    return HTTPSeeOther(location=request.route_path("login"))
+
+
+def to_your_sessions(request: Request) -> HTTPSeeOther:
+    """Back to /sessions after a form (POST-redirect-GET)."""
+    return HTTPSeeOther(location=request.route_path("sessions"))
+
+
+def when(seconds: int) -> str:
+    """A moment as the page shows it (UTC: the server knows no visitor's time zone)."""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(seconds))
+
+
+def plural(count: int, noun: str) -> str:
+    """``count`` and ``noun``, in the plural unless there is one."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+@view_config(route_name="sessions", request_method="GET", renderer=SESSIONS_TEMPLATE)
+def your_sessions(request: Request) -> HTTPSeeOther | dict:
+    """The signed-in user's sessions, this one marked, each other one with a button that
+    ends it. The client's address and browser show only where the store kept them
+    (``session.record_client``)."""
+    userid = request.authenticated_userid
+    if userid is None:
+        return to_sign_in(request)
+    rows = sessions.user_sessions(request, userid)
+    return page(
+        request,
+        "Your sessions",
+        rows=rows,
+        show_client=any(row.address is not None for row in rows),
+        when=when,
+        csrf_token=get_csrf_token(request),
+    )
+
+
+@view_config(route_name="end_session", request_method="POST")
+def end_session(request: Request) -> HTTPSeeOther:
+    """End the one session the form names (by its handle), if it is the user's."""
+    userid = request.authenticated_userid
+    if userid is None:
+        return to_sign_in(request)
+    if sessions.end_user_session(request, userid, request.POST.get("session", "")):
+        flash(request.session, "success", "The session was ended: it is signed out.")
+    else:
+        flash(request.session, "info", "That session had ended already.")
+    return to_your_sessions(request)
+
+
+@view_config(route_name="end_other_sessions", request_method="POST")
+def end_other_sessions(request: Request) -> HTTPSeeOther:
+    """Sign out everywhere else: every session of the user but this one ends."""
+    userid = request.authenticated_userid
+    if userid is None:
+        return to_sign_in(request)
+    ended = plural(sessions.end_user_sessions(request, userid, keep=request), "session")
+    flash(request.session, "success", f"Signed out everywhere else ({ended} ended).")
+    return to_your_sessions(request)
+
+
+@view_config(route_name="end_all_sessions", request_method="POST")
+def end_all_sessions(request: Request) -> HTTPSeeOther:
+    """Sign out everywhere: every session of the user ends, this one too."""
+    userid = request.authenticated_userid
+    if userid is None:
+        return to_sign_in(request)
+    sessions.end_user_sessions(request, userid)
+    return signed_out(request, "Signed out everywhere.")

@@ -8,6 +8,16 @@ Pyramid's CSRF tokens are kept in it. What views need beyond the dict is importe
 - ``regenerate_session(request)``: call it when a user logs in (or their rights change):
   the session keeps its data under a new CSRF token{{ "" if cookie else " and a new id; the old id is revoked" }}.
 - ``forget_session(request)``: log out: the session is emptied{{ "" if cookie else " and deleted from the store" }}.
+- ``bind_user(request, userid)``: call it at login, after ``regenerate_session``: the
+  session becomes one of the user's{{ " (nothing to keep in a cookie store)" if cookie else ", which the store can list and end" }}.
+- ``user_sessions(request, userid)``: the user's sessions (``UserSession``: created, last
+  seen, the current one marked){{ ": in a cookie store, the current one only" if cookie else "" }}.
+- ``end_user_session(request, userid, handle)``: end the session a ``UserSession.handle``
+  names; ``end_user_sessions(registry_or_request, userid, keep=None)``: end every one
+  but ``keep``'s (a request), for "sign out everywhere", a password change or a lock-out.
+{%- if cookie %}
+  A cookie store can end the current session only.
+{%- endif %}
 - ``increment_counter(request, name, by=1)``: add ``by`` to the session's counter ``name``
   and get its new value (``by=0`` reads it); ``reset_counter(request, name)`` sets it
   back to zero. A counter is not one of the dict's keys: the app's visit counter is the
@@ -39,39 +49,53 @@ from __future__ import annotations
 
 {% if cookie -%}
 from .cookie import (
+    bind_user,
     drop_flash_queues,
+    end_user_session,
+    end_user_sessions,
     forget_session,
     includeme,
     increment_counter,
     regenerate_session,
     reset_counter,
     session_store_error,
+    user_sessions,
 )
 {%- else -%}
 from .server import (
     SessionStoreUnavailable,
+    bind_user,
+    end_user_session,
+    end_user_sessions,
     forget_session,
     includeme,
     increment_counter,
     regenerate_session,
     reset_counter,
     session_store_error,
+    user_sessions,
 )
 {%- endif %}
 from .settings import SettingsError
+from .user_sessions import UserSession
 
 __all__ = [
 {%- if not cookie %}
     "SessionStoreUnavailable",
 {%- endif %}
     "SettingsError",
+    "UserSession",
+    "bind_user",
 {%- if cookie %}
     "drop_flash_queues",
 {%- endif %}
+    "end_user_session",
+    "end_user_sessions",
     "forget_session",
     "includeme",
     "increment_counter",
     "regenerate_session",
     "reset_counter",
     "session_store_error",
+    "user_sessions",
 ]

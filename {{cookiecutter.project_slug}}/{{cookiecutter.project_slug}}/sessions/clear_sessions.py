@@ -16,8 +16,12 @@ while the app runs::
 
     {{ command }} --all production.ini
 
-Every visitor starts afresh: no request still running brings an ended session back. It
-reads only the store and timeout settings: no session secret needed.
+Every visitor starts afresh: no request still running brings an ended session back. To
+end every session of one user (a lock-out, a password changed outside the app)::
+
+    {{ command }} --user editor production.ini
+
+It reads only the store and timeout settings: no session secret needed.
 """
 
 from __future__ import annotations
@@ -52,11 +56,17 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROGRAM, description=summary)
     parser.add_argument("config_uri", help="the ini file the app runs with, e.g. production.ini")
     parser.add_argument("--app", default="main", help="its app section (default: main)")
-    parser.add_argument(
+    ending = parser.add_mutually_exclusive_group()
+    ending.add_argument(
         "--all",
         action="store_true",
         dest="end_all",
         help="end every session that exists now, live ones too (everyone starts afresh)",
+    )
+    ending.add_argument(
+        "--user",
+        metavar="USERID",
+        help="end every session of the user with this id (as the app signs them in)",
     )
     return parser.parse_args(argv)
 
@@ -82,7 +92,7 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def clear_sessions(config_uri: str, app: str, end_all: bool) -> str:
+def clear_sessions(config_uri: str, app: str, end_all: bool, user: str | None = None) -> str:
     """Do what was asked of the app configured in ``config_uri``; what was done."""
 {%- if cookiecutter.session_factory == "database" %}
     store = open_store(get_appsettings(config_uri, name=app), end_all)
@@ -90,6 +100,8 @@ def clear_sessions(config_uri: str, app: str, end_all: bool) -> str:
     store = open_store(get_appsettings(config_uri, name=app))
 {%- endif %}
     try:
+        if user is not None:
+            return f"ended {plural(store.end_user_sessions(user), 'session')} of user {user}"
         if end_all:
             return f"ended every session ({plural(store.end_all_sessions(), 'session')} deleted)"
 {%- if cookiecutter.session_factory == "database" %}
@@ -105,7 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; exit status 0, 1 ({{ "database" if cookiecutter.session_factory == "database" else "Redis" }} unavailable) or 2 (bad settings)."""
     arguments = parse_arguments(argv)
     try:
-        done = clear_sessions(arguments.config_uri, arguments.app, arguments.end_all)
+        done = clear_sessions(
+            arguments.config_uri, arguments.app, arguments.end_all, arguments.user
+        )
     except (OSError, LookupError, SettingsError) as error:
         print(f"{PROGRAM}: cannot read {arguments.config_uri}: {error}", file=sys.stderr)
         return 2

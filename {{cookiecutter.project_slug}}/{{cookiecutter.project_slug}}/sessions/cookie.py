@@ -20,6 +20,9 @@ What a cookie session cannot promise, and how this module copes:
   request, but a copy of an older cookie stays valid until it times out: when idle for
   ``session.timeout``, and however active ``session.absolute_timeout`` after the session
   was created. Use a server-side store when sessions must be revocable on the server.
+* A user's other sessions: each lives in its own browser, and the server keeps no list of
+  them. ``user_sessions`` lists only the current one and ``end_user_sessions`` ends only
+  the current one (the names are the server stores', so views work with either store).
 * Concurrency: two requests sent at once with the same cookie both start from the same
   data (counters too), and the cookie written last wins; sequential requests never lose
   a count.
@@ -36,6 +39,7 @@ from typing import Any
 
 from pyramid.config import Configurator
 from pyramid.interfaces import ISession, ISessionFactory
+from pyramid.registry import Registry
 from pyramid.request import Request
 from pyramid.response import Response
 {%- if not signed %}
@@ -62,9 +66,12 @@ from .session_api import (
     request_cookie,
 )
 from .settings import SessionSettings, session_settings
+from .user_sessions import UserSession
 
 log = logging.getLogger(__name__)
 
+# The one handle user_sessions gives: the current session's.
+CURRENT_SESSION = "current"
 COUNTER_KEY_PREFIX = "_c_"  # a counter's key in the session, beside Pyramid's "_f_" ones
 # What Pyramid allows. Chromium keeps a cookie whose name and value make 4096 bytes at most:
 # __Host-session (14) and 4064 make 4078 (checked in Chromium by the template's tests).
@@ -257,6 +264,38 @@ def regenerate_session(request: Request) -> None:
 def forget_session(request: Request) -> None:
     """Empty the session; the browser receives an empty cookie."""
     request.session.invalidate()
+
+
+def bind_user(request: Request, userid: str) -> None:
+    """Nothing to keep: the server stores list a user's sessions, a cookie store cannot."""
+
+
+def user_sessions(request: Request, userid: str) -> list[UserSession]:
+    """The current session only: a cookie store knows no other (see the module's notes)."""
+    session = request.session
+    now = int(time.time())
+    return [UserSession(CURRENT_SESSION, session.created, now, current=True)]
+
+
+def end_user_session(request: Request, userid: str, handle: str) -> bool:
+    """End the current session if ``handle`` names it (the only one this store can end)."""
+    if handle != CURRENT_SESSION:
+        return False
+    request.session.invalidate()
+    return True
+
+
+def end_user_sessions(
+    registry_or_request: Registry | Request, userid: str, keep: Request | None = None
+) -> int:
+    """End the current session, unless it is kept: the only one a cookie store can end.
+    Copies of its cookie, and the user's other browsers, stay signed in until they time
+    out. Given the registry (a script), there is nothing to end: 0."""
+    request = registry_or_request if hasattr(registry_or_request, "session") else None
+    if request is None or keep is request:
+        return 0
+    request.session.invalidate()
+    return 1
 
 
 def session_store_error(request: Request) -> str | None:

@@ -22,10 +22,17 @@ counter page costs one round trip). A changed
 session is written back in one more round trip, after the view. When the store is down
 or slow, requests that need the session get a 503 page within its timeout, and the app
 recovers by itself as soon as the store answers again.
+
+A sign-in tells the engine who signed in (``bind_user``): the store then knows each
+user's sessions, to list them (``user_sessions``) and to end them (``end_user_session``,
+``end_user_sessions``: for "sign out everywhere", a password change or a lock-out).
+Ending is deleting, as forget is: immediate, and no request still running brings an
+ended session back.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -36,6 +43,7 @@ from typing import Any, Protocol
 
 from pyramid.config import Configurator
 from pyramid.interfaces import ISession, ISessionFactory
+from pyramid.registry import Registry
 from pyramid.request import Request
 from pyramid.response import Response
 from zope.interface import implementer
@@ -55,8 +63,12 @@ from .session_api import (
     request_cookie,
 )
 from .settings import SessionSettings, session_settings
+from .user_sessions import UserSession
 
 log = logging.getLogger(__name__)
+
+# The longest client address and user agent a sign-in keeps: enough to tell browsers apart.
+MAX_ADDRESS, MAX_AGENT = 64, 200
 
 
 class SessionStoreUnavailable(Exception):
@@ -104,6 +116,26 @@ class SessionIdSerializer:
         return bstruct.decode("ascii")
 
 
+def session_handle(session_id: str) -> str:
+    """A name for the session that cannot be turned back into its id: what the "your
+    sessions" page shows and posts, so that its HTML never holds another session's id."""
+    return hashlib.sha256(session_id.encode("ascii")).hexdigest()[:32]
+
+
+def client_record(request: Request) -> str:
+    """The client's address and user agent, as JSON text to keep beside the session
+    (personal data: only with ``session.record_client``)."""
+    address = (request.client_addr or "")[:MAX_ADDRESS]
+    agent = (request.user_agent or "")[:MAX_AGENT]
+    return json.dumps({"address": address, "agent": agent})
+
+
+def read_client(record: str | bytes | None) -> tuple[str | None, str | None]:
+    """The address and user agent ``client_record`` kept, or Nones when none was kept."""
+    client = json.loads(record) if record else {}
+    return client.get("address"), client.get("agent")
+
+
 def new_session_id() -> str:
     """256 random bits, URL-safe."""
     return secrets.token_urlsafe(32)
@@ -132,8 +164,11 @@ class SessionStore(Protocol):
     def increment(self, session_id: str, name: str, by: int, new: bool) -> int | None:
         """The counter ``name`` plus ``by``; None when the session is gone."""
 
-    def save(self, session_id: str, data: bytes, new: bool) -> None:
-        """Store the session's JSON data."""
+    def save(
+        self, session_id: str, data: bytes, new: bool, owner: Sequence[str] | None = None
+    ) -> None:
+        """Store the session's JSON data; ``owner``, ``(userid, client record or "")``,
+        when a sign-in bound it to a user."""
 
     def delete(self, session_id: str) -> None:
         """Revoke the session."""
@@ -146,6 +181,20 @@ class SessionStore(Protocol):
 
     def ping(self) -> None:
         """The cheapest round trip (for /readyz); raises the store's errors."""
+
+    def bind(self, session_id: str, userid: str, created: int) -> None:
+        """Get ready to keep the existing session as one of ``userid``'s (its data's next
+        save names the owner): at most one round trip."""
+
+    def user_sessions(self, userid: str) -> list[Sequence]:
+        """``(session_id, created, expiry, client record or None)`` of each live session
+        of ``userid``."""
+
+    def end_user_session(self, userid: str, session_id: str) -> bool:
+        """Revoke the session if it is one of ``userid``'s; whether it was."""
+
+    def end_user_sessions(self, userid: str, keep: str | None = None) -> int:
+        """Revoke every session of ``userid`` but ``keep``; how many there were."""
 
 
 JSON = JSONSerializer()
@@ -179,9 +228,12 @@ class ServerSession(SessionAPI, MutableMapping):
     signer: RotatingSerializer
     cookie_name: str
     attributes: str
+    timeout: int
+    record_client: bool
 
     def __init__(self, request: Request) -> None:
         self.request = request
+        self.owner: tuple[str, str] | None = None  # set by bind_user, saved with the data
         self.send_cookie = False
         self.session_id = self.cookie_session_id(request.environ.get("HTTP_COOKIE", ""))
         self.new = self.session_id is None
@@ -285,6 +337,52 @@ class ServerSession(SessionAPI, MutableMapping):
                 self.start_afresh()
         self.new_csrf_token()
 
+    # the user's sessions
+    def bind_user(self, userid: str, client: str) -> None:
+        """Make the session one of ``userid``'s, with ``client`` (a client record, or "").
+
+        The store's index must never name a session that is not there yet: a new session
+        is stored first (only a sign-in without a stored session pays that round trip).
+        """
+        data = self.data
+        if self.new:
+            self.store.save(self.ensure_id(), JSON.dumps(data), new=True)
+            self.new = False
+        self.store.bind(self.session_id, userid, self.created)
+        self.owner = (userid, client)
+        self.changed()
+
+    def user_sessions(self, userid: str) -> list[UserSession]:
+        """``userid``'s live sessions, oldest first, this one marked."""
+        rows = sorted(self.store.user_sessions(userid), key=lambda row: (int(row[1]), row[0]))
+        return [self.user_session(*row) for row in rows]
+
+    def user_session(
+        self, session_id: str, created: int, expiry: int, client: str | None
+    ) -> UserSession:
+        """One row of the "your sessions" page."""
+        address, agent = read_client(client) if self.record_client else (None, None)
+        return UserSession(
+            handle=session_handle(session_id),
+            created=int(created),
+            # Each request sets the expiry one idle timeout ahead, but never past the
+            # absolute end: in a session's last idle period, this is earlier than the truth.
+            last_seen=max(int(created), int(expiry) - self.timeout),
+            current=session_id == self.session_id,
+            address=address,
+            user_agent=agent,
+        )
+
+    def end_user_session(self, userid: str, handle: str) -> bool:
+        """End the session of ``userid`` that ``handle`` names; this one starts afresh."""
+        if self.session_id is not None and handle == session_handle(self.session_id):
+            self.invalidate()
+            return True
+        for session_id, *_ in self.store.user_sessions(userid):
+            if session_handle(session_id) == handle:
+                return self.store.end_user_session(userid, session_id)
+        return False
+
     # ISession
     def invalidate(self) -> None:
         """Delete the session from the store (its cookie is revoked) and start afresh."""
@@ -327,7 +425,7 @@ class ServerSession(SessionAPI, MutableMapping):
             return  # the store just failed this request: the 503 page goes out as it is
         if self.has_data_to_store():
             self.ensure_id()
-            self.store.save(self.session_id, JSON.dumps(self._data), new=self.new)
+            self.store.save(self.session_id, JSON.dumps(self._data), self.new, self.owner)
         if self.send_cookie:
             response.headerlist.append(("Set-Cookie", self.set_cookie_header()))
 
@@ -360,6 +458,8 @@ def make_session_factory(settings: SessionSettings, store: SessionStore) -> type
         "signer": signer,
         "cookie_name": cookie_name(settings),
         "attributes": cookie_attributes(settings),
+        "timeout": settings.timeout,
+        "record_client": settings.record_client,
     }
     return type("ConfiguredServerSession", (ServerSession,), attributes)
 
@@ -385,6 +485,40 @@ def regenerate_session(request: Request) -> None:
 def forget_session(request: Request) -> None:
     """Delete the session and its counters from the store: the old cookie is revoked."""
     request.session.invalidate()
+
+
+def bind_user(request: Request, userid: str) -> None:
+    """Keep the session as one of ``userid``'s, so that the user can list and end it: call
+    it when the user signs in, after ``regenerate_session`` (one more round trip to the
+    store, once). With ``session.record_client``, the client's address and user agent are
+    kept beside it."""
+    session = request.session
+    session.bind_user(userid, client_record(request) if session.record_client else "")
+
+
+def user_sessions(request: Request, userid: str) -> list[UserSession]:
+    """``userid``'s live sessions (created, last seen, this request's one marked), oldest
+    first: what the "your sessions" page lists."""
+    return request.session.user_sessions(userid)
+
+
+def end_user_session(request: Request, userid: str, handle: str) -> bool:
+    """End ``userid``'s session that ``handle`` (a ``UserSession.handle``) names, at once;
+    False when it is not one of theirs (ended already, or never)."""
+    return request.session.end_user_session(userid, handle)
+
+
+def end_user_sessions(
+    registry_or_request: Registry | Request, userid: str, keep: Request | None = None
+) -> int:
+    """End every session of ``userid`` at once but ``keep``'s (a request: "sign out
+    everywhere else"); how many ended. For a password change or a lock-out, from a view
+    (the request) or a script (the app's registry). A request of the user still running
+    cannot bring an ended session back."""
+    registry = getattr(registry_or_request, "registry", registry_or_request)
+    store = registry.getUtility(ISessionFactory).store
+    kept = None if keep is None else keep.session.session_id
+    return store.end_user_sessions(userid, kept)
 
 
 def session_store_error(request: Request) -> str | None:

@@ -44,6 +44,9 @@ class SessionSettings:
     cookie can be replayed at most."""
     reissue_time: int
     secure: bool
+    record_client: bool = False
+    """Whether a sign-in keeps the client's address and user agent beside the session,
+    for the "your sessions" page: personal data, so off unless ``session.record_client``."""
 
     @property
     def secret_bytes(self) -> tuple[bytes, ...]:
@@ -144,4 +147,5 @@ def session_settings(
         absolute_timeout=absolute_timeout,
         reissue_time=timeout // 10,
         secure=read_secure(settings),
+        record_client=asbool(settings.get("session.record_client", False)),
     )

@@ -2,10 +2,12 @@
 
 A row holds the session's data as JSON text, its counters as a JSON object (jsonb on
 PostgreSQL), when it was created and when it expires (whole seconds on the database's
-clock); the expiry index serves clear-sessions. The table is made only when missing, so a
-role that may use the table but not create tables (the least privilege once it exists)
-runs the app too. A table of an older layout (one ``counter`` column) is brought up to
-date at start-up.
+clock), and, once a user signed in with it, whose it is (``user_id``, indexed: the user's
+sessions are listed and ended by it) and the client record the sign-in kept, if any; the
+expiry index serves clear-sessions. The table is made only when missing, so a role that
+may use the table but not create tables (the least privilege once it exists) runs the app
+too. A table of an older layout (one ``counter`` column, or no ``user_id``) is brought up
+to date at start-up.
 """
 
 from __future__ import annotations
@@ -50,14 +52,23 @@ sessions = Table(
     ),
     Column("created", BigInteger, nullable=False),
     Column("expiry", BigInteger, nullable=False),
+    Column("user_id", String(255), nullable=True),
+    Column("client", Text, nullable=True),
     Index(f"{TABLE_NAME}_expiry", "expiry"),
+    Index(f"{TABLE_NAME}_user_id", "user_id"),
 )
-# The table and its index, as SQLite's CREATE ... IF NOT EXISTS (no write when present).
+# The table and its expiry index, as SQLite's CREATE ... IF NOT EXISTS (no write when
+# present), which each new connection runs. Not the user_id index: a table of an earlier
+# release has no user_id column until create_table brings it up to date, and makes it.
 SQLITE_SCHEMA = [
     str(create.compile(dialect=sqlite.dialect()))
     for create in (
         CreateTable(sessions, if_not_exists=True),
-        *(CreateIndex(index, if_not_exists=True) for index in sessions.indexes),
+        *(
+            CreateIndex(index, if_not_exists=True)
+            for index in sessions.indexes
+            if "user_id" not in index.columns
+        ),
     )
 ]
 
@@ -92,12 +103,23 @@ def create_table(connection: Connection) -> None:
 
 
 def upgrade_table(connection: Connection) -> None:
-    """Bring a table of the older layout up to date: its one visit ``counter`` column
-    becomes the ``counters`` object (the old counts are dropped: they were the demo's).
+    """Bring a table of an older layout up to date: its one visit ``counter`` column
+    becomes the ``counters`` object (the old counts are dropped: they were the demo's);
+    the ``user_id`` column (and its index) and the ``client`` column are added, empty: the
+    sessions made before name no user, as if nobody had signed in with them.
     Processes that start together may race to it: PostgreSQL's IF [NOT] EXISTS lets each
     go on; on SQLite the loser fails once, and its first request finds the work done."""
     columns = {column["name"] for column in inspect(connection).get_columns(TABLE_NAME)}
     guard = connection.dialect.name == "postgresql"
+    for name in ("user_id", "client"):
+        if name not in columns:
+            kind = sessions.c[name].type.compile(dialect=connection.dialect)
+            column = f"{'IF NOT EXISTS ' if guard else ''}{name} {kind}"
+            connection.exec_driver_sql(f"ALTER TABLE {TABLE_NAME} ADD COLUMN {column}")
+    indexes = {index["name"] for index in inspect(connection).get_indexes(TABLE_NAME)}
+    for index in sessions.indexes:
+        if index.name not in indexes:  # only then: a role that does not own it runs the app
+            connection.execute(CreateIndex(index, if_not_exists=True))
     if "counters" not in columns:
         counters = sessions.c.counters.type.compile(dialect=connection.dialect)
         column = f"{'IF NOT EXISTS ' if guard else ''}counters {counters}"

@@ -170,6 +170,9 @@ class Statements:
         self.load_and_increment = increment.returning(data, sessions.c.created, value)
         self.increment = increment.returning(value)
         self.save = renew.values(expiry=renewed, data=bindparam("new_data"))
+        # A sign-in's save also names the session's user (and the client record).
+        owner, client = bindparam("owner", type_=String()), bindparam("owner_client")
+        self.save_bound = self.save.values(user_id=owner, client=client)
         self.move = renew.values(id=bindparam("new_id"))
         # A new session's first increment makes its row; a second one in the same request
         # finds it.
@@ -202,6 +205,17 @@ class Statements:
             update(sessions)
             .where(sessions.c.id == ID, counters_are_an_object(dialect))
             .values(counters=without_counter(dialect))
+        )
+        # The user's sessions: a range of the user_id index, the live ones; ended at once.
+        columns = (sessions.c.id, sessions.c.created, sessions.c.expiry, sessions.c.client)
+        self.user_sessions = select(*columns).where(
+            sessions.c.user_id == owner, is_live(dialect, now)
+        )
+        self.end_user_session = delete(sessions).where(
+            sessions.c.id == ID, sessions.c.user_id == owner
+        )
+        self.end_user_sessions = delete(sessions).where(
+            sessions.c.user_id == owner, sessions.c.id != bindparam("keep")
         )
         # clear-sessions: a range of the expiry index. A row's expiry never lies past its
         # absolute end (next_expiry), so this finds every dead row; only after

@@ -156,11 +156,18 @@ class DatabaseStore:
         row = self.renew(statements.increment, session_id, dead, **counting)
         return None if row is None else row[0]
 
-    def save(self, session_id: str, data: bytes, new: bool) -> None:
-        """Store the session's JSON data, unless it was revoked meanwhile."""
+    def save(
+        self, session_id: str, data: bytes, new: bool, owner: tuple[str, str] | None = None
+    ) -> None:
+        """Store the session's JSON data, unless it was revoked meanwhile; with ``owner``
+        (a sign-in's: the session exists already), its user and client record too."""
         statement = self.statements.save_new if new else self.statements.save
+        parameters = self.parameters(session_id, new_data=data.decode())
+        if owner is not None:
+            statement = self.statements.save_bound
+            parameters.update(owner=owner[0], owner_client=owner[1] or None)
         with self.connection() as connection:
-            connection.execute(statement, self.parameters(session_id, new_data=data.decode()))
+            connection.execute(statement, parameters)
 
     def delete(self, session_id: str) -> None:
         """Revoke the session."""
@@ -181,6 +188,37 @@ class DatabaseStore:
                 self.statements.move, self.parameters(old_id, new_id=new_id)
             )
             return moved.rowcount == 1
+
+    # the user's sessions
+    def bind(self, session_id: str, userid: str, created: int) -> None:
+        """Nothing to do now: the sign-in's save writes the session's ``user_id``."""
+
+    def user_sessions(self, userid: str) -> list[Any]:
+        """``(id, created, expiry, client)`` of ``userid``'s live sessions: one SELECT on
+        the user_id index."""
+        with self.connection() as connection:
+            rows = connection.execute(self.statements.user_sessions, self.owned(userid))
+            return list(rows)
+
+    def end_user_session(self, userid: str, session_id: str) -> bool:
+        """Revoke the session if it is ``userid``'s."""
+        parameters = self.owned(userid, session_id=session_id)
+        with self.connection() as connection:
+            return connection.execute(self.statements.end_user_session, parameters).rowcount == 1
+
+    def end_user_sessions(self, userid: str, keep: str | None = None) -> int:
+        """Revoke every session of ``userid`` but ``keep``, in one DELETE; how many.
+
+        A login that moves one of them meanwhile moves it under the DELETE (PostgreSQL
+        checks the row again after the move, SQLite runs one writer at a time): it goes.
+        """
+        parameters = self.owned(userid, keep=keep or "")
+        with self.connection() as connection:
+            return connection.execute(self.statements.end_user_sessions, parameters).rowcount
+
+    def owned(self, userid: str, **more: Any) -> dict[str, Any]:
+        """The bound values of a statement on ``userid``'s sessions."""
+        return self.parameters(more.pop("session_id", ""), owner=userid, **more)
 
     def clear_expired(self) -> int:
         """Delete the sessions past their idle or absolute timeout; how many there were."""

@@ -3,7 +3,8 @@
 A session is one hash; every script checks that it is live (not expired, not past its
 absolute lifetime, of a sane shape) before it renews or writes it, so a session revoked or
 expired while a request used it is never brought back. Every script touches one key, so
-it runs in a Cluster too.
+it runs in a Cluster too: a user's index of sessions (a sorted set) is another key, in
+another slot, kept by scripts of its own in round trips of their own.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 COUNTER_PREFIX = "count:"
 # The marker a login leaves under a session's old key: its new key (and its creation time).
 MOVED_FIELD = "moved_to"
+# The fields a sign-in adds to a session's hash: whose it is, and the client record.
+USER_FIELD, CLIENT_FIELD = "user", "client"
 # The Lua every script starts with. A session is one hash: "data" (JSON), "created" (epoch
 # seconds, from Redis's clock, set once when the hash is made) and a field per counter
 # ("count:<name>", HINCRBY). KEYS[1] is the session's hash; ARGV[1] and ARGV[2] the idle
@@ -26,8 +29,8 @@ local function now()
   return tonumber(redis.call("TIME")[1])
 end
 
--- A whole number of at most 18 digits (and a sign): HINCRBY by a step of at most 13
--- digits never overflows it.
+-- A whole number of at most 18 digits (and a sign), written as HINCRBY takes it (no
+-- leading zero, no "-0"): HINCRBY by a step of at most 13 digits never overflows it.
 local function whole(value)
   if type(value) ~= "string" then return false end
   local canonical = value == "0" or string.find(value, "^%-?[1-9]%d*$") ~= nil
@@ -99,9 +102,14 @@ return session[3] and session
 if not writable(ARGV[5]) then return false end
 return increment(ARGV[3], ARGV[4])
 """,
+    # ARGV[5] and ARGV[6], when given: the user a sign-in bound the session to, and the
+    # client record ("" for none).
     "save": """
 if not writable(ARGV[4]) then return 0 end
 redis.call("HSET", key, "data", ARGV[3])
+if ARGV[5] then
+  redis.call("HSET", key, "user", ARGV[5], "client", ARGV[6])
+end
 return 1
 """,
     # regenerate, in two steps, since in a Cluster the old and the new id live in other
@@ -142,6 +150,34 @@ if marker[1] then
   return marker[1]
 end
 if made_after_cutoff(redis.pcall("HGET", key, "created")) then return 0 end
+return redis.call("DEL", key)
+""",
+    # A user's index, KEYS[1] a sorted set of session ids scored by their absolute end
+    # (no session lives past it): add ARGV[3] with the score ARGV[4], drop the entries
+    # past their end, and let the whole set expire with its last session.
+    "index_add": """
+redis.call("ZADD", key, ARGV[4], ARGV[3])
+redis.call("ZREMRANGEBYSCORE", key, "-inf", now())
+local last = redis.call("ZRANGE", key, -1, -1, "WITHSCORES")
+if last[2] then redis.call("EXPIREAT", key, last[2]) end
+return 1
+""",
+    # The index's entries not past their end (the rest dropped), and the clock.
+    "index_read": """
+redis.call("ZREMRANGEBYSCORE", key, "-inf", now())
+return {now(), redis.call("ZRANGE", key, 0, -1)}
+""",
+    # End the session under KEYS[1] if it is ARGV[3]'s: 1 when it was deleted, 0 when it is
+    # another user's or ARGV[4] (the session to keep), -1 when there is no key; for the
+    # marker of a session a login moved, the key it went to. A session in the user's index
+    # whose user field is not written yet (a sign-in's save still to come) is theirs.
+    "end_owned": """
+if key == ARGV[4] then return 0 end
+if redis.call("EXISTS", key) == 0 then return -1 end
+local fields = redis.pcall("HMGET", key, "moved_to", "user")
+if fields.err then return 0 end
+if fields[1] then return fields[1] end
+if fields[2] and fields[2] ~= ARGV[3] then return 0 end
 return redis.call("DEL", key)
 """,
 }

@@ -4,6 +4,14 @@ The client (client.py) is made on first use, so the app starts (and answers 503)
 Redis is down; regenerate moves a session between slots in two scripts (scripts.py).
 ``end_all_sessions`` (clear-sessions --all) ends every session on every server that holds
 some.
+
+Each user who signed in has an index of their sessions: a sorted set under
+``<slug>:user:<userid>:sessions``, scored by each session's absolute end and expiring
+with the last one. The session's hash stays the truth (its ``user`` field says whose it
+is; deleting it revokes it): the index only says where to look, so it is kept in round
+trips of its own (in a Cluster, it lives in another slot than the sessions). A session
+enters it only once its hash exists, so an entry whose hash is gone is gone for good:
+reading the index drops it.
 """
 
 from __future__ import annotations
@@ -19,7 +27,16 @@ from redis.exceptions import NoScriptError, RedisClusterException
 
 from ..settings import SessionSettings
 from .client import make_redis_client
-from .scripts import ABSENT, COUNTER_PREFIX, ENDED, EXISTING, LUA_SCRIPTS, NEW
+from .scripts import (
+    ABSENT,
+    CLIENT_FIELD,
+    COUNTER_PREFIX,
+    ENDED,
+    EXISTING,
+    LUA_SCRIPTS,
+    NEW,
+    USER_FIELD,
+)
 from .settings import RedisSettings, read_redis_settings
 
 # What a failing or unreachable Redis raises: the 503 page answers them all. A Cluster
@@ -28,6 +45,9 @@ STORE_ERRORS = (redis.RedisError, RedisClusterException)
 # Keys per SCAN call, and per pipeline of scripts, when every session is ended.
 SCAN_BATCH = 1000
 KEY_PREFIX = "{{ cookiecutter.project_slug }}:session:"
+USER_KEY_PREFIX = "{{ cookiecutter.project_slug }}:user:"
+# What PTTL says of a key that does not exist.
+NO_KEY = -2
 
 
 def error_reason(error: Exception) -> str:
@@ -38,6 +58,11 @@ def error_reason(error: Exception) -> str:
 def session_key(session_id: str) -> str:
     """The Redis key of a session's hash."""
     return KEY_PREFIX + session_id
+
+
+def user_key(userid: str) -> str:
+    """The Redis key of a user's index of sessions."""
+    return f"{USER_KEY_PREFIX}{userid}:sessions"
 
 
 def in_batches(keys: Iterator[bytes], size: int) -> Iterator[list[bytes]]:
@@ -112,9 +137,12 @@ class RedisStore:
         value = self.run("increment", [key], field, by, NEW if new else EXISTING)
         return None if value is None else int(value)  # the script answers in text
 
-    def save(self, session_id: str, data: bytes, new: bool) -> None:
-        """Store the session's JSON data, unless it was revoked meanwhile."""
-        self.run("save", [session_key(session_id)], data, NEW if new else EXISTING)
+    def save(
+        self, session_id: str, data: bytes, new: bool, owner: tuple[str, str] | None = None
+    ) -> None:
+        """Store the session's JSON data, and its owner when given, unless it was revoked
+        meanwhile."""
+        self.run("save", [session_key(session_id)], data, NEW if new else EXISTING, *owner or ())
 
     def delete(self, session_id: str) -> None:
         """Revoke the session."""
@@ -130,7 +158,77 @@ class RedisStore:
         moved = self.run("detach", [session_key(old_id)], session_key(new_id))
         if moved:
             self.run("adopt", [session_key(new_id)], *moved)
+            self.index_moved(new_id, dict(zip(moved[1::2], moved[2::2], strict=True)))
         return bool(moved)
+
+    def index_moved(self, new_id: str, fields: dict[bytes, bytes]) -> None:
+        """Put a moved session in its user's index, if it has a user: after it is in place
+        (until then, the marker under its old id, which the index holds, leads to it)."""
+        user = fields.get(USER_FIELD.encode())
+        if user is not None:
+            self.bind(new_id, user.decode(), int(fields[b"created"]))
+
+    # the user's sessions
+    def bind(self, session_id: str, userid: str, created: int) -> None:
+        """Put the session, which exists, in ``userid``'s index: one round trip. Its hash
+        names the user when its data is saved next."""
+        self.run("index_add", [user_key(userid)], session_id, created + self.absolute_timeout)
+
+    def indexed(self, userid: str) -> tuple[int, list[str]]:
+        """The clock, and the ids in ``userid``'s index (those past their end dropped)."""
+        now, members = self.run("index_read", [user_key(userid)])
+        return int(now), [member.decode() for member in members]
+
+    def user_sessions(self, userid: str) -> list[tuple[str, int, int, bytes | None]]:
+        """``(session_id, created, expiry, client record)`` of ``userid``'s live sessions:
+        the index's entries whose hash is there and names the user. Entries whose hash is
+        gone leave the index."""
+        now, session_ids = self.indexed(userid)
+        if not session_ids:
+            return []
+        pipeline = self.client.pipeline(transaction=False)
+        for session_id in session_ids:
+            pipeline.hmget(session_key(session_id), USER_FIELD, "created", CLIENT_FIELD)
+            pipeline.pttl(session_key(session_id))
+        replies = pipeline.execute()
+        rows, gone = [], []
+        for session_id, fields, pttl in zip(session_ids, replies[::2], replies[1::2], strict=True):
+            user, created, client = fields
+            if pttl == NO_KEY:
+                gone.append(session_id)
+            elif user == userid.encode() and self.before_its_end(created, now):
+                rows.append((session_id, int(created), now + pttl // 1000, client))
+        if gone:
+            self.client.zrem(user_key(userid), *gone)
+        return rows
+
+    def before_its_end(self, created: bytes | None, now: int) -> bool:
+        """Whether a session created at ``created`` (as its hash holds it) is short of its
+        absolute end (a damaged one is not: its next request deletes it)."""
+        return (created or b"").isdigit() and int(created) + self.absolute_timeout > now
+
+    def end_user_session(self, userid: str, session_id: str) -> bool:
+        """Revoke the session if it is ``userid``'s (wherever a login moved it)."""
+        return self.end_owned(userid, [session_id], None) == 1
+
+    def end_user_sessions(self, userid: str, keep: str | None = None) -> int:
+        """Revoke every session in ``userid``'s index but ``keep``; how many there were."""
+        _, session_ids = self.indexed(userid)
+        return self.end_owned(userid, [sid for sid in session_ids if sid != keep], keep)
+
+    def end_owned(self, userid: str, session_ids: list[str], keep: str | None) -> int:
+        """Delete the sessions of ``session_ids`` that are ``userid``'s, following the
+        markers of logins that moved them (never to ``keep``), then drop them from the
+        index; how many were deleted."""
+        kept = session_key(keep) if keep else ""
+        keys = [session_key(session_id) for session_id in session_ids]
+        followed = [self.follow(key, "end_owned", userid, kept) for key in keys]
+        ended = sum(outcome == ENDED for outcome, _ in followed)
+        moved = [key for outcome, key in followed if outcome == ABSENT and key is not None]
+        ended += self.follow_moves(moved, "end_owned", userid, kept)
+        if session_ids:
+            self.client.zrem(user_key(userid), *session_ids)
+        return ended
 
     # clear-sessions --all
     def end_all_sessions(self) -> int:
@@ -145,21 +243,29 @@ class RedisStore:
         servers = self.servers()
         cutoff = max(int(server.time()[0]) for server in servers)
         ended, moved = self.sweep(servers, cutoff)
+        return ended + self.follow_moves(moved, "end", cutoff)
+
+    def follow_moves(self, moved: list[bytes], script: str, *args: Any) -> int:
+        """End the sessions the markers of logins lead to (``moved``: their keys, found
+        absent), once their moves are complete (a socket timeout later, at the latest);
+        how many ended."""
+        ended = 0
         while moved:
             time.sleep(self.socket_timeout)
-            followed = [self.follow(key, cutoff) for key in moved]
+            followed = [self.follow(key, script, *args) for key in moved]
             ended += sum(outcome == ENDED for outcome, _ in followed)
             moved = [key for outcome, key in followed if outcome == ABSENT and key is not None]
         return ended
 
-    def follow(self, key: bytes, cutoff: int) -> tuple[int, bytes | None]:
-        """End the session a marker leads to, along every later move at once: what the
-        "end" script says of it, and, if it was reached through a marker found just now
-        and is not there, its key: its move may be on its way still (look again later)."""
-        outcome, moved_now = self.run("end", [key], cutoff), None
+    def follow(self, key: bytes | str, script: str, *args: Any) -> tuple[int, bytes | None]:
+        """End the session under ``key`` with ``script`` ("end" or "end_owned"), along
+        every move of it at once: what the script says of it, and, if it was reached
+        through a marker found just now and is not there, its key: its move may be on its
+        way still (look again later)."""
+        outcome, moved_now = self.run(script, [key], *args), None
         while isinstance(outcome, bytes):
             key = moved_now = outcome
-            outcome = self.run("end", [key], cutoff)
+            outcome = self.run(script, [key], *args)
         return outcome, moved_now
 
     def servers(self) -> list[redis.Redis]:

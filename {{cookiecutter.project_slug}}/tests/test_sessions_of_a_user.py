@@ -1,0 +1,333 @@
+{%- set server = cookiecutter.session_factory in ("redis", "database") -%}
+{%- set redis = cookiecutter.session_factory == "redis" -%}
+{%- set database = cookiecutter.session_factory == "database" -%}
+"""Your sessions: /sessions lists the signed-in user's sessions and ends them{% if server %}, the
+engine's API ends them all (a password change, a lock-out), and so does the clear-sessions
+command for one user{% else %}; a cookie
+store knows only the current one{% endif %}."""
+
+from __future__ import annotations
+
+{% if server -%}
+import base64
+{% endif -%}
+import re
+{%- if server %}
+from collections.abc import Callable
+{%- endif %}
+
+import pytest
+{%- if redis %}
+import redis
+{%- endif %}
+import webtest
+from helpers import (
+    DEMO_PASSWORDS,
+{%- if server %}
+    TEST_VIEWS,
+    app_with_test_views,
+    counter,
+{%- endif %}
+    csrf_token,
+    flash_groups,
+{%- if server %}
+    login_view,
+{%- endif %}
+    post_form,
+    session_cookie,
+{%- if server %}
+    text,
+)
+{%- else %}
+    text,
+    visit_with,
+)
+{%- endif %}
+{%- if server %}
+from pyramid.interfaces import ISessionFactory
+from pyramid.request import Request
+from pyramid.router import Router
+from test_clear_sessions import COMMAND, STORE_URL, write_ini
+{%- endif %}
+{%- if database %}
+from test_database_sessions import app_store, watch_statements
+{%- endif %}
+from test_login import sign_in, signed_in_as
+{%- if redis %}
+from test_redis_sessions import watch_round_trips
+{%- endif %}
+{%- if server %}
+from test_server_sessions import AFTERWARDS, slow_view
+{%- endif %}
+
+{% if server -%}
+from {{ cookiecutter.project_slug }} import main, sessions
+{%- else -%}
+from {{ cookiecutter.project_slug }} import sessions
+{%- endif %}
+{%- if server %}
+from {{ cookiecutter.project_slug }}.sessions.clear_sessions import main as clear_sessions
+{%- endif %}
+{%- if redis %}
+from {{ cookiecutter.project_slug }}.sessions.redis.store import user_key
+{%- endif %}
+{%- if server %}
+from {{ cookiecutter.project_slug }}.sessions.server import session_handle
+{%- endif %}
+
+pytestmark = pytest.mark.usefixtures("cheap_hashes")
+
+ROW = re.compile(r'<tr( class="current")?>\s*<td>')
+HANDLE = re.compile(r'name="session" value="([0-9a-f]+)"')
+{%- if database %}
+# The tests of listing and ending run on both databases; the others on SQLite alone.
+ON_EVERY_DATABASE = pytest.mark.parametrize(
+    "database_url", ["sqlite", "postgresql"], indirect=True
+)
+{%- endif %}
+
+
+def rows(page: webtest.TestResponse) -> list[str]:
+    """The rows of a /sessions page, in order: "current" for this session, else "other"."""
+    return ["current" if mark else "other" for mark in ROW.findall(page.text)]
+
+
+def signed_in_browsers(app, userid: str, count: int) -> list[webtest.TestApp]:
+    """``count`` browsers, each signed in as ``userid`` through the form."""
+    browsers = [webtest.TestApp(app) for _ in range(count)]
+    for browser in browsers:
+        sign_in(browser, userid, DEMO_PASSWORDS[userid])
+    return browsers
+
+
+def end_session(browser: webtest.TestApp, handle: str) -> webtest.TestResponse:
+    """Press the "End this session" button of the session ``handle`` names."""
+    form = {"csrf_token": csrf_token(browser.get("/")), "session": handle}
+    return browser.post("/sessions/end", form, status=303)
+
+
+def test_a_visitor_is_sent_to_sign_in(testapp: webtest.TestApp) -> None:
+    assert testapp.get("/sessions", status=303).headers["Location"] == "/login"
+    for path in ("/sessions/end", "/sessions/end-others", "/sessions/end-all"):
+        assert post_form(testapp, path).headers["Location"] == "/login"
+
+
+def test_the_layout_links_a_signed_in_user_to_their_sessions(app) -> None:
+    [browser] = signed_in_browsers(app, "editor", 1)
+    assert '<a href="/sessions">Your sessions</a>' in browser.get("/").text
+{%- if server %}
+
+
+def session_id_of(browser: webtest.TestApp) -> str:
+    """The session id inside the browser's signed cookie (an HMAC-SHA512, then the id)."""
+    cookie = session_cookie(browser)
+    return base64.urlsafe_b64decode(cookie + "=" * (-len(cookie) % 4))[64:].decode()
+
+
+def listed(app: Router, userid: str) -> list[str]:
+    """The ids of ``userid``'s sessions, as the store lists them."""
+    store = app.registry.getUtility(ISessionFactory).store
+    return sorted(row[0] for row in store.user_sessions(userid))
+
+{% if database %}
+@ON_EVERY_DATABASE
+{%- endif %}
+def test_one_browser_ends_another_of_the_same_user(app) -> None:
+    """Its cookie is dead at once, and so is the CSRF token of its pages."""
+    first, second = signed_in_browsers(app, "editor", 2)
+    page = first.get("/sessions")
+    assert sorted(rows(page)) == ["current", "other"]
+    [handle] = HANDLE.findall(page.text)  # only the other one has a button
+    token_of_second = csrf_token(second.get("/"))
+    assert end_session(first, handle).headers["Location"] == "/sessions"
+    page = first.get("/sessions")
+    assert flash_groups(page) == {"success": ["The session was ended: it is signed out."]}
+    assert rows(page) == ["current"]
+    second.post("/logout", {"csrf_token": token_of_second}, status=400)
+    assert signed_in_as(second.get("/")) is None
+    end_session(first, handle)
+    assert flash_groups(first.get("/sessions")) == {"info": ["That session had ended already."]}
+    end_session(first, session_handle(session_id_of(first)))  # its own: signed out
+    assert signed_in_as(first.get("/")) is None
+
+{% if database %}
+@ON_EVERY_DATABASE
+{%- endif %}
+def test_sign_out_everywhere_else_then_everywhere(app) -> None:
+    first, second, third = signed_in_browsers(app, "editor", 3)
+    [viewer] = signed_in_browsers(app, "viewer", 1)
+    assert post_form(first, "/sessions/end-others").headers["Location"] == "/sessions"
+    page = first.get("/sessions")
+    assert flash_groups(page) == {"success": ["Signed out everywhere else (2 sessions ended)."]}
+    assert rows(page) == ["current"]
+    assert [signed_in_as(b.get("/")) for b in (second, third, viewer)] == [None, None, "viewer"]
+    sign_in(second, "editor", DEMO_PASSWORDS["editor"])
+    assert post_form(first, "/sessions/end-all").headers["Location"] == "/"
+    assert flash_groups(first.get("/")) == {"info": ["Signed out everywhere."]}
+    assert [signed_in_as(b.get("/")) for b in (first, second, viewer)] == [None, None, "viewer"]
+    assert listed(app, "editor") == []
+
+
+def bind_view(request: Request) -> dict:
+    """A sign-in without a session stored yet (an API's token, say): bind it at once."""
+    sessions.bind_user(request, "api-client")
+    return {}
+
+{% if database %}
+@ON_EVERY_DATABASE
+{%- endif %}
+@pytest.mark.parametrize("afterwards", AFTERWARDS.values(), ids=AFTERWARDS)
+def test_ending_every_session_holds_against_a_request_in_flight(
+    app_settings, stored, afterwards: Callable[[Request], object]
+) -> None:
+    """A password change ends the user's sessions while a request of theirs runs: that
+    request goes on with a fresh session, signed out, and brings none back."""
+    browser = app_with_test_views(app_settings, slow=slow_view)
+    sign_in(browser, "editor", DEMO_PASSWORDS["editor"])
+    [signed_in] = stored.ids()
+    registry, ended = browser.app.registry, []
+    registry.update(
+        meanwhile=lambda: ended.append(sessions.end_user_sessions(registry, "editor")),
+        afterwards=afterwards,
+    )
+    slow = browser.get(f"{TEST_VIEWS}/slow").json["session"]
+    assert (ended, "auth.userid" in slow) == ([1], False)
+    assert signed_in not in stored.ids()
+    assert signed_in_as(browser.get("/")) is None
+    assert listed(browser.app, "editor") == []
+
+
+def test_a_signed_in_session_renewed_stays_listed(app_settings, stored) -> None:
+    """regenerate_session (the user's privileges changed) moves it to a new id: the new
+    id is the user's, and ends with the others."""
+    browser = app_with_test_views(app_settings, login=login_view)
+    sign_in(browser, "editor", DEMO_PASSWORDS["editor"])
+    browser.get(f"{TEST_VIEWS}/login")
+    assert listed(browser.app, "editor") == [session_id_of(browser)] == stored.ids()
+    assert sessions.end_user_sessions(browser.app.registry, "editor") == 1
+    assert signed_in_as(browser.get("/")) is None
+
+
+def test_binding_a_session_not_stored_yet_stores_it_first(app_settings) -> None:
+    browser = app_with_test_views(app_settings, bind=bind_view)
+    browser.get(f"{TEST_VIEWS}/bind")
+    assert listed(browser.app, "api-client") == [session_id_of(browser)]
+
+
+{% if redis -%}
+def test_expired_sessions_leave_the_list(
+    app, app_settings, stored, age_sessions, redis_client: redis.Redis
+) -> None:
+{%- else -%}
+def test_expired_sessions_leave_the_list(app, app_settings, stored, age_sessions) -> None:
+{%- endif %}
+    first, second = signed_in_browsers(app, "editor", 2)
+    stored.expire(session_id_of(second))  # idle too long
+    assert listed(app, "editor") == [session_id_of(first)]
+{%- if redis %}
+    assert redis_client.zcard(user_key("editor")) == 1  # the index lost it too
+{%- endif %}
+    absolute_timeout = int(app_settings["session.absolute_timeout"])
+    age_sessions(absolute_timeout + 1)  # past its absolute end
+    assert listed(app, "editor") == []
+    assert signed_in_as(first.get("/")) is None
+{%- if redis %}
+    assert listed(app, "editor") == []
+    assert redis_client.zcard(user_key("editor")) == 0
+{%- endif %}
+
+{% if database %}
+@ON_EVERY_DATABASE
+{%- endif %}
+def test_clear_sessions_ends_one_users_sessions_then_every_one(
+    app, app_settings, tmp_path, capsys{% if redis %}, redis_client: redis.Redis{% endif %}
+) -> None:
+    editors = signed_in_browsers(app, "editor", 2)
+    [viewer] = signed_in_browsers(app, "viewer", 1)
+    ini = write_ini(tmp_path, app_settings[STORE_URL])
+    assert clear_sessions(["--user", "editor", str(ini)]) == 0
+    assert capsys.readouterr().out == f"{COMMAND}: ended 2 sessions of user editor\n"
+    assert (listed(app, "editor"), len(listed(app, "viewer"))) == ([], 1)
+    assert clear_sessions(["--user", "editor", str(ini)]) == 0  # nothing left to end
+    assert capsys.readouterr().out == f"{COMMAND}: ended 0 sessions of user editor\n"
+{%- if redis %}
+    assert redis_client.zcard(user_key("editor")) == 0
+{%- endif %}
+    assert clear_sessions(["--all", str(ini)]) == 0
+    assert listed(app, "viewer") == []
+{%- if redis %}
+    assert redis_client.zcard(user_key("viewer")) == 0
+{%- endif %}
+    assert [signed_in_as(b.get("/")) for b in [*editors, viewer]] == [None, None, None]
+
+
+CLIENT = {"REMOTE_ADDR": "192.0.2.7", "HTTP_USER_AGENT": "Probe/1.0"}
+
+
+@pytest.mark.parametrize("setting", [{}, {"session.record_client": "true"}], ids=["off", "on"])
+def test_the_client_is_kept_only_when_the_setting_says_so(app_settings, setting) -> None:
+    """Off by default: the address and the user agent are personal data."""
+    app = main({}, **{**app_settings, **setting})
+    browser = webtest.TestApp(app, extra_environ=CLIENT)
+    sign_in(browser, "editor", DEMO_PASSWORDS["editor"])
+    page = text(browser.get("/sessions"))
+    shown = ["Address" in page, "192.0.2.7" in page, "Probe/1.0" in page]
+    assert shown == [bool(setting)] * 3
+    store = app.registry.getUtility(ISessionFactory).store
+    [(_, _, _, client)] = store.user_sessions("editor")
+    assert bool(client) is bool(setting)
+{%- if redis %}
+
+
+def test_signing_in_costs_one_round_trip_more_and_a_page_none(testapp, monkeypatch) -> None:
+    token = csrf_token(testapp.get("/login"))
+    names = watch_round_trips(monkeypatch)
+    credentials = {"login": "editor", "password": DEMO_PASSWORDS["editor"]}
+    testapp.post("/login", {"csrf_token": token, **credentials}, status=303)
+    assert names == ["load", "detach", "adopt", "index_add", "save"]
+    testapp.get("/")  # shows the flash message (a changed session: written back)
+    names.clear()
+    assert counter(testapp.get("/")) == 2
+    assert names == ["load_and_increment"]
+{%- elif database %}
+
+
+def test_signing_in_costs_no_statement_more_and_a_page_none(testapp) -> None:
+    token = csrf_token(testapp.get("/login"))
+    sent = watch_statements(app_store(testapp))
+    credentials = {"login": "editor", "password": DEMO_PASSWORDS["editor"]}
+    testapp.post("/login", {"csrf_token": token, **credentials}, status=303)
+    assert sent == ["UPDATE", "UPDATE", "UPDATE"]  # load, move, save (with the user)
+    testapp.get("/")  # shows the flash message (a changed session: written back)
+    sent.clear()
+    assert counter(testapp.get("/")) == 2
+    assert sent == ["UPDATE"]
+{%- endif %}
+{%- else %}
+
+
+def test_a_cookie_store_lists_and_ends_only_this_session(app) -> None:
+    """Other browsers' sessions live in their cookies: the page says so."""
+    [browser] = signed_in_browsers(app, "editor", 1)
+    page = browser.get("/sessions")
+    assert "cannot list or end your sessions in other browsers" in text(page)
+    assert (rows(page), "Sign out everywhere" in page.text) == (["current"], False)
+    post_form(browser, "/sessions/end-others")
+    page = browser.get("/sessions")
+    assert flash_groups(page) == {"success": ["Signed out everywhere else (0 sessions ended)."]}
+    assert sessions.end_user_sessions(app.registry, "editor") == 0  # no store to look in
+    end_session(browser, "another")
+    assert flash_groups(browser.get("/sessions")) == {"info": ["That session had ended already."]}
+    end_session(browser, "current")
+    assert signed_in_as(browser.get("/")) is None
+
+
+def test_signing_out_everywhere_ends_only_this_cookie(app) -> None:
+    """A copy of the cookie stays signed in until it times out (the documented limit)."""
+    [browser] = signed_in_browsers(app, "editor", 1)
+    copied = session_cookie(browser)
+    assert post_form(browser, "/sessions/end-all").headers["Location"] == "/"
+    assert flash_groups(browser.get("/")) == {"info": ["Signed out everywhere."]}
+    assert signed_in_as(browser.get("/")) is None
+    assert signed_in_as(visit_with(app, copied)) == "editor"
+{%- endif %}
