@@ -155,13 +155,18 @@ def sign_in(browser: Browser, tally: Tally) -> bool:
 def browse(
     base_url: str, tally: Tally, seconds: float, signs_in: bool, ready: threading.Barrier
 ) -> None:
-    """Be one browser: signed in first if ``signs_in``; then, once every browser is
-    ``ready``, counter pages for ``seconds``, and now and then a flash form. A browser
-    that sees its count go back, or itself signed out, has lost its session."""
+    """Be one browser: signed in first if ``signs_in``, and one page in; then, once every
+    browser is ``ready``, counter pages for ``seconds``, and now and then a flash form. A
+    browser that sees its count go back, or itself signed out, has lost its session.
+
+    The clock starts once every browser has its first page: a sign-in's scrypt, and the
+    first requests of a server just started, would take much of a short run."""
     browser = Browser(base_url)
     visit, last_count, lost = 0, 0, False
     try:
         signed_in = signs_in and sign_in(browser, tally)
+        status, _ = browser.request("GET", "/")
+        tally.add(outcome_of(status))
     except (OSError, http.client.HTTPException) as error:
         tally.add(f"{type(error).__name__}")
         signed_in = False
@@ -192,9 +197,8 @@ def browse(
 
 
 def run_load(base_url: str, clients: int, seconds: float, signing_in: int = 0) -> Tally:
-    """Run ``clients`` browsers for ``seconds``, the first ``signing_in`` of them signed
-    in before the clock starts (a sign-in's scrypt would take much of a short run), and
-    return what happened."""
+    """Run ``clients`` browsers for ``seconds`` (``browse``), the first ``signing_in``
+    of them signed in, and return what happened."""
     tally, ready = Tally(), threading.Barrier(clients)
     threads = [
         threading.Thread(
