@@ -493,13 +493,14 @@ def failover_figures(
     )
 
 
-def test_sentinel_failover_keeps_sessions(redis_sentinel, tmp_path_factory) -> None:
+def test_sentinel_failover_keeps_sessions(redis_sentinel, tmp_path_factory, cheap_hashes) -> None:
     """SIGKILL the primary under load: 503 pages until the replica is promoted, then every
-    request succeeds (same app, same sessions), and no request hangs."""
+    request succeeds (same app, same sessions), and no request hangs; the promoted replica
+    lists a user's sessions, and ends them all."""
     deployment = clear(redis_sentinel)
     assert deployment.primary_ports() == {deployment.primary.port}, "run before any failover"
     app = make_app(deployment.settings()).app
-    browsers = [webtest.TestApp(app) for _ in range(8)]
+    browsers = [*signed_in_browsers(app, "editor", 2), *(webtest.TestApp(app) for _ in range(6))]
     for browser in browsers:
         browser.get("/")
         browser.get("/howdy")
@@ -539,6 +540,9 @@ def test_sentinel_failover_keeps_sessions(redis_sentinel, tmp_path_factory) -> N
     for index in range(len(browsers)):
         counts = [v.count for v in traffic.visits if v.browser == index and v.status == 200]
         assert counts == sorted(set(counts)), f"the count went back for session {index}"
+    assert len(listed(app, "editor")) == 2
+    post_form(browsers[0], "/sessions/end-all")
+    assert (listed(app, "editor"), signed_in_as(browsers[1].get("/"))) == ([], None)
 
 
 # Settings: refused at start with one line that names what to fix
