@@ -16,6 +16,7 @@ from helpers import DEMO_PASSWORDS, csrf_token, flash_groups, session_cookie, te
 from pyramid import testing
 from pyramid.authorization import Allow, Authenticated
 from pyramid.config import Configurator
+from pyramid.request import Request
 
 from {{ cookiecutter.project_slug }} import auth, login_views
 from {{ cookiecutter.project_slug }}.layout import Account
@@ -350,3 +351,21 @@ def test_the_context_acl_decides_permissions(
         policy.remember(request, userid)
     permitted = {name for name in ("view", "edit") if policy.permits(request, Document(), name)}
     assert permitted == allowed
+
+
+def admin_page(request: Request) -> dict:
+    """A page of yours behind a permission the app grants nobody."""
+    return {}
+
+
+def test_a_signed_in_user_refused_a_page_gets_the_403_page(app_settings, cheap_hashes) -> None:
+    """The forbidden view sends only a visitor to sign in (as /sessions does): a signed-in
+    user who lacks a view's permission gets the 403 page."""
+    with Configurator(settings=app_settings) as config:
+        config.include("{{ cookiecutter.project_slug }}")
+        config.add_route("admin", "/admin")
+        config.add_view(admin_page, route_name="admin", permission="admin", renderer="json")
+    browser = webtest.TestApp(config.make_wsgi_app())
+    assert browser.get("/admin", status=303).headers["Location"] == "/login"
+    sign_in(browser, "editor", DEMO_PASSWORDS["editor"])
+    assert "This page is not open to your account." in text(browser.get("/admin", status=403))

@@ -18,7 +18,7 @@ import hmac
 import secrets
 
 from pyramid.authentication import SessionAuthenticationHelper
-from pyramid.authorization import ACLHelper, Authenticated, Everyone
+from pyramid.authorization import ACLHelper, Allow, Authenticated, Everyone
 from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.security import Allowed, Denied
@@ -112,6 +112,22 @@ def check_credentials(login: str, password: str) -> str | None:
     stored = DEMO_USERS.get(login)
     matches = verify_password(password, DUMMY_HASH if stored is None else stored)
     return login if stored is not None and matches else None
+
+
+# The permission of the pages only a signed-in user may see (/sessions): a view asks for
+# it with ``permission=SIGNED_IN``, and its route's context, SignedInPages, grants it.
+SIGNED_IN = "signed-in"
+
+
+class SignedInPages:
+    """The context of routes for signed-in users only (``factory=`` of a route, as
+    routes.py does for /sessions): Pyramid's security policy reads its ``__acl__``, and a
+    visitor who asks is sent to sign in (login_views.py's forbidden view)."""
+
+    __acl__ = ((Allow, Authenticated, SIGNED_IN),)
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
 
 
 class SecurityPolicy:

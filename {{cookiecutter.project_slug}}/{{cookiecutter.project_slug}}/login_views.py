@@ -16,11 +16,11 @@ from pyramid.csrf import get_csrf_token
 from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.request import Request
 from pyramid.security import forget, remember
-from pyramid.view import view_config
+from pyramid.view import forbidden_view_config, view_config
 
 from . import auth, sessions
 from .flash import flash
-from .layout import page
+from .layout import ERROR_TEMPLATE, error_page, page
 
 LOGIN_TEMPLATE = f"{__package__}:templates/login.pt"
 SESSIONS_TEMPLATE = f"{__package__}:templates/sessions.pt"
@@ -95,9 +95,14 @@ def signed_out(request: Request, message: str) -> HTTPSeeOther:
 # ---- your sessions -----------------------------------------------------------------
 
 
-def to_sign_in(request: Request) -> HTTPSeeOther:
-    """Where a visitor who is not signed in goes instead of /sessions."""
-    return HTTPSeeOther(location=request.route_path("login"))
+@forbidden_view_config(renderer=ERROR_TEMPLATE)
+def forbidden(request: Request) -> HTTPSeeOther | dict:
+    """A page the security policy refuses (a view's ``permission=``): a visitor is sent
+    to sign in; a signed-in user gets the 403 page (this app refuses no signed-in user a
+    page, but a permission of yours may)."""
+    if request.authenticated_userid is None:
+        return HTTPSeeOther(location=request.route_path("login"))
+    return error_page(request, 403, "Forbidden", "This page is not open to your account.")
 
 
 def to_your_sessions(request: Request) -> HTTPSeeOther:
@@ -115,15 +120,17 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-@view_config(route_name="sessions", request_method="GET", renderer=SESSIONS_TEMPLATE)
-def your_sessions(request: Request) -> HTTPSeeOther | dict:
+@view_config(
+    route_name="sessions",
+    request_method="GET",
+    permission=auth.SIGNED_IN,
+    renderer=SESSIONS_TEMPLATE,
+)
+def your_sessions(request: Request) -> dict:
     """The signed-in user's sessions, this one marked, each other one with a button that
     ends it. The client's address and browser show only where the store kept them
     (``session.record_client``)."""
-    userid = request.authenticated_userid
-    if userid is None:
-        return to_sign_in(request)
-    rows = sessions.user_sessions(request, userid)
+    rows = sessions.user_sessions(request, request.authenticated_userid)
     return page(
         request,
         "Your sessions",
@@ -134,35 +141,28 @@ def your_sessions(request: Request) -> HTTPSeeOther | dict:
     )
 
 
-@view_config(route_name="end_session", request_method="POST")
+@view_config(route_name="end_session", request_method="POST", permission=auth.SIGNED_IN)
 def end_session(request: Request) -> HTTPSeeOther:
     """End the one session the form names (by its handle), if it is the user's."""
-    userid = request.authenticated_userid
-    if userid is None:
-        return to_sign_in(request)
-    if sessions.end_user_session(request, userid, request.POST.get("session", "")):
+    userid, handle = request.authenticated_userid, request.POST.get("session", "")
+    if sessions.end_user_session(request, userid, handle):
         flash(request.session, "success", "The session was ended: it is signed out.")
     else:
         flash(request.session, "info", "That session had ended already.")
     return to_your_sessions(request)
 
 
-@view_config(route_name="end_other_sessions", request_method="POST")
+@view_config(route_name="end_other_sessions", request_method="POST", permission=auth.SIGNED_IN)
 def end_other_sessions(request: Request) -> HTTPSeeOther:
     """Sign out everywhere else: every session of the user but this one ends."""
-    userid = request.authenticated_userid
-    if userid is None:
-        return to_sign_in(request)
-    ended = plural(sessions.end_user_sessions(request, userid, keep=request), "session")
+    ended = sessions.end_user_sessions(request, request.authenticated_userid, keep=request)
+    ended = plural(ended, "session")
     flash(request.session, "success", f"Signed out everywhere else ({ended} ended).")
     return to_your_sessions(request)
 
 
-@view_config(route_name="end_all_sessions", request_method="POST")
+@view_config(route_name="end_all_sessions", request_method="POST", permission=auth.SIGNED_IN)
 def end_all_sessions(request: Request) -> HTTPSeeOther:
     """Sign out everywhere: every session of the user ends, this one too."""
-    userid = request.authenticated_userid
-    if userid is None:
-        return to_sign_in(request)
-    sessions.end_user_sessions(request, userid)
+    sessions.end_user_sessions(request, request.authenticated_userid)
     return signed_out(request, "Signed out everywhere.")

@@ -13,9 +13,11 @@ def includeme(config: Configurator) -> None:
     config.add_route("forget", "/forget")
     config.add_route("login", "/login")  # login_views.py: sign in and out
     config.add_route("logout", "/logout")
-    config.add_route("sessions", "/sessions")  # login_views.py: your sessions
-    config.add_route("end_session", "/sessions/end")
-    config.add_route("end_other_sessions", "/sessions/end-others")
-    config.add_route("end_all_sessions", "/sessions/end-all")
+    # login_views.py: your sessions, for signed-in users only (auth.SignedInPages)
+    signed_in = ".auth.SignedInPages"
+    config.add_route("sessions", "/sessions", factory=signed_in)
+    config.add_route("end_session", "/sessions/end", factory=signed_in)
+    config.add_route("end_other_sessions", "/sessions/end-others", factory=signed_in)
+    config.add_route("end_all_sessions", "/sessions/end-all", factory=signed_in)
     config.add_route("healthz", "/healthz")  # health.py: the probes
     config.add_route("readyz", "/readyz")
