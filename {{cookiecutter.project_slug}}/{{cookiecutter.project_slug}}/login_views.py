@@ -1,3 +1,4 @@
+{%- set cookie = cookiecutter.session_factory in ("signed_cookie", "encrypted_cookie") -%}
 """Signing in and out: the form at /login, the sign-out button of the layout, and the
 signed-in user's sessions at /sessions.
 
@@ -30,6 +31,14 @@ FAILED_MESSAGE = "Wrong user name or password."
 # Longer input is refused unhashed: no one's password is longer, and the work grows with it.
 MAX_LOGIN_LENGTH = 100
 MAX_PASSWORD_LENGTH = 1024
+{%- if cookie %}
+# A cookie session cannot end another browser's: the forms say what they did.
+ENDED_ELSEWHERE = "Other browsers keep their sessions in their own cookies: none was ended."
+SIGNED_OUT_EVERYWHERE = "Signed out in this browser (other browsers keep their own cookies)."
+{%- else %}
+ENDED_ELSEWHERE = "Signed out everywhere else ({ended} ended)."
+SIGNED_OUT_EVERYWHERE = "Signed out everywhere."
+{%- endif %}
 
 
 def sign_in_page(request: Request, login: str = "", message: str = "") -> dict:
@@ -157,7 +166,7 @@ def end_other_sessions(request: Request) -> HTTPSeeOther:
     """Sign out everywhere else: every session of the user but this one ends."""
     ended = sessions.end_user_sessions(request, request.authenticated_userid, keep=request)
     ended = plural(ended, "session")
-    flash(request.session, "success", f"Signed out everywhere else ({ended} ended).")
+    flash(request.session, "success", ENDED_ELSEWHERE.format(ended=ended))
     return to_your_sessions(request)
 
 
@@ -165,4 +174,4 @@ def end_other_sessions(request: Request) -> HTTPSeeOther:
 def end_all_sessions(request: Request) -> HTTPSeeOther:
     """Sign out everywhere: every session of the user ends, this one too."""
     sessions.end_user_sessions(request, request.authenticated_userid)
-    return signed_out(request, "Signed out everywhere.")
+    return signed_out(request, SIGNED_OUT_EVERYWHERE)
