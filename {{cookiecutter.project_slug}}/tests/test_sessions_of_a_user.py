@@ -239,6 +239,20 @@ def test_expired_sessions_leave_the_list(app, app_settings, stored, age_sessions
     assert listed(app, "editor") == []
     assert redis_client.zcard(user_key("editor")) == 0
 {%- endif %}
+{%- if redis %}
+
+
+def test_an_index_entry_no_session_could_have_is_passed_over(
+    app, redis_client: redis.Redis
+) -> None:
+    """Another writer's entry in a user's index, of bytes no session id has (not UTF-8):
+    the list and "sign out everywhere" pass over it, never a 500."""
+    [browser] = signed_in_browsers(app, "editor", 1)
+    redis_client.zadd(user_key("editor"), {b"\xff\xfe": 2**40})
+    assert rows(browser.get("/sessions")) == ["current"]
+    assert post_form(browser, "/sessions/end-all").headers["Location"] == "/"
+    assert signed_in_as(browser.get("/")) is None
+{%- endif %}
 
 {% if database %}
 @ON_EVERY_DATABASE

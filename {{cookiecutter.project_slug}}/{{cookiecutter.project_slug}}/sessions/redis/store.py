@@ -177,7 +177,8 @@ class RedisStore:
     def indexed(self, userid: str) -> tuple[int, list[str]]:
         """The clock, and the ids in ``userid``'s index (those past their end dropped)."""
         now, members = self.run("index_read", [user_key(userid)])
-        return int(now), [member.decode() for member in members]
+        # Session ids are ASCII: another writer's entry of other bytes names no session.
+        return int(now), [member.decode() for member in members if member.isascii()]
 
     def user_sessions(self, userid: str) -> list[tuple[str, int, int, bytes | None]]:
         """``(session_id, created, expiry, client record)`` of ``userid``'s live sessions:
