@@ -657,7 +657,8 @@ APP_ERRORS = {"in-the-view": ("failing", "RuntimeError"), "after-the-view": ("la
 
 @pytest.mark.parametrize(("path", "error"), APP_ERRORS.values(), ids=APP_ERRORS)
 def test_an_app_error_is_the_500_page_and_one_log_line(app_settings, caplog, path, error) -> None:
-    testapp = app_with_test_views(app_settings, failing=failing_view, late=failing_after_the_view)
+    settings = {**app_settings, "app.log_tracebacks": "false"}  # as production.ini
+    testapp = app_with_test_views(settings, failing=failing_view, late=failing_after_the_view)
     with caplog.at_level(logging.INFO):
         response = testapp.get(f"{TEST_VIEWS}/{path}", {"q": "CLIENT-DATA"}, status=500)
     assert_site_error_page(response, 500)
@@ -668,6 +669,17 @@ def test_an_app_error_is_the_500_page_and_one_log_line(app_settings, caplog, pat
     assert f"on GET {TEST_VIEWS}/{path}" in record.getMessage()
     assert "CLIENT-DATA" not in caplog.text
     assert record.exc_info is None
+
+
+def test_development_logs_the_traceback_of_a_500(app_settings, caplog) -> None:
+    """development.ini asks for a 500's traceback in its log line: your bug, in full."""
+    assert app_settings["app.log_tracebacks"] == "true"
+    testapp = app_with_test_views(app_settings, failing=failing_view)
+    with caplog.at_level(logging.INFO):
+        testapp.get(f"{TEST_VIEWS}/failing", {"q": "mine"}, status=500)
+    [record] = caplog.records
+    assert "RuntimeError: cannot handle mine" in caplog.text
+    assert record.exc_info is not None
 
 
 # The same requests, through production's waitress: never its bare 500 text.

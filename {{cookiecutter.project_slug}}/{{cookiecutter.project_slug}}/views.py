@@ -153,17 +153,25 @@ def raised_at(error: BaseException) -> str:
     return f"{frame.filename}:{frame.lineno}"
 
 
+def logs_tracebacks(request: Request) -> bool:
+    """Whether a 500's log line carries its traceback: ``app.log_tracebacks`` (true in
+    development.ini, where you want to see your bug; never in production.ini)."""
+    return request.registry.settings.get("app.log_tracebacks", "false").lower() == "true"
+
+
 @exception_view_config(Exception, renderer=ERROR_TEMPLATE)
 def unexpected_error(error: Exception, request: Request) -> dict:
     """A bug of the app's own: the 500 page and one log line that names the exception's
     type and where it was raised, not its message nor a traceback (either may repeat what
-    the client sent, into every log reader's terminal)."""
+    the client sent, into every log reader's terminal), but where development.ini asks
+    for the traceback."""
     log.error(
         "%s raised at %s on %s %s",
         type(error).__name__,
         raised_at(error),
         request.method,
         raw_path(request.environ),
+        exc_info=error if logs_tracebacks(request) else None,
     )
     return error_page(
         request, 500, "Server error", "Something went wrong on our side. Please try again."
