@@ -12,13 +12,22 @@ from collections.abc import Iterator
 
 import pytest
 import webtest
-from helpers import DEMO_PASSWORDS, csrf_token, flash_groups, session_cookie, text, visit_with
+from helpers import (
+    DEMO_PASSWORDS,
+    TEST_VIEWS,
+    app_with_test_views,
+    csrf_token,
+    flash_groups,
+    session_cookie,
+    text,
+    visit_with,
+)
 from pyramid import testing
 from pyramid.authorization import Allow, Authenticated
 from pyramid.config import Configurator
 from pyramid.request import Request
 
-from {{ cookiecutter.project_slug }} import auth, login_views
+from {{ cookiecutter.project_slug }} import auth, login_views, sessions
 from {{ cookiecutter.project_slug }}.layout import Account
 from {{ cookiecutter.project_slug }}.login_views import (
     FAILED_MESSAGE,
@@ -369,3 +378,22 @@ def test_a_signed_in_user_refused_a_page_gets_the_403_page(app_settings, cheap_h
     assert browser.get("/admin", status=303).headers["Location"] == "/login"
     sign_in(browser, "editor", DEMO_PASSWORDS["editor"])
     assert "This page is not open to your account." in text(browser.get("/admin", status=403))
+
+
+# User ids no store can keep: the SQL store's column takes 255 characters, PostgreSQL no NUL.
+ODD_USERIDS = {"empty": "", "256-characters": "u" * 256, "nul": "a\x00b"}
+
+
+@pytest.mark.parametrize("userid", ODD_USERIDS.values(), ids=ODD_USERIDS)
+def test_a_user_id_no_store_can_keep_is_refused_at_sign_in(app_settings, userid: str) -> None:
+    """A bug in the app's user store, refused as one (a ValueError: the 500 page), not a
+    503 that repeats at every sign-in as if the store were down."""
+
+    def sign_in_as(request: Request) -> dict:
+        sessions.regenerate_session(request)
+        with pytest.raises(ValueError, match="user's id"):
+            sessions.bind_user(request, userid)
+        return {"refused": True}
+
+    browser = app_with_test_views(app_settings, sign_in_as=sign_in_as)
+    assert browser.get(f"{TEST_VIEWS}/sign_in_as").json == {"refused": True}

@@ -61,6 +61,7 @@ from .session_api import (
     SessionAPI,
     SessionCSRFPolicy,
     check_counter,
+    check_userid,
     cookie_attributes,
     cookie_name,
     request_cookie,
@@ -267,7 +268,9 @@ def forget_session(request: Request) -> None:
 
 
 def bind_user(request: Request, userid: str) -> None:
-    """Nothing to keep: the server stores list a user's sessions, a cookie store cannot."""
+    """Nothing to keep: the server stores list a user's sessions, a cookie store cannot.
+    The id is checked as they check it, so that a project can change its store."""
+    check_userid(userid)
 
 
 def user_sessions(request: Request, userid: str) -> list[UserSession]:

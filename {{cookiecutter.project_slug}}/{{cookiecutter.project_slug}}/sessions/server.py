@@ -58,6 +58,7 @@ from .session_api import (
     SessionAPI,
     SessionCSRFPolicy,
     check_counter,
+    check_userid,
     cookie_attributes,
     cookie_name,
     request_cookie,
@@ -492,6 +493,7 @@ def bind_user(request: Request, userid: str) -> None:
     it when the user signs in, after ``regenerate_session`` (one more round trip to the
     store, once). With ``session.record_client``, the client's address and user agent are
     kept beside it."""
+    check_userid(userid)
     session = request.session
     session.bind_user(userid, client_record(request) if session.record_client else "")
 

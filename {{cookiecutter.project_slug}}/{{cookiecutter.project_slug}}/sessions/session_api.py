@@ -25,6 +25,20 @@ COUNTER_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 MAX_STEP, COUNTER_LIMIT = 10**12, 10**18
 
 
+# A user's id as every store keeps it: the SQL store's column takes 255 characters, and
+# PostgreSQL's text no NUL.
+MAX_USERID_LENGTH = 255
+
+
+def check_userid(userid: str) -> None:
+    """Refuse a user id no store can keep (a bug in the app's user store): a ValueError,
+    the 500 page, rather than a 503 at every sign-in as if the store were down."""
+    if not (isinstance(userid, str) and 0 < len(userid) <= MAX_USERID_LENGTH):
+        raise ValueError(f"a user's id is 1 to {MAX_USERID_LENGTH} characters of text")
+    if "\x00" in userid:
+        raise ValueError("a user's id holds no NUL character")
+
+
 def check_counter(name: str, by: int) -> None:
     """Refuse a counter name or a step no store can take (a bug in the calling view)."""
     if not (isinstance(name, str) and COUNTER_NAME.fullmatch(name)):
