@@ -242,6 +242,19 @@ def test_expired_sessions_leave_the_list(app, app_settings, stored, age_sessions
 {%- if redis %}
 
 
+def test_ending_a_chain_of_sign_ins_follows_each_marker_once(app, monkeypatch) -> None:
+    """Each sign-in moves the session and leaves a marker where it was, and each of those
+    keys is in the index: "sign out everywhere" follows every marker once, so its round
+    trips grow with the sign-ins, not with their square."""
+    [browser] = signed_in_browsers(app, "editor", 1)
+    for _ in range(19):
+        sign_in(browser, "editor", DEMO_PASSWORDS["editor"])
+    names = watch_round_trips(monkeypatch)
+    assert sessions.end_user_sessions(app.registry, "editor") == 1
+    assert signed_in_as(browser.get("/")) is None
+    assert names.count("end_owned") <= 2 * 20
+
+
 def test_an_index_entry_no_session_could_have_is_passed_over(
     app, redis_client: redis.Redis
 ) -> None:

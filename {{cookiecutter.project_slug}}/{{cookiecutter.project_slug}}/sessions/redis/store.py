@@ -223,7 +223,8 @@ class RedisStore:
         index; how many were deleted."""
         kept = session_key(keep) if keep else ""
         keys = [session_key(session_id) for session_id in session_ids]
-        followed = [self.follow(key, "end_owned", userid, kept) for key in keys]
+        seen: set[bytes] = set()
+        followed = [self.follow(key, "end_owned", userid, kept, seen=seen) for key in keys]
         ended = sum(outcome == ENDED for outcome, _ in followed)
         moved = [key for outcome, key in followed if outcome == ABSENT and key is not None]
         ended += self.follow_moves(moved, "end_owned", userid, kept)
@@ -258,16 +259,30 @@ class RedisStore:
             moved = [key for outcome, key in followed if outcome == ABSENT and key is not None]
         return ended
 
-    def follow(self, key: bytes | str, script: str, *args: Any) -> tuple[int, bytes | None]:
+    def follow(
+        self, key: bytes | str, script: str, *args: Any, seen: set[bytes] | None = None
+    ) -> tuple[int, bytes | None]:
         """End the session under ``key`` with ``script`` ("end" or "end_owned"), along
         every move of it at once: what the script says of it, and, if it was reached
         through a marker found just now and is not there, its key: its move may be on its
-        way still (look again later)."""
-        outcome, moved_now = self.run(script, [key], *args), None
-        while isinstance(outcome, bytes):
-            key = moved_now = outcome
+        way still (look again later).
+
+        ``seen`` holds the keys the walks of one call have visited: a walk stops at one
+        (as if kept: the other walk ended it), so that a user's index, which names every
+        key a sign-in left a marker under, costs a round trip per key, not per key and
+        each key after it.
+        """
+        seen = set() if seen is None else seen
+        moved_now = None
+        while True:
+            name = key.encode() if isinstance(key, str) else key
+            if name in seen:
+                return 0, None
+            seen.add(name)
             outcome = self.run(script, [key], *args)
-        return outcome, moved_now
+            if not isinstance(outcome, bytes):
+                return outcome, moved_now
+            key = moved_now = outcome
 
     def servers(self) -> list[redis.Redis]:
         """A client of each server that holds sessions: the one server, Sentinel's
