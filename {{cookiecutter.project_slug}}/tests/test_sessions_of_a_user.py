@@ -255,6 +255,16 @@ def test_ending_a_chain_of_sign_ins_follows_each_marker_once(app, monkeypatch) -
     assert names.count("end_owned") <= 2 * 20
 
 
+def test_an_index_of_another_type_is_replaced(app, redis_client: redis.Redis) -> None:
+    """Another writer's value under a user's index key (a damaged restore): the list
+    passes over it and the next sign-in replaces it, never a 503 at every request."""
+    [browser] = signed_in_browsers(app, "editor", 1)
+    redis_client.set(user_key("editor"), "not an index")
+    assert rows(browser.get("/sessions")) == []  # passed over: its entries are lost
+    browser = signed_in_browsers(app, "editor", 1)[0]
+    assert rows(browser.get("/sessions")) == ["current"]
+
+
 def test_an_index_entry_no_session_could_have_is_passed_over(
     app, redis_client: redis.Redis
 ) -> None:

@@ -154,8 +154,11 @@ return redis.call("DEL", key)
 """,
     # A user's index, KEYS[1] a sorted set of session ids scored by their absolute end
     # (no session lives past it): add ARGV[3] with the score ARGV[4], drop the entries
-    # past their end, and let the whole set expire with its last session.
+    # past their end, and let the whole set expire with its last session. A value of
+    # another type there is another writer's: replaced, as index_read passes over it.
     "index_add": """
+local kind = redis.call("TYPE", key).ok
+if kind ~= "zset" and kind ~= "none" then redis.call("DEL", key) end
 redis.call("ZADD", key, ARGV[4], ARGV[3])
 redis.call("ZREMRANGEBYSCORE", key, "-inf", now())
 local last = redis.call("ZRANGE", key, -1, -1, "WITHSCORES")
@@ -164,6 +167,7 @@ return 1
 """,
     # The index's entries not past their end (the rest dropped), and the clock.
     "index_read": """
+if redis.call("TYPE", key).ok ~= "zset" then return {now(), {}} end
 redis.call("ZREMRANGEBYSCORE", key, "-inf", now())
 return {now(), redis.call("ZRANGE", key, 0, -1)}
 """,
