@@ -255,7 +255,8 @@ def session_store(holder: Configurator | Router) -> object | None:
     return getattr(store, "store", store)
 
 
-# The demo user every project has (auth.py), as the bench signs in.
+# The demo user every project has (auth.py), as the bench signs in (bench/load.py's
+# clients too: this script runs in the project's environment and imports none of bench/).
 DEMO_USER = {"login": "editor", "password": "editor"}
 
 
@@ -285,6 +286,11 @@ def request_cookie(response: webtest.TestResponse, previous: str) -> str:
     return set_cookie.split(";", 1)[0] if set_cookie else previous
 
 
+def csrf_token_in(page: str) -> str:
+    """The CSRF token of the first form on ``page``."""
+    return page.split('name="csrf_token" value="')[1].split('"')[0]
+
+
 def in_process(package: str, ini: str, seconds: float, factory: str) -> dict:
     """ROUNDS rounds of the limit page, the counter page and the flash round, taking turns.
 
@@ -298,7 +304,7 @@ def in_process(package: str, ini: str, seconds: float, factory: str) -> dict:
 
     first = send("get", "/", "")
     cookie = request_cookie(first, "")
-    token = first.text.split('name="csrf_token" value="')[1].split('"')[0]
+    token = csrf_token_in(first.text)
     form = {"csrf_token": token, "category": "info", "message": "hello"}
 
     def flash_round() -> None:
@@ -323,8 +329,7 @@ def in_process(package: str, ini: str, seconds: float, factory: str) -> dict:
             signed-in session's Cookie header."""
             form_page = send("get", "/login", "")
             visitor = request_cookie(form_page, "")
-            login_token = form_page.text.split('name="csrf_token" value="')[1].split('"')[0]
-            fields = {"csrf_token": login_token, **DEMO_USER}
+            fields = {"csrf_token": csrf_token_in(form_page.text), **DEMO_USER}
             return request_cookie(send("post", "/login", visitor, params=fields), visitor)
 
         signed_in = sign_in()

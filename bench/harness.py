@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from subprocess import DEVNULL
 from typing import IO
 
 from cookiecutter.main import cookiecutter
@@ -392,7 +391,11 @@ def install(project: Path) -> Path:
 
 @contextmanager
 def waitress_server(
-    project: Path, ini: str, env: dict[str, str], threads: int = 4, stderr: IO | int = DEVNULL
+    project: Path,
+    ini: str,
+    env: dict[str, str],
+    threads: int = 4,
+    stderr: IO | int = subprocess.DEVNULL,
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """Serve the installed project with waitress on a loopback port; yield its URL and
     process. Its log lines (errors and warnings) go to ``stderr``, a file or DEVNULL."""

@@ -488,6 +488,12 @@ def forget_session(request: Request) -> None:
     request.session.invalidate()
 
 
+def registry_store(registry: Registry) -> GuardedStore:
+    """The store behind the app's session factory, for what no one session does (its
+    errors reach the caller as SessionStoreUnavailable)."""
+    return registry.getUtility(ISessionFactory).store
+
+
 def bind_user(request: Request, userid: str) -> None:
     """Keep the session as one of ``userid``'s, so that the user can list and end it: call
     it when the user signs in, after ``regenerate_session`` (one more round trip to the
@@ -518,18 +524,16 @@ def end_user_sessions(
     (the request) or a script (the app's registry). A request of the user still running
     cannot bring an ended session back."""
     registry = getattr(registry_or_request, "registry", registry_or_request)
-    store = registry.getUtility(ISessionFactory).store
     kept = None if keep is None else keep.session.session_id
-    return store.end_user_sessions(userid, kept)
+    return registry_store(registry).end_user_sessions(userid, kept)
 
 
 def session_store_error(request: Request) -> str | None:
     """Why the session store cannot serve now (its error, as the 503 page's log line names
     it), or None when it answers within its timeout: one cheap round trip, for a readiness
     probe. ``request.session`` is left alone: no session is made, no cookie sent."""
-    store = request.registry.getUtility(ISessionFactory).store
     try:
-        store.ping()
+        registry_store(request.registry).ping()
     except SessionStoreUnavailable as error:
         return str(error)
     return None
