@@ -9,6 +9,7 @@ jsonb_set).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sqlalchemy import (
@@ -230,3 +231,11 @@ class Statements:
         # at once; PostgreSQL only marks each row deleted): every session ends at the same
         # instant, and no request can bring one back (all their writes check liveness).
         self.end_all = delete(sessions)
+
+
+@functools.cache
+def statements_for(dialect: str) -> Statements:
+    """The statements of ``dialect``, built once per process and shared by every store on
+    it: they are immutable, and building them takes milliseconds each app (tests make
+    hundreds)."""
+    return Statements(dialect)

@@ -21,7 +21,7 @@ from ..settings import SessionSettings
 from .engine import make_engine
 from .schema import create_table, table_missing
 from .settings import read_database_settings
-from .statements import Statements, counter_parameter
+from .statements import counter_parameter, statements_for
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class DatabaseStore:
         self.timeout = timeout
         self.absolute_timeout = absolute_timeout
         self.dialect = engine.dialect.name
-        self.statements = Statements(self.dialect)
+        self.statements = statements_for(self.dialect)
         self.table_ready = False
         self._lock = threading.Lock()
 
