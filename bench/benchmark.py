@@ -43,6 +43,7 @@ from bench.harness import (
     project_python,
     render,
     running,
+    with_demo_users,
 )
 from bench.load import case_name, session_store
 
@@ -115,7 +116,8 @@ def pin_server(pid: int, cores: set[int]) -> None:
 def bench_app(project: Path, command: str, *extra: str) -> list[str]:
     """The command line that runs bench_app.py ``command`` with the project's python."""
     script = str(BENCH_DIR / "bench_app.py")
-    return [str(project_python(project)), script, command, SLUG, "production.ini", *extra]
+    ini = with_demo_users(project)
+    return [str(project_python(project)), script, command, SLUG, ini, *extra]
 
 
 def in_process(project: Path, env: dict[str, str], seconds: float, factory: str) -> dict:

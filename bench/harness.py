@@ -417,6 +417,19 @@ def project_env(project: Path, variables: Mapping[str, str]) -> dict[str, str]:
     return {f"{project.name.upper()}_{name}": value for name, value in variables.items()}
 
 
+# production.ini with the demo users let in (production.ini keeps them out, as their
+# passwords are public): the load test and the benchmark sign clients in as one.
+DEMO_USERS_INI = "production-with-demo-users.ini"
+
+
+def with_demo_users(project: Path) -> str:
+    """Write DEMO_USERS_INI into ``project``, next to production.ini; its name."""
+    (project / DEMO_USERS_INI).write_text(
+        "[app:main]\nuse = config:production.ini\nauth.demo_users = true\n"
+    )
+    return DEMO_USERS_INI
+
+
 def production_env(
     project: Path, factory: str, store_environment: Mapping[str, str] | None = None
 ) -> dict[str, str]:

@@ -46,6 +46,7 @@ from bench.harness import (
     render,
     rss_kib,
     waitress_server,
+    with_demo_users,
 )
 from bench.postgres import PostgresServer, postgres_server
 
@@ -361,13 +362,14 @@ def load_project(
     store: SessionStore,
     warm_up_seconds: float = 1.0,
 ) -> Report:
-    """Serve an installed project with production.ini on ``store`` and put it under load;
-    inject the store's fault, if any, a quarter of the way in. The warm-up (imports,
-    template compilation, pools) keeps them out of the figures; a test may skip it."""
+    """Serve an installed project with production.ini (the demo users let in) on ``store``
+    and put it under load; inject the store's fault, if any, a quarter of the way in. The
+    warm-up (imports, template compilation, pools) keeps them out of the figures; a test
+    may skip it."""
     env = production_env(project, factory, store.environment)
     with (
         tempfile.TemporaryFile() as log,
-        waitress_server(project, "production.ini", env, 8, log) as (url, server),
+        waitress_server(project, with_demo_users(project), env, 8, log) as (url, server),
     ):
         if warm_up_seconds:
             run_load(url, clients, warm_up_seconds)

@@ -40,12 +40,13 @@ from database_servers import (
 )
 {%- endif %}
 from helpers import (
-    DEMO_PASSWORDS,
     SETTINGS_ENV,
+    TEST_USERS,
     app_with_test_views,
     development_settings,
     login_view,
 )
+from pyramid.request import Request
 {%- if cookiecutter.session_factory == "redis" %}
 from redis_servers import (
     NO_DELAY,
@@ -360,13 +361,18 @@ def testapp(app) -> webtest.TestApp:
 
 
 @pytest.fixture
-def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The demo users and the dummy hash made again at n=2, which costs next to nothing:
-    for the tests about signing in, not about the hashes."""
-    monkeypatch.setattr(auth, "SCRYPT_N", 2)
-    users = {login: auth.hash_password(password) for login, password in DEMO_PASSWORDS.items()}
-    monkeypatch.setattr(auth, "DEMO_USERS", users)
-    monkeypatch.setattr(auth, "DUMMY_HASH", auth.hash_password("nobody's password"))
+def test_users(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Sign-in lets in TEST_USERS (helpers.py) in place of the app's user store, so that
+    the tests that need a signed-in user hold when your store replaces the demo users (and
+    cost no password hash). The logins checked are listed in the list it gives."""
+    checked: list[str] = []
+
+    def check_credentials(request: Request, login: str, password: str) -> str | None:
+        checked.append(login)
+        return login if TEST_USERS.get(login) == password else None
+
+    monkeypatch.setattr(auth, "check_credentials", check_credentials)
+    return checked
 
 
 @pytest.fixture

@@ -29,8 +29,11 @@ from {{ cookiecutter.project_slug }}.sessions.database.settings import (
 {%- endif %}
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-# The demo users' passwords: the tests are the one place that holds them.
+# The demo users' passwords: their tests (test_login.py) are the one place that holds them.
 DEMO_PASSWORDS = {"editor": "editor", "viewer": "viewer"}
+# The users the other tests sign in as, whatever user store the app has: the fixture
+# ``test_users`` (conftest.py) lets them in. A user's id is their login.
+TEST_USERS = {"editor": "the editor's test password", "viewer": "the viewer's test password"}
 # Variables that would override the settings under test.
 SETTINGS_ENV = [
     settings_module.SECRET_ENV,
@@ -47,6 +50,8 @@ FLASH_GROUP = re.compile(
     r'<div\s+class="flash flash-(\w+)" role="(\w+)"[^>]*>\s*<ul>(.*?)</ul>', re.DOTALL
 )
 MESSAGE = re.compile(r"<li>(.*?)</li>", re.DOTALL)
+SIGNED_IN_AS = re.compile(r"Signed in as <strong>([^<]*)</strong>")
+SIGN_IN_LINK = '<a href="/login">Sign in</a>'
 
 
 def counter(response: webtest.TestResponse) -> int:
@@ -74,6 +79,22 @@ def csrf_token(response: webtest.TestResponse) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', response.text)
     assert match, "no CSRF token on the page"
     return match.group(1)
+
+
+def signed_in_as(response: webtest.TestResponse) -> str | None:
+    """Whom the page's layout says is signed in; None when it offers to sign in."""
+    match = SIGNED_IN_AS.search(response.text)
+    assert bool(match) != (SIGN_IN_LINK in response.text), "one of the two, always"
+    return match.group(1) if match else None
+
+
+def sign_in(
+    testapp: webtest.TestApp, login: str, password: str, status: int = 303
+) -> webtest.TestResponse:
+    """Load the sign-in form and post it, as a person would."""
+    token = csrf_token(testapp.get("/login"))
+    form = {"csrf_token": token, "login": login, "password": password}
+    return testapp.post("/login", form, status=status)
 
 
 def post_form(

@@ -1,33 +1,40 @@
 """Signing in and out: the form at /login, the security policy and the password hashes
 (``auth.py``, ``login_views.py``).
 
-scrypt costs about 50 ms a hash at its real parameters: the tests about hashing, and one
-sign-in, use them; the others sign in with ``cheap_hashes`` (conftest), the same code at n=2.
+The tests of signing in and out sign in as TEST_USERS (the ``test_users`` fixture), not as
+the demo users: they hold when your user store replaces ``check_credentials``. The tests
+of the demo users themselves are under "the demo users": replace them with tests of your
+store.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 import pytest
 import webtest
 from helpers import (
     DEMO_PASSWORDS,
+    PROJECT_DIR,
+    SIGN_IN_LINK,
+    TEST_USERS,
     TEST_VIEWS,
     app_with_test_views,
     csrf_token,
     flash_groups,
     session_cookie,
+    sign_in,
+    signed_in_as,
     text,
     visit_with,
 )
 from pyramid import testing
 from pyramid.authorization import Allow, Authenticated
 from pyramid.config import Configurator
+from pyramid.paster import get_appsettings
 from pyramid.request import Request
 
-from {{ cookiecutter.project_slug }} import auth, login_views, sessions
+from {{ cookiecutter.project_slug }} import auth, login_views, main, sessions
 from {{ cookiecutter.project_slug }}.layout import Account
 from {{ cookiecutter.project_slug }}.login_views import (
     FAILED_MESSAGE,
@@ -35,8 +42,6 @@ from {{ cookiecutter.project_slug }}.login_views import (
     MAX_PASSWORD_LENGTH,
 )
 
-SIGNED_IN_AS = re.compile(r"Signed in as <strong>([^<]*)</strong>")
-SIGN_IN_LINK = '<a href="/login">Sign in</a>'
 STALE_FORM = "This form was stale or did not come from this site."
 
 
@@ -51,22 +56,6 @@ def checked_hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(auth, "verify_password", verify)
     return checked
-
-
-def signed_in_as(response: webtest.TestResponse) -> str | None:
-    """Whom the page's layout says is signed in; None when it offers to sign in."""
-    match = SIGNED_IN_AS.search(response.text)
-    assert bool(match) != (SIGN_IN_LINK in response.text), "one of the two, always"
-    return match.group(1) if match else None
-
-
-def sign_in(
-    testapp: webtest.TestApp, login: str, password: str, status: int = 303
-) -> webtest.TestResponse:
-    """Load the sign-in form and post it, as a person would."""
-    token = csrf_token(testapp.get("/login"))
-    form = {"csrf_token": token, "login": login, "password": password}
-    return testapp.post("/login", form, status=status)
 
 
 def sign_out(testapp: webtest.TestApp, status: int = 303) -> webtest.TestResponse:
@@ -101,14 +90,15 @@ def test_every_page_offers_to_sign_in_but_the_error_pages(testapp: webtest.TestA
 # ---- signing in --------------------------------------------------------------------
 
 
-def test_sign_in_shows_the_user_and_renews_the_session(testapp: webtest.TestApp{% if cookiecutter.session_factory in ("redis", "database") %}, stored{% endif %}) -> None:
-    """The real hashes, once: the demo user's password, through the whole app."""
+def test_sign_in_shows_the_user_and_renews_the_session(
+    testapp: webtest.TestApp, test_users: list[str]{% if cookiecutter.session_factory in ("redis", "database") %}, stored{% endif %}
+) -> None:
     old_token = csrf_token(testapp.get("/"))
     old_cookie = session_cookie(testapp)
 {%- if cookiecutter.session_factory in ("redis", "database") %}
     [old_id] = stored.ids()
 {%- endif %}
-    response = sign_in(testapp, "editor", DEMO_PASSWORDS["editor"])
+    response = sign_in(testapp, "editor", TEST_USERS["editor"])
     assert response.headers["Location"] == "/"
     home = testapp.get("/")
     assert "Signed in as editor" in text(home)
@@ -126,10 +116,10 @@ def test_sign_in_shows_the_user_and_renews_the_session(testapp: webtest.TestApp{
 
 
 def test_signing_in_as_another_user_replaces_the_first(
-    testapp: webtest.TestApp, cheap_hashes: None
+    testapp: webtest.TestApp, test_users: list[str]
 ) -> None:
-    sign_in(testapp, "editor", DEMO_PASSWORDS["editor"])
-    sign_in(testapp, "viewer", DEMO_PASSWORDS["viewer"])
+    sign_in(testapp, "editor", TEST_USERS["editor"])
+    sign_in(testapp, "viewer", TEST_USERS["viewer"])
     assert signed_in_as(testapp.get("/")) == "viewer"
 
 
@@ -141,9 +131,9 @@ def failed_sign_in_page(testapp: webtest.TestApp, login: str, password: str) -> 
 
 # Sign-ins that fail, and all get the same page.
 FAILED_SIGN_INS = {
-    "wrong-password": ("editor", DEMO_PASSWORDS["viewer"]),
-    "unknown-user": ("nobody", DEMO_PASSWORDS["editor"]),
-    "user-name-in-another-case": ("Editor", DEMO_PASSWORDS["editor"]),
+    "wrong-password": ("editor", TEST_USERS["viewer"]),
+    "unknown-user": ("nobody", TEST_USERS["editor"]),
+    "user-name-in-another-case": ("Editor", TEST_USERS["editor"]),
     "empty-password": ("viewer", ""),
     "empty-form": ("", ""),
 }
@@ -151,7 +141,7 @@ FAILED_SIGN_INS = {
 
 @pytest.mark.parametrize(("login", "password"), FAILED_SIGN_INS.values(), ids=FAILED_SIGN_INS)
 def test_every_failed_sign_in_gets_the_same_page(
-    testapp: webtest.TestApp, cheap_hashes: None, login: str, password: str
+    testapp: webtest.TestApp, test_users: list[str], login: str, password: str
 ) -> None:
     reference = failed_sign_in_page(testapp, "nobody", "nothing")
     assert failed_sign_in_page(testapp, login, password) == reference
@@ -162,40 +152,27 @@ def test_every_failed_sign_in_gets_the_same_page(
     assert signed_in_as(testapp.get("/")) is None
 
 
-def test_an_unknown_user_costs_a_hash_as_a_known_one_does(checked_hashes: list[str]) -> None:
-    """The dummy hash: an answer that came 50 ms sooner would tell which users exist."""
-    assert auth.check_credentials("nobody", "editor") is None
-    assert auth.check_credentials("editor", "nobody") is None
-    assert checked_hashes == [auth.DUMMY_HASH, auth.DEMO_USERS["editor"]]
-
-
-def test_the_dummy_hash_costs_as_much_as_the_users_hashes() -> None:
-    cost = f"scrypt:{auth.SCRYPT_N}:{auth.SCRYPT_R}:{auth.SCRYPT_P}$"
-    assert all(stored.startswith(cost) for stored in auth.DEMO_USERS.values())
-    assert auth.DUMMY_HASH.startswith(cost)
-
-
-# Input over the bounds, refused as a failed sign-in without being hashed.
+# Input over the bounds, refused as a failed sign-in before the user store is asked.
 OVER_LONG = {
     "password": ("editor", "p" * (MAX_PASSWORD_LENGTH + 1)),
-    "user-name": ("e" * (MAX_LOGIN_LENGTH + 1), DEMO_PASSWORDS["editor"]),
+    "user-name": ("e" * (MAX_LOGIN_LENGTH + 1), TEST_USERS["editor"]),
 }
 
 
 @pytest.mark.parametrize(("login", "password"), OVER_LONG.values(), ids=OVER_LONG)
-def test_over_long_input_is_refused_unhashed(
-    testapp: webtest.TestApp, checked_hashes: list[str], login: str, password: str
+def test_over_long_input_is_refused_unchecked(
+    testapp: webtest.TestApp, test_users: list[str], login: str, password: str
 ) -> None:
     page = sign_in(testapp, login, password, status=200)
     assert FAILED_MESSAGE in text(page)
     assert f'value="{login[:MAX_LOGIN_LENGTH]}"' in page.text
-    assert checked_hashes == []
+    assert test_users == []
 
 
-def test_the_longest_input_is_checked(checked_hashes: list[str]) -> None:
+def test_the_longest_input_is_checked(testapp: webtest.TestApp, test_users: list[str]) -> None:
     login, password = "e" * MAX_LOGIN_LENGTH, "p" * MAX_PASSWORD_LENGTH
-    assert login_views.authenticate(login, password) is None
-    assert checked_hashes == [auth.DUMMY_HASH]
+    assert FAILED_MESSAGE in text(sign_in(testapp, login, password, status=200))
+    assert test_users == [login]
 
 
 # ---- CSRF --------------------------------------------------------------------------
@@ -206,22 +183,22 @@ FORGED_FORMS = {"no-token": {}, "a-wrong-token": {"csrf_token": "0" * 40}}
 
 @pytest.mark.parametrize("form", FORGED_FORMS.values(), ids=FORGED_FORMS)
 def test_a_sign_in_without_its_csrf_token_is_the_400_page(
-    testapp: webtest.TestApp, checked_hashes: list[str], form: dict
+    testapp: webtest.TestApp, test_users: list[str], form: dict
 ) -> None:
     """Login CSRF: another site's form must not sign a visitor in to an account of its own."""
     testapp.get("/login")
-    credentials = {"login": "editor", "password": DEMO_PASSWORDS["editor"]}
+    credentials = {"login": "editor", "password": TEST_USERS["editor"]}
     page = testapp.post("/login", {**form, **credentials}, status=400)
     assert STALE_FORM in text(page)
-    assert checked_hashes == []
+    assert test_users == []  # refused before the user store is asked
     assert signed_in_as(testapp.get("/")) is None
 
 
 @pytest.mark.parametrize("form", FORGED_FORMS.values(), ids=FORGED_FORMS)
 def test_a_sign_out_without_its_csrf_token_is_the_400_page(
-    testapp: webtest.TestApp, cheap_hashes: None, form: dict
+    testapp: webtest.TestApp, test_users: list[str], form: dict
 ) -> None:
-    sign_in(testapp, "editor", DEMO_PASSWORDS["editor"])
+    sign_in(testapp, "editor", TEST_USERS["editor"])
     assert STALE_FORM in text(testapp.post("/logout", form, status=400))
     assert signed_in_as(testapp.get("/")) == "editor"
 
@@ -229,8 +206,8 @@ def test_a_sign_out_without_its_csrf_token_is_the_400_page(
 # ---- signing out -------------------------------------------------------------------
 
 
-def test_signing_out_forgets_the_user(testapp: webtest.TestApp, cheap_hashes: None) -> None:
-    sign_in(testapp, "editor", DEMO_PASSWORDS["editor"])
+def test_signing_out_forgets_the_user(testapp: webtest.TestApp, test_users: list[str]) -> None:
+    sign_in(testapp, "editor", TEST_USERS["editor"])
     old_token = csrf_token(testapp.get("/"))
     response = sign_out(testapp)
     assert response.headers["Location"] == "/"
@@ -242,9 +219,9 @@ def test_signing_out_forgets_the_user(testapp: webtest.TestApp, cheap_hashes: No
 
 
 def test_signing_out_revokes_a_copy_of_the_signed_in_cookie(
-    testapp: webtest.TestApp, cheap_hashes: None, stored
+    testapp: webtest.TestApp, test_users: list[str], stored
 ) -> None:
-    sign_in(testapp, "editor", DEMO_PASSWORDS["editor"])
+    sign_in(testapp, "editor", TEST_USERS["editor"])
     copied = session_cookie(testapp)
     [signed_in_id] = stored.ids()
     sign_out(testapp)
@@ -254,11 +231,11 @@ def test_signing_out_revokes_a_copy_of_the_signed_in_cookie(
 
 
 def test_a_copy_of_the_signed_in_cookie_outlives_the_sign_out(
-    testapp: webtest.TestApp, cheap_hashes: None
+    testapp: webtest.TestApp, test_users: list[str]
 ) -> None:
     """Documented limit of a cookie store: nothing on the server to revoke. The copy works
     until its session times out (test_cookie_sessions.py proves the bound)."""
-    sign_in(testapp, "editor", DEMO_PASSWORDS["editor"])
+    sign_in(testapp, "editor", TEST_USERS["editor"])
     copied = session_cookie(testapp)
     sign_out(testapp)
     assert signed_in_as(visit_with(testapp.app, copied)) == "editor"
@@ -284,17 +261,59 @@ def test_a_password_hash_round_trip() -> None:
     assert auth.hash_password("correct horse battery stäple") != stored
 
 
-@pytest.mark.parametrize("login", DEMO_PASSWORDS)
-def test_the_demo_hashes_match_the_demo_passwords(login: str) -> None:
-    assert auth.verify_password(DEMO_PASSWORDS[login], auth.DEMO_USERS[login])
-    others = [password for user, password in DEMO_PASSWORDS.items() if user != login]
-    assert not any(auth.verify_password(other, auth.DEMO_USERS[login]) for other in others)
-    assert auth.check_credentials(login, DEMO_PASSWORDS[login]) == login
-
-
 def test_a_hash_of_another_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="not a hash of hash_password"):
         auth.verify_password("editor", "argon2id:65536:3:4$00$00")
+
+
+# ---- the demo users: replace these with tests of your user store -------------------
+
+
+@pytest.fixture
+def demo_request() -> Iterator[Request]:
+    """A request of an app that lets the demo users in, as development.ini does."""
+    testing.setUp(settings={auth.DEMO_USERS_SETTING: "true"})
+    yield testing.DummyRequest()
+    testing.tearDown()
+
+
+# Whom a sign-in as the demo user "editor" signs in, by the ini file the app runs on.
+DEMO_SIGN_IN = {"development.ini": "editor", "production.ini": None}
+
+
+@pytest.mark.parametrize(("ini", "signed_in"), DEMO_SIGN_IN.items(), ids=DEMO_SIGN_IN)
+def test_the_demo_users_sign_in_only_where_the_ini_file_lets_them(
+    app_settings: dict, ini: str, signed_in: str | None
+) -> None:
+    """The real hashes, through the whole app: every copy of this project holds the demo
+    users' passwords, so production.ini keeps them out."""
+    allowed = get_appsettings(str(PROJECT_DIR / ini))[auth.DEMO_USERS_SETTING]
+    browser = webtest.TestApp(main({}, **{**app_settings, auth.DEMO_USERS_SETTING: allowed}))
+    sign_in(browser, "editor", DEMO_PASSWORDS["editor"], status=200 if signed_in is None else 303)
+    assert signed_in_as(browser.get("/")) == signed_in
+
+
+@pytest.mark.parametrize("login", DEMO_PASSWORDS)
+def test_the_demo_hashes_match_the_demo_passwords(demo_request: Request, login: str) -> None:
+    assert auth.verify_password(DEMO_PASSWORDS[login], auth.DEMO_USERS[login])
+    others = [password for user, password in DEMO_PASSWORDS.items() if user != login]
+    assert not any(auth.verify_password(other, auth.DEMO_USERS[login]) for other in others)
+    assert auth.check_credentials(demo_request, login, DEMO_PASSWORDS[login]) == login
+
+
+def test_an_unknown_user_costs_a_hash_as_a_known_one_does(
+    demo_request: Request, checked_hashes: list[str]
+) -> None:
+    """The dummy hash: an answer that came 50 ms sooner would tell which users exist."""
+    assert auth.check_credentials(demo_request, "nobody", "editor") is None
+    assert auth.check_credentials(demo_request, "editor", "nobody") is None
+    assert checked_hashes == [auth.DUMMY_HASH, auth.DEMO_USERS["editor"]]
+
+
+def test_the_dummy_hash_costs_as_much_as_the_users_hashes() -> None:
+    cost = f"scrypt:{auth.SCRYPT_N}:{auth.SCRYPT_R}:{auth.SCRYPT_P}$"
+    assert all(stored.startswith(cost) for stored in auth.DEMO_USERS.values())
+    assert auth.DUMMY_HASH.startswith(cost)
 
 
 # ---- alone, with Pyramid's DummyRequest (as tests/test_views.py does) -------------
@@ -311,7 +330,7 @@ def config() -> Iterator[Configurator]:
 
 
 def test_sign_in_shows_the_form_again_after_a_wrong_password(
-    config: Configurator, cheap_hashes: None
+    config: Configurator, test_users: list[str]
 ) -> None:
     request = testing.DummyRequest(post={"login": "editor", "password": "wrong"})
 
@@ -367,7 +386,7 @@ def admin_page(request: Request) -> dict:
     return {}
 
 
-def test_a_signed_in_user_refused_a_page_gets_the_403_page(app_settings, cheap_hashes) -> None:
+def test_a_signed_in_user_refused_a_page_gets_the_403_page(app_settings, test_users) -> None:
     """The forbidden view sends only a visitor to sign in (as /sessions does): a signed-in
     user who lacks a view's permission gets the 403 page."""
     with Configurator(settings=app_settings) as config:
@@ -376,7 +395,7 @@ def test_a_signed_in_user_refused_a_page_gets_the_403_page(app_settings, cheap_h
         config.add_view(admin_page, route_name="admin", permission="admin", renderer="json")
     browser = webtest.TestApp(config.make_wsgi_app())
     assert browser.get("/admin", status=303).headers["Location"] == "/login"
-    sign_in(browser, "editor", DEMO_PASSWORDS["editor"])
+    sign_in(browser, "editor", TEST_USERS["editor"])
     assert "This page is not open to your account." in text(browser.get("/admin", status=403))
 
 

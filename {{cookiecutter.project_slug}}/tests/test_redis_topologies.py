@@ -28,6 +28,7 @@ from helpers import (
     login_view,
     post_form,
     session_cookie,
+    signed_in_as,
     text,
 )
 from redis.cluster import RedisCluster
@@ -40,7 +41,6 @@ from redis_servers import (
     wait_until,
 )
 from test_clear_sessions import write_ini
-from test_login import signed_in_as
 from test_sessions_of_a_user import listed, signed_in_browsers
 
 from {{ cookiecutter.project_slug }} import main, sessions
@@ -222,7 +222,7 @@ def test_clear_sessions_all_ends_every_session_on_every_server(
 
 
 def test_a_users_sessions_are_listed_and_ended_on_every_server(
-    deployment: Deployment, cheap_hashes: None
+    deployment: Deployment, test_users: list[str]
 ) -> None:
     """The user's index is a key of its own (in a Cluster, in another slot than the
     sessions): listing and ending reach each session where it lives."""
@@ -495,7 +495,7 @@ def failover_figures(
     )
 
 
-def test_sentinel_failover_keeps_sessions(redis_sentinel, tmp_path_factory, cheap_hashes) -> None:
+def test_sentinel_failover_keeps_sessions(redis_sentinel, tmp_path_factory, test_users) -> None:
     """SIGKILL the primary under load: 503 pages until the replica is promoted, then every
     request succeeds (same app, same sessions), and no request hangs; the promoted replica
     lists a user's sessions, and ends them all."""

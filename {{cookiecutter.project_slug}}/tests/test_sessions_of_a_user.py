@@ -22,7 +22,7 @@ import redis
 {%- endif %}
 import webtest
 from helpers import (
-    DEMO_PASSWORDS,
+    TEST_USERS,
 {%- if server %}
     TEST_VIEWS,
     app_with_test_views,
@@ -35,6 +35,8 @@ from helpers import (
 {%- endif %}
     post_form,
     session_cookie,
+    sign_in,
+    signed_in_as,
 {%- if server %}
     text,
 )
@@ -52,7 +54,6 @@ from test_clear_sessions import COMMAND, STORE_URL, write_ini
 {%- if database %}
 from test_database_sessions import app_store, watch_statements
 {%- endif %}
-from test_login import sign_in, signed_in_as
 {%- if redis %}
 from test_redis_sessions import watch_round_trips
 {%- endif %}
@@ -79,7 +80,7 @@ from {{ cookiecutter.project_slug }}.sessions.redis.store import user_key
 from {{ cookiecutter.project_slug }}.sessions.server import session_handle
 {%- endif %}
 
-pytestmark = pytest.mark.usefixtures("cheap_hashes")
+pytestmark = pytest.mark.usefixtures("test_users")
 
 ROW = re.compile(r'<tr( class="current")?>\s*<td>')
 HANDLE = re.compile(r'name="session" value="([0-9a-f]+)"')
@@ -100,7 +101,7 @@ def signed_in_browsers(app, userid: str, count: int) -> list[webtest.TestApp]:
     """``count`` browsers, each signed in as ``userid`` through the form."""
     browsers = [webtest.TestApp(app) for _ in range(count)]
     for browser in browsers:
-        sign_in(browser, userid, DEMO_PASSWORDS[userid])
+        sign_in(browser, userid, TEST_USERS[userid])
     return browsers
 
 
@@ -165,7 +166,7 @@ def test_sign_out_everywhere_else_then_everywhere(app) -> None:
     assert flash_groups(page) == {"success": ["Signed out everywhere else (2 sessions ended)."]}
     assert rows(page) == ["current"]
     assert [signed_in_as(b.get("/")) for b in (second, third, viewer)] == [None, None, "viewer"]
-    sign_in(second, "editor", DEMO_PASSWORDS["editor"])
+    sign_in(second, "editor", TEST_USERS["editor"])
     assert post_form(first, "/sessions/end-all").headers["Location"] == "/"
     assert flash_groups(first.get("/")) == {"info": ["Signed out everywhere."]}
     assert [signed_in_as(b.get("/")) for b in (first, second, viewer)] == [None, None, "viewer"]
@@ -187,7 +188,7 @@ def test_ending_every_session_holds_against_a_request_in_flight(
     """A password change ends the user's sessions while a request of theirs runs: that
     request goes on with a fresh session, signed out, and brings none back."""
     browser = app_with_test_views(app_settings, slow=slow_view)
-    sign_in(browser, "editor", DEMO_PASSWORDS["editor"])
+    sign_in(browser, "editor", TEST_USERS["editor"])
     [signed_in] = stored.ids()
     registry, ended = browser.app.registry, []
     registry.update(
@@ -205,7 +206,7 @@ def test_a_signed_in_session_renewed_stays_listed(app_settings, stored) -> None:
     """regenerate_session (the user's privileges changed) moves it to a new id: the new
     id is the user's, and ends with the others."""
     browser = app_with_test_views(app_settings, login=login_view)
-    sign_in(browser, "editor", DEMO_PASSWORDS["editor"])
+    sign_in(browser, "editor", TEST_USERS["editor"])
     browser.get(f"{TEST_VIEWS}/login")
     assert listed(browser.app, "editor") == [session_id_of(browser)] == stored.ids()
     assert sessions.end_user_sessions(browser.app.registry, "editor") == 1
@@ -248,7 +249,7 @@ def test_ending_a_chain_of_sign_ins_follows_each_marker_once(app, monkeypatch) -
     trips grow with the sign-ins, not with their square."""
     [browser] = signed_in_browsers(app, "editor", 1)
     for _ in range(19):
-        sign_in(browser, "editor", DEMO_PASSWORDS["editor"])
+        sign_in(browser, "editor", TEST_USERS["editor"])
     names = watch_round_trips(monkeypatch)
     assert sessions.end_user_sessions(app.registry, "editor") == 1
     assert signed_in_as(browser.get("/")) is None
@@ -310,7 +311,7 @@ def test_the_client_is_kept_only_when_the_setting_says_so(app_settings, setting)
     """Off by default: the address and the user agent are personal data."""
     app = main({}, **{**app_settings, **setting})
     browser = webtest.TestApp(app, extra_environ=CLIENT)
-    sign_in(browser, "editor", DEMO_PASSWORDS["editor"])
+    sign_in(browser, "editor", TEST_USERS["editor"])
     page = text(browser.get("/sessions"))
     shown = ["Address" in page, "192.0.2.7" in page, "Probe/1.0" in page]
     assert shown == [bool(setting)] * 3
@@ -323,7 +324,7 @@ def test_the_client_is_kept_only_when_the_setting_says_so(app_settings, setting)
 def test_signing_in_costs_one_round_trip_more_and_a_page_none(testapp, monkeypatch) -> None:
     token = csrf_token(testapp.get("/login"))
     names = watch_round_trips(monkeypatch)
-    credentials = {"login": "editor", "password": DEMO_PASSWORDS["editor"]}
+    credentials = {"login": "editor", "password": TEST_USERS["editor"]}
     testapp.post("/login", {"csrf_token": token, **credentials}, status=303)
     assert names == ["load", "detach", "adopt", "index_add", "save"]
     testapp.get("/")  # shows the flash message (a changed session: written back)
@@ -336,7 +337,7 @@ def test_signing_in_costs_one_round_trip_more_and_a_page_none(testapp, monkeypat
 def test_signing_in_costs_no_statement_more_and_a_page_none(testapp) -> None:
     token = csrf_token(testapp.get("/login"))
     sent = watch_statements(app_store(testapp))
-    credentials = {"login": "editor", "password": DEMO_PASSWORDS["editor"]}
+    credentials = {"login": "editor", "password": TEST_USERS["editor"]}
     testapp.post("/login", {"csrf_token": token, **credentials}, status=303)
     assert sent == ["UPDATE", "UPDATE", "UPDATE"]  # load, move, save (with the user)
     testapp.get("/")  # shows the flash message (a changed session: written back)

@@ -6,8 +6,9 @@ Pyramid's API: ``request.authenticated_userid``, ``remember(request, userid)`` a
 ``forget(request)``; ``login_views.py`` has the sign-in form and the sign-out button.
 
 The two users, ``editor`` and ``viewer``, are the quick tutorial's demo users, kept here
-as password hashes only. They are placeholders: ``check_credentials`` is the one function
-to replace with a look-up in your own user store.
+as password hashes only, and let in only where ``auth.demo_users = true`` (development.ini;
+production.ini keeps them out). They are placeholders: ``check_credentials`` is the one
+function to replace with a look-up in your own user store.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pyramid.authorization import ACLHelper, Allow, Authenticated, Everyone
 from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.security import Allowed, Denied
+from pyramid.settings import asbool
 
 # Passwords are hashed with scrypt from the standard library: no new dependency, and
 # scrypt is memory-hard (each guess costs 16 MiB as well as time, which makes guessing on
@@ -48,6 +50,9 @@ DEMO_USERS: dict[str, str] = {
         "scrypt:16384:8:1$kaeOIvggi+XnIerp1rzEyg==$o9auqM0hArZEd0h0DYUcE34nMeqNwi9FHsveclrv2lg="
     ),
 }
+# The setting that lets the demo users sign in: true in development.ini, false in
+# production.ini (their passwords are in every copy of this project).
+DEMO_USERS_SETTING = "auth.demo_users"
 # The hash of a random password nobody knows, with the same parameters: an unknown user
 # is checked against it, so that a sign-in takes as long whether the user exists or not.
 DUMMY_HASH = (
@@ -101,7 +106,12 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(digest, from_text(expected))
 
 
-def check_credentials(login: str, password: str) -> str | None:
+def demo_users(request: Request) -> dict[str, str]:
+    """The demo users where the settings let them in (``auth.demo_users``), else none."""
+    return DEMO_USERS if asbool(request.registry.settings.get(DEMO_USERS_SETTING)) else {}
+
+
+def check_credentials(request: Request, login: str, password: str) -> str | None:
     """The id of the user who signs in with ``login`` and ``password``, or None.
 
     Replace this with your own user store: find the user by ``login``, then return
@@ -109,7 +119,7 @@ def check_credentials(login: str, password: str) -> str | None:
     dummy check for a user that is not found: without it, an unknown user is answered
     50 ms sooner, which tells an attacker which user names exist.
     """
-    stored = DEMO_USERS.get(login)
+    stored = demo_users(request).get(login)
     matches = verify_password(password, DUMMY_HASH if stored is None else stored)
     return login if stored is not None and matches else None
 

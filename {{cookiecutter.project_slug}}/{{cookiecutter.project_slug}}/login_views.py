@@ -54,11 +54,11 @@ def sign_in_page(request: Request, login: str = "", message: str = "") -> dict:
     )
 
 
-def authenticate(login: str, password: str) -> str | None:
+def authenticate(request: Request, login: str, password: str) -> str | None:
     """The user id ``auth.check_credentials`` gives, for input of a sane size only."""
     if len(login) > MAX_LOGIN_LENGTH or len(password) > MAX_PASSWORD_LENGTH:
         return None
-    return auth.check_credentials(login, password)
+    return auth.check_credentials(request, login, password)
 
 
 @view_config(route_name="login", request_method="GET", renderer=LOGIN_TEMPLATE)
@@ -76,7 +76,7 @@ def sign_in(request: Request) -> HTTPSeeOther | dict:
     or saw before the sign-in is worth nothing after it (session fixation).
     """
     login = request.POST.get("login", "")
-    userid = authenticate(login, request.POST.get("password", ""))
+    userid = authenticate(request, login, request.POST.get("password", ""))
     if userid is None:
         return sign_in_page(request, login=login[:MAX_LOGIN_LENGTH], message=FAILED_MESSAGE)
     sessions.regenerate_session(request)
