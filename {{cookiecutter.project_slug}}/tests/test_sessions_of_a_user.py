@@ -243,6 +243,21 @@ def test_expired_sessions_leave_the_list(app, app_settings, stored, age_sessions
 {%- if redis %}
 
 
+def test_the_next_sign_in_drops_the_sessions_that_ended(
+    app, stored, redis_client: redis.Redis
+) -> None:
+    """Signed out or idle too long: a session that ends leaves its entry in the user's
+    index until their next sign-in (or list), which drops it, rather than until its
+    absolute end."""
+    first, second, third = signed_in_browsers(app, "editor", 3)
+    post_form(first, "/logout")
+    stored.expire(session_id_of(second))
+    assert redis_client.zcard(user_key("editor")) == 3
+    [fourth] = signed_in_browsers(app, "editor", 1)
+    indexed = sorted(member.decode() for member in redis_client.zrange(user_key("editor"), 0, -1))
+    assert indexed == sorted([session_id_of(third), session_id_of(fourth)])
+
+
 def test_ending_a_chain_of_sign_ins_follows_each_marker_once(app, monkeypatch) -> None:
     """Each sign-in moves the session and leaves a marker where it was, and each of those
     keys is in the index: "sign out everywhere" follows every marker once, so its round

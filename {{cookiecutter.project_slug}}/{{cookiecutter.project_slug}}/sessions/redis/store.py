@@ -65,6 +65,12 @@ def user_key(userid: str) -> str:
     return f"{USER_KEY_PREFIX}{userid}:sessions"
 
 
+def session_ids(members: list[bytes]) -> list[str]:
+    """The session ids among a user's index's ``members``: session ids are ASCII, and
+    another writer's entry of other bytes names no session."""
+    return [member.decode() for member in members if member.isascii()]
+
+
 def in_batches(keys: Iterator[bytes], size: int) -> Iterator[list[bytes]]:
     """``keys`` in lists of ``size`` (the last one shorter)."""
     batch: list[bytes] = []
@@ -170,15 +176,31 @@ class RedisStore:
 
     # the user's sessions
     def bind(self, session_id: str, userid: str, created: int) -> None:
-        """Put the session, which exists, in ``userid``'s index: one round trip. Its hash
-        names the user when its data is saved next."""
-        self.run("index_add", [user_key(userid)], session_id, created + self.absolute_timeout)
+        """Put the session, which exists, in ``userid``'s index (its hash names the user
+        when its data is saved next), and drop the entries of the user's sessions that
+        have ended since (signed out, idle too long): the index holds the live sessions
+        and those that ended after the last sign-in. One round trip for a user's first
+        session; one more (two if some ended) when there are others."""
+        members = self.run(
+            "index_add", [user_key(userid)], session_id, created + self.absolute_timeout
+        )
+        others = [other for other in session_ids(members) if other != session_id]
+        if others:
+            self.drop_ended(userid, others)
+
+    def drop_ended(self, userid: str, indexed: list[str]) -> None:
+        """Drop the ``indexed`` entries of ``userid``'s index whose session is gone."""
+        pipeline = self.client.pipeline(transaction=False)
+        for session_id in indexed:
+            pipeline.exists(session_key(session_id))
+        gone = [sid for sid, there in zip(indexed, pipeline.execute(), strict=True) if not there]
+        if gone:
+            self.client.zrem(user_key(userid), *gone)
 
     def indexed(self, userid: str) -> tuple[int, list[str]]:
         """The clock, and the ids in ``userid``'s index (those past their end dropped)."""
         now, members = self.run("index_read", [user_key(userid)])
-        # Session ids are ASCII: another writer's entry of other bytes names no session.
-        return int(now), [member.decode() for member in members if member.isascii()]
+        return int(now), session_ids(members)
 
     def user_sessions(self, userid: str) -> list[tuple[str, int, int, bytes | None]]:
         """``(session_id, created, expiry, client record)`` of ``userid``'s live sessions:
