@@ -1,8 +1,8 @@
 """Runs inside a generated project's virtual environment (only its packages are imported).
 
     python bench_app.py inprocess PACKAGE INI SECONDS [FACTORY]   in-process rates as JSON
-                                          (with FACTORY: also its stock library's page)
-    python bench_app.py serve PACKAGE INI PORT THREADS   serve the bench app with waitress
+                              (with FACTORY: also its stock library's page and its floor)
+    python bench_app.py serve PACKAGE INI PORT THREADS [FACTORY]   serve the bench app
 
 The bench app is the generated app plus /limit: the counter page's template rendered with
 the same layout, but without touching the session (a fixed CSRF token, no flash, no
@@ -12,7 +12,9 @@ one EXISTS; SQL: one SELECT 1 on the store's pool), the cost of reaching the sto
 session work at all.
 
 In-process, the same counter page is also measured on the stock library a user would pick
-instead of the project's sessions, in an app of its own: /stock.
+instead of the project's sessions, in an app of its own: /stock. With a FACTORY, the app
+also has /floor: /limit plus the least session work a correct counter page does on that
+store, with the driver or a socket directly (floor_pages.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import time
 from collections.abc import Callable
 from types import ModuleType
 
+import floor_pages
 import waitress
 import webtest
 from pyramid.config import Configurator
@@ -41,8 +44,9 @@ SELECT_ONE = "SELECT 1"
 ROUNDS = 5
 
 
-def make_app(package: str, ini: str) -> Router:
-    """The generated app from ``ini`` plus the no-session /limit page.
+def make_app(package: str, ini: str, factory: str = "") -> Router:
+    """The generated app from ``ini`` plus the no-session /limit page (and with a
+    ``factory``, its /floor page).
 
     /limit is served by a subclass of the app's own counter view class, through the same
     view machinery (class view, GET predicate, renderer), so that the only difference
@@ -63,13 +67,17 @@ def make_app(package: str, ini: str) -> Router:
                 csrf_token=FIXED_TOKEN,
             )
 
-    with Configurator(settings=get_appsettings(ini)) as config:
+    settings = get_appsettings(ini)
+    with Configurator(settings=settings) as config:
         config.include(package)
         config.commit()  # the session factory is registered: session_store() can see it
         pages_without_session = {"limit": LimitViews}
         store = session_store(config)
         if store is not None:
             pages_without_session["ping"] = with_round_trip(LimitViews, one_round_trip(store))
+        if factory:
+            floor = floor_for(package, settings, factory)
+            pages_without_session["floor"] = on_the_floor(LimitViews, pages, views, floor)
         for name, view_class in pages_without_session.items():
             add_counter_page(config, package, name, view_class)
     return config.make_wsgi_app()
@@ -117,6 +125,44 @@ def with_round_trip(views: type, round_trip: Callable[[], object]) -> type:
             return super().counter_page(title)
 
     return PingViews
+
+
+def on_the_floor(views: type, pages: ModuleType, app_views: ModuleType, floor: object) -> type:
+    """The ``views`` class whose counter page does its session work on ``floor``."""
+
+    class FloorViews(views):
+        """/limit plus the floor's session work: the count, the CSRF token, the cookie."""
+
+        def counter_page(self, title: str) -> dict:
+            request = self.request
+            count, token, cookie = floor.visit(request.headers.get("Cookie", ""))
+            if cookie != floor_pages.cookie_in(request.headers.get("Cookie", "")):
+                header = f"{floor_pages.COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Lax"
+                request.response.headerlist.append(("Set-Cookie", header))
+            return pages.page(
+                request,
+                title,
+                show_flash=False,
+                counter=count,
+                categories=app_views.CATEGORIES,
+                csrf_token=token,
+            )
+
+    return FloorViews
+
+
+def floor_for(package: str, settings: dict, factory: str) -> object:
+    """The floor of ``factory``'s store, on the project's own secret, timeouts and store."""
+    checked = project_module(package, "sessions.settings", "settings").session_settings(settings)
+    timeouts = (checked.timeout, getattr(checked, "absolute_timeout", checked.timeout))
+    url = ""
+    if factory == "redis":
+        url, _ = redis_location(package, settings, checked)
+    elif factory == "database":
+        database = project_module(package, "sessions.database.settings", "database_settings")
+        location = database.read_database_settings(settings, os.environ).url
+        url = location.render_as_string(hide_password=False)
+    return floor_pages.make_floor(factory, checked.secret_bytes[0], timeouts, url)
 
 
 def one_round_trip(store: object) -> Callable[[], object]:
@@ -297,7 +343,7 @@ def in_process(package: str, ini: str, seconds: float, factory: str) -> dict:
     Every request carries its Cookie header explicitly and the client keeps no cookie
     jar, so the server sees exactly one fixed session and only its work is timed.
     """
-    client = webtest.TestApp(make_app(package, ini), lint=False, cookiejar=NoCookieJar())
+    client = webtest.TestApp(make_app(package, ini, factory), lint=False, cookiejar=NoCookieJar())
 
     def send(method: str, path: str, cookie: str, **options) -> webtest.TestResponse:
         return getattr(client, method)(path, headers={"Cookie": cookie}, **options)
@@ -335,14 +381,18 @@ def in_process(package: str, ini: str, seconds: float, factory: str) -> dict:
         signed_in = sign_in()
         loads["counter_signed_in"] = lambda: send("get", "/", signed_in)
         loads["sign_in"] = sign_in
+    floor_cookie = ""
     if factory:
         loads["stock"] = stock_page(package, ini, factory)
+        floor_cookie = request_cookie(send("get", "/floor", ""), "")
+        loads["floor"] = lambda: send("get", "/floor", floor_cookie)
     return {
         "rounds": [
             {name: rate(load, seconds) for name, load in loads.items()} for _ in range(ROUNDS)
         ],
         "set_cookie_bytes": len(set_cookie),
         "cookie": cookie,
+        "floor_cookie": floor_cookie,
         "token": token,
     }
 
@@ -363,7 +413,7 @@ def main(argv: list[str]) -> None:
         factory = argv[4] if len(argv) > 4 else ""
         print(json.dumps(in_process(package, ini, float(argv[3]), factory)))
     elif command == "serve":
-        app = make_app(package, ini)
+        app = make_app(package, ini, argv[5] if len(argv) > 5 else "")
         waitress.serve(app, listen=f"127.0.0.1:{argv[3]}", threads=int(argv[4]), _quiet=True)
     else:
         sys.exit(__doc__)

@@ -68,6 +68,7 @@ REQUESTS = {
     "stock": 1,
     "counter_signed_in": 1,
     "sign_in": 2,  # the form and its POST
+    "floor": 1,
 }
 # The stock library a user would pick instead of each choice (bench_app.py configures it),
 # and what must be installed for it beside the project.
@@ -151,12 +152,12 @@ def wrk(url: str, seconds: float, *options: str, script_args: tuple[str, ...] = 
     return float(match.group(1))
 
 
-def served(project: Path, env: dict[str, str], seconds: float, inside: dict) -> list:
+def served(project: Path, env: dict[str, str], seconds: float, inside: dict, factory: str) -> list:
     """WRK_ROUNDS rounds of rates under wrk, the pages taking turns, served by waitress.
 
-    The pages are those measured in-process (``inside``), with its cookie and CSRF token.
+    The pages are those measured in-process (``inside``), with its cookies and CSRF token.
     """
-    cookie, token = inside["cookie"], inside["token"]
+    cookie, token, floor_cookie = inside["cookie"], inside["token"], inside["floor_cookie"]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with_cookie = ("-H", f"Cookie: {cookie}")
@@ -166,10 +167,11 @@ def served(project: Path, env: dict[str, str], seconds: float, inside: dict) -> 
         "counter": lambda: wrk(f"{base}/", seconds, *with_cookie),
         "flash_round": lambda: wrk(base, seconds, *flash, script_args=(token, cookie)) / 2,
         "ping": lambda: wrk(f"{base}/ping", seconds, *with_cookie),
+        "floor": lambda: wrk(f"{base}/floor", seconds, "-H", f"Cookie: {floor_cookie}"),
     }
     loads = {name: load for name, load in loads.items() if name in inside["rounds"][0]}
     with running(
-        bench_app(project, "serve", str(port), str(SERVER_THREADS)),
+        bench_app(project, "serve", str(port), str(SERVER_THREADS), factory),
         port,
         cwd=project,
         env=clean_environment(**env),
@@ -210,7 +212,7 @@ def measure_factory(
             pin_server(pid, CLIENT_CORES)
         env = production_env(project, factory, servers.environment)
         inside = in_process(project, env, seconds, factory if stock else "")
-        outside = served(project, env, seconds, inside)
+        outside = served(project, env, seconds, inside, factory if stock else "")
     return {
         "factory": factory,
         "store": store,
@@ -326,6 +328,22 @@ def report(results: dict) -> str:
             f"| {factory} | {STOCK_PACKAGES[figures['factory']]} | {rates['counter_ratio']:.2f} "
             f"| {rates['stock_ratio']:.2f} | **{rates['counter'] / rates['stock']:.2f}** |"
         )
+    floors = [
+        f"| {factory} | {inside['counter_ratio']:.2f} / {served['counter_ratio']:.2f} "
+        f"| {inside['floor_ratio']:.2f} / {served['floor_ratio']:.2f} "
+        f"| **{inside['counter_ratio'] / inside['floor_ratio']:.2f}** / "
+        f"**{served['counter_ratio'] / served['floor_ratio']:.2f}** |"
+        for factory, figures in results["factories"].items()
+        if "floor" in (inside := figures["in_process"])
+        and "floor" in (served := figures["served"])
+    ]
+    if floors:  # a benchmark with floor pages
+        lines += [
+            "",
+            "| factory | counter ratio, ours (in-process / served) | the floor's | ours ÷ floor |",
+            "|---|---|---|---|",
+            *floors,
+        ]
     signed_in = [
         f"| {factory} | {rates['counter_ratio']:.2f} | {rates['counter_signed_in_ratio']:.2f} "
         f"| {1000 / rates['sign_in']:.0f} |"
