@@ -32,8 +32,9 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 # The demo users' passwords: their tests (test_login.py) are the one place that holds them.
 DEMO_PASSWORDS = {"editor": "editor", "viewer": "viewer"}
 # The users the other tests sign in as, whatever user store the app has: the fixture
-# ``test_users`` (conftest.py) lets them in. A user's id is their login.
-TEST_USERS = {"editor": "the editor's test password", "viewer": "the viewer's test password"}
+# ``test_users`` (conftest.py) lets them in. A user's id is their login; neither is a
+# demo user, whom settings may keep out.
+TEST_USERS = {"alice": "alice's test password", "bob": "bob's test password"}
 # Variables that would override the settings under test.
 SETTINGS_ENV = [
     settings_module.SECRET_ENV,

@@ -98,12 +98,12 @@ def test_sign_in_shows_the_user_and_renews_the_session(
 {%- if cookiecutter.session_factory in ("redis", "database") %}
     [old_id] = stored.ids()
 {%- endif %}
-    response = sign_in(testapp, "editor", TEST_USERS["editor"])
+    response = sign_in(testapp, "alice", TEST_USERS["alice"])
     assert response.headers["Location"] == "/"
     home = testapp.get("/")
-    assert "Signed in as editor" in text(home)
-    assert signed_in_as(home) == "editor"
-    assert flash_groups(home) == {"success": ["Signed in as editor."]}
+    assert "Signed in as alice" in text(home)
+    assert signed_in_as(home) == "alice"
+    assert flash_groups(home) == {"success": ["Signed in as alice."]}
     assert csrf_token(home) != old_token
     assert session_cookie(testapp) != old_cookie
 {%- if cookiecutter.session_factory in ("redis", "database") %}
@@ -112,15 +112,15 @@ def test_sign_in_shows_the_user_and_renews_the_session(
 {%- endif %}
     assert signed_in_as(visit_with(testapp.app, old_cookie)) is None
     testapp.post("/logout", {"csrf_token": old_token}, status=400)
-    assert signed_in_as(testapp.get("/")) == "editor"
+    assert signed_in_as(testapp.get("/")) == "alice"
 
 
 def test_signing_in_as_another_user_replaces_the_first(
     testapp: webtest.TestApp, test_users: list[str]
 ) -> None:
-    sign_in(testapp, "editor", TEST_USERS["editor"])
-    sign_in(testapp, "viewer", TEST_USERS["viewer"])
-    assert signed_in_as(testapp.get("/")) == "viewer"
+    sign_in(testapp, "alice", TEST_USERS["alice"])
+    sign_in(testapp, "bob", TEST_USERS["bob"])
+    assert signed_in_as(testapp.get("/")) == "bob"
 
 
 def failed_sign_in_page(testapp: webtest.TestApp, login: str, password: str) -> str:
@@ -131,10 +131,10 @@ def failed_sign_in_page(testapp: webtest.TestApp, login: str, password: str) -> 
 
 # Sign-ins that fail, and all get the same page.
 FAILED_SIGN_INS = {
-    "wrong-password": ("editor", TEST_USERS["viewer"]),
-    "unknown-user": ("nobody", TEST_USERS["editor"]),
-    "user-name-in-another-case": ("Editor", TEST_USERS["editor"]),
-    "empty-password": ("viewer", ""),
+    "wrong-password": ("alice", TEST_USERS["bob"]),
+    "unknown-user": ("nobody", TEST_USERS["alice"]),
+    "user-name-in-another-case": ("Alice", TEST_USERS["alice"]),
+    "empty-password": ("bob", ""),
     "empty-form": ("", ""),
 }
 
@@ -154,8 +154,8 @@ def test_every_failed_sign_in_gets_the_same_page(
 
 # Input over the bounds, refused as a failed sign-in before the user store is asked.
 OVER_LONG = {
-    "password": ("editor", "p" * (MAX_PASSWORD_LENGTH + 1)),
-    "user-name": ("e" * (MAX_LOGIN_LENGTH + 1), TEST_USERS["editor"]),
+    "password": ("alice", "p" * (MAX_PASSWORD_LENGTH + 1)),
+    "user-name": ("e" * (MAX_LOGIN_LENGTH + 1), TEST_USERS["alice"]),
 }
 
 
@@ -187,7 +187,7 @@ def test_a_sign_in_without_its_csrf_token_is_the_400_page(
 ) -> None:
     """Login CSRF: another site's form must not sign a visitor in to an account of its own."""
     testapp.get("/login")
-    credentials = {"login": "editor", "password": TEST_USERS["editor"]}
+    credentials = {"login": "alice", "password": TEST_USERS["alice"]}
     page = testapp.post("/login", {**form, **credentials}, status=400)
     assert STALE_FORM in text(page)
     assert test_users == []  # refused before the user store is asked
@@ -198,16 +198,16 @@ def test_a_sign_in_without_its_csrf_token_is_the_400_page(
 def test_a_sign_out_without_its_csrf_token_is_the_400_page(
     testapp: webtest.TestApp, test_users: list[str], form: dict
 ) -> None:
-    sign_in(testapp, "editor", TEST_USERS["editor"])
+    sign_in(testapp, "alice", TEST_USERS["alice"])
     assert STALE_FORM in text(testapp.post("/logout", form, status=400))
-    assert signed_in_as(testapp.get("/")) == "editor"
+    assert signed_in_as(testapp.get("/")) == "alice"
 
 
 # ---- signing out -------------------------------------------------------------------
 
 
 def test_signing_out_forgets_the_user(testapp: webtest.TestApp, test_users: list[str]) -> None:
-    sign_in(testapp, "editor", TEST_USERS["editor"])
+    sign_in(testapp, "alice", TEST_USERS["alice"])
     old_token = csrf_token(testapp.get("/"))
     response = sign_out(testapp)
     assert response.headers["Location"] == "/"
@@ -221,7 +221,7 @@ def test_signing_out_forgets_the_user(testapp: webtest.TestApp, test_users: list
 def test_signing_out_revokes_a_copy_of_the_signed_in_cookie(
     testapp: webtest.TestApp, test_users: list[str], stored
 ) -> None:
-    sign_in(testapp, "editor", TEST_USERS["editor"])
+    sign_in(testapp, "alice", TEST_USERS["alice"])
     copied = session_cookie(testapp)
     [signed_in_id] = stored.ids()
     sign_out(testapp)
@@ -235,10 +235,10 @@ def test_a_copy_of_the_signed_in_cookie_outlives_the_sign_out(
 ) -> None:
     """Documented limit of a cookie store: nothing on the server to revoke. The copy works
     until its session times out (test_cookie_sessions.py proves the bound)."""
-    sign_in(testapp, "editor", TEST_USERS["editor"])
+    sign_in(testapp, "alice", TEST_USERS["alice"])
     copied = session_cookie(testapp)
     sign_out(testapp)
-    assert signed_in_as(visit_with(testapp.app, copied)) == "editor"
+    assert signed_in_as(visit_with(testapp.app, copied)) == "alice"
 {%- endif %}
 
 
@@ -293,6 +293,17 @@ def test_the_demo_users_sign_in_only_where_the_ini_file_lets_them(
     assert signed_in_as(browser.get("/")) == signed_in
 
 
+def test_a_demo_users_session_from_before_ends_where_they_are_kept_out(app_settings) -> None:
+    """An earlier release let the demo users in under production.ini: a session signed in
+    as one then is signed in no more once the settings keep them out."""
+    settings = {**app_settings, auth.DEMO_USERS_SETTING: "true"}
+    before = webtest.TestApp(main({}, **settings))
+    sign_in(before, "editor", DEMO_PASSWORDS["editor"])
+    after = main({}, **{**settings, auth.DEMO_USERS_SETTING: "false"})
+    assert signed_in_as(visit_with(after, session_cookie(before))) is None
+    assert signed_in_as(before.get("/")) == "editor"  # where they may sign in, still in
+
+
 @pytest.mark.parametrize("login", DEMO_PASSWORDS)
 def test_the_demo_hashes_match_the_demo_passwords(demo_request: Request, login: str) -> None:
     assert auth.verify_password(DEMO_PASSWORDS[login], auth.DEMO_USERS[login])
@@ -332,12 +343,12 @@ def config() -> Iterator[Configurator]:
 def test_sign_in_shows_the_form_again_after_a_wrong_password(
     config: Configurator, test_users: list[str]
 ) -> None:
-    request = testing.DummyRequest(post={"login": "editor", "password": "wrong"})
+    request = testing.DummyRequest(post={"login": "alice", "password": "wrong"})
 
     values = login_views.sign_in(request)
 
     assert values["message"] == FAILED_MESSAGE
-    assert values["login"] == "editor"
+    assert values["login"] == "alice"
     assert values["account"] == Account(None)
     assert "auth.userid" not in request.session
 
@@ -345,14 +356,14 @@ def test_sign_in_shows_the_form_again_after_a_wrong_password(
 def test_the_policy_keeps_the_user_in_the_session(config: Configurator) -> None:
     policy, request = auth.SecurityPolicy(), testing.DummyRequest()
     assert policy.authenticated_userid(request) is None
-    policy.remember(request, "editor")
-    assert request.session["auth.userid"] == "editor"
-    assert (request.identity, request.authenticated_userid) == ("editor", "editor")
+    policy.remember(request, "alice")
+    assert request.session["auth.userid"] == "alice"
+    assert (request.identity, request.authenticated_userid) == ("alice", "alice")
     policy.forget(request)
     assert policy.authenticated_userid(request) is None
 
 
-@pytest.mark.parametrize("value", [5, ["editor"], {"id": "editor"}], ids=repr)
+@pytest.mark.parametrize("value", [5, ["alice"], {"id": "alice"}], ids=repr)
 def test_a_stored_userid_of_another_type_is_nobody(config: Configurator, value) -> None:
     """Data a server-side store holds may have been written by other code, or damaged."""
     request = testing.DummyRequest()
@@ -363,13 +374,13 @@ def test_a_stored_userid_of_another_type_is_nobody(config: Configurator, value) 
 class Document:
     """A context with an ACL, as the quick tutorial's authorization step gives its root."""
 
-    __acl__ = ((Allow, Authenticated, "view"), (Allow, "user:editor", "edit"))
+    __acl__ = ((Allow, Authenticated, "view"), (Allow, "user:alice", "edit"))
 
 
 @pytest.mark.parametrize(
     ("userid", "allowed"),
-    [(None, set()), ("viewer", {"view"}), ("editor", {"view", "edit"})],
-    ids=["visitor", "viewer", "editor"],
+    [(None, set()), ("bob", {"view"}), ("alice", {"view", "edit"})],
+    ids=["visitor", "bob", "alice"],
 )
 def test_the_context_acl_decides_permissions(
     config: Configurator, userid: str | None, allowed: set[str]
@@ -395,7 +406,7 @@ def test_a_signed_in_user_refused_a_page_gets_the_403_page(app_settings, test_us
         config.add_view(admin_page, route_name="admin", permission="admin", renderer="json")
     browser = webtest.TestApp(config.make_wsgi_app())
     assert browser.get("/admin", status=303).headers["Location"] == "/login"
-    sign_in(browser, "editor", TEST_USERS["editor"])
+    sign_in(browser, "alice", TEST_USERS["alice"])
     assert "This page is not open to your account." in text(browser.get("/admin", status=403))
 
 

@@ -227,9 +227,9 @@ def test_a_users_sessions_are_listed_and_ended_on_every_server(
     """The user's index is a key of its own (in a Cluster, in another slot than the
     sessions): listing and ending reach each session where it lives."""
     app = make_app(deployment.settings()).app
-    browsers = signed_in_browsers(app, "editor", 4)
-    assert listed(app, "editor") == sorted(session_id(browser) for browser in browsers)
-    assert sessions.end_user_sessions(app.registry, "editor", keep=None) == 4
+    browsers = signed_in_browsers(app, "alice", 4)
+    assert listed(app, "alice") == sorted(session_id(browser) for browser in browsers)
+    assert sessions.end_user_sessions(app.registry, "alice", keep=None) == 4
     assert where(deployment) == {}
     assert [signed_in_as(browser.get("/")) for browser in browsers] == [None] * 4
 
@@ -502,7 +502,7 @@ def test_sentinel_failover_keeps_sessions(redis_sentinel, tmp_path_factory, test
     deployment = clear(redis_sentinel)
     assert deployment.primary_ports() == {deployment.primary.port}, "run before any failover"
     app = make_app(deployment.settings()).app
-    browsers = [*signed_in_browsers(app, "editor", 2), *(webtest.TestApp(app) for _ in range(6))]
+    browsers = [*signed_in_browsers(app, "alice", 2), *(webtest.TestApp(app) for _ in range(6))]
     for browser in browsers:
         browser.get("/")
         browser.get("/howdy")
@@ -542,9 +542,9 @@ def test_sentinel_failover_keeps_sessions(redis_sentinel, tmp_path_factory, test
     for index in range(len(browsers)):
         counts = [v.count for v in traffic.visits if v.browser == index and v.status == 200]
         assert counts == sorted(set(counts)), f"the count went back for session {index}"
-    assert len(listed(app, "editor")) == 2
+    assert len(listed(app, "alice")) == 2
     post_form(browsers[0], "/sessions/end-all")
-    assert (listed(app, "editor"), signed_in_as(browsers[1].get("/"))) == ([], None)
+    assert (listed(app, "alice"), signed_in_as(browsers[1].get("/"))) == ([], None)
 
 
 # Settings: refused at start with one line that names what to fix

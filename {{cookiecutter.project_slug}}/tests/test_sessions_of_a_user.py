@@ -12,6 +12,9 @@ from __future__ import annotations
 import base64
 {% endif -%}
 import re
+{%- if redis %}
+import time
+{%- endif %}
 {%- if server %}
 from collections.abc import Callable
 {%- endif %}
@@ -74,6 +77,7 @@ from {{ cookiecutter.project_slug }}.login_views import (
 from {{ cookiecutter.project_slug }}.sessions.clear_sessions import main as clear_sessions
 {%- endif %}
 {%- if redis %}
+from {{ cookiecutter.project_slug }}.sessions.redis import store as redis_store
 from {{ cookiecutter.project_slug }}.sessions.redis.store import user_key
 {%- endif %}
 {%- if server %}
@@ -118,7 +122,7 @@ def test_a_visitor_is_sent_to_sign_in(testapp: webtest.TestApp) -> None:
 
 
 def test_the_layout_links_a_signed_in_user_to_their_sessions(app) -> None:
-    [browser] = signed_in_browsers(app, "editor", 1)
+    [browser] = signed_in_browsers(app, "alice", 1)
     assert '<a href="/sessions">Your sessions</a>' in browser.get("/").text
 {%- if server %}
 
@@ -139,7 +143,7 @@ def listed(app: Router, userid: str) -> list[str]:
 {%- endif %}
 def test_one_browser_ends_another_of_the_same_user(app) -> None:
     """Its cookie is dead at once, and so is the CSRF token of its pages."""
-    first, second = signed_in_browsers(app, "editor", 2)
+    first, second = signed_in_browsers(app, "alice", 2)
     page = first.get("/sessions")
     assert sorted(rows(page)) == ["current", "other"]
     [handle] = HANDLE.findall(page.text)  # only the other one has a button
@@ -159,18 +163,18 @@ def test_one_browser_ends_another_of_the_same_user(app) -> None:
 @ON_EVERY_DATABASE
 {%- endif %}
 def test_sign_out_everywhere_else_then_everywhere(app) -> None:
-    first, second, third = signed_in_browsers(app, "editor", 3)
-    [viewer] = signed_in_browsers(app, "viewer", 1)
+    first, second, third = signed_in_browsers(app, "alice", 3)
+    [viewer] = signed_in_browsers(app, "bob", 1)
     assert post_form(first, "/sessions/end-others").headers["Location"] == "/sessions"
     page = first.get("/sessions")
     assert flash_groups(page) == {"success": ["Signed out everywhere else (2 sessions ended)."]}
     assert rows(page) == ["current"]
-    assert [signed_in_as(b.get("/")) for b in (second, third, viewer)] == [None, None, "viewer"]
-    sign_in(second, "editor", TEST_USERS["editor"])
+    assert [signed_in_as(b.get("/")) for b in (second, third, viewer)] == [None, None, "bob"]
+    sign_in(second, "alice", TEST_USERS["alice"])
     assert post_form(first, "/sessions/end-all").headers["Location"] == "/"
     assert flash_groups(first.get("/")) == {"info": ["Signed out everywhere."]}
-    assert [signed_in_as(b.get("/")) for b in (first, second, viewer)] == [None, None, "viewer"]
-    assert listed(app, "editor") == []
+    assert [signed_in_as(b.get("/")) for b in (first, second, viewer)] == [None, None, "bob"]
+    assert listed(app, "alice") == []
 
 
 def bind_view(request: Request) -> dict:
@@ -188,28 +192,28 @@ def test_ending_every_session_holds_against_a_request_in_flight(
     """A password change ends the user's sessions while a request of theirs runs: that
     request goes on with a fresh session, signed out, and brings none back."""
     browser = app_with_test_views(app_settings, slow=slow_view)
-    sign_in(browser, "editor", TEST_USERS["editor"])
+    sign_in(browser, "alice", TEST_USERS["alice"])
     [signed_in] = stored.ids()
     registry, ended = browser.app.registry, []
     registry.update(
-        meanwhile=lambda: ended.append(sessions.end_user_sessions(registry, "editor")),
+        meanwhile=lambda: ended.append(sessions.end_user_sessions(registry, "alice")),
         afterwards=afterwards,
     )
     slow = browser.get(f"{TEST_VIEWS}/slow").json["session"]
     assert (ended, "auth.userid" in slow) == ([1], False)
     assert signed_in not in stored.ids()
     assert signed_in_as(browser.get("/")) is None
-    assert listed(browser.app, "editor") == []
+    assert listed(browser.app, "alice") == []
 
 
 def test_a_signed_in_session_renewed_stays_listed(app_settings, stored) -> None:
     """regenerate_session (the user's privileges changed) moves it to a new id: the new
     id is the user's, and ends with the others."""
     browser = app_with_test_views(app_settings, login=login_view)
-    sign_in(browser, "editor", TEST_USERS["editor"])
+    sign_in(browser, "alice", TEST_USERS["alice"])
     browser.get(f"{TEST_VIEWS}/login")
-    assert listed(browser.app, "editor") == [session_id_of(browser)] == stored.ids()
-    assert sessions.end_user_sessions(browser.app.registry, "editor") == 1
+    assert listed(browser.app, "alice") == [session_id_of(browser)] == stored.ids()
+    assert sessions.end_user_sessions(browser.app.registry, "alice") == 1
     assert signed_in_as(browser.get("/")) is None
 
 
@@ -226,19 +230,19 @@ def test_expired_sessions_leave_the_list(
 {%- else -%}
 def test_expired_sessions_leave_the_list(app, app_settings, stored, age_sessions) -> None:
 {%- endif %}
-    first, second = signed_in_browsers(app, "editor", 2)
+    first, second = signed_in_browsers(app, "alice", 2)
     stored.expire(session_id_of(second))  # idle too long
-    assert listed(app, "editor") == [session_id_of(first)]
+    assert listed(app, "alice") == [session_id_of(first)]
 {%- if redis %}
-    assert redis_client.zcard(user_key("editor")) == 1  # the index lost it too
+    assert redis_client.zcard(user_key("alice")) == 1  # the index lost it too
 {%- endif %}
     absolute_timeout = int(app_settings["session.absolute_timeout"])
     age_sessions(absolute_timeout + 1)  # past its absolute end
-    assert listed(app, "editor") == []
+    assert listed(app, "alice") == []
     assert signed_in_as(first.get("/")) is None
 {%- if redis %}
-    assert listed(app, "editor") == []
-    assert redis_client.zcard(user_key("editor")) == 0
+    assert listed(app, "alice") == []
+    assert redis_client.zcard(user_key("alice")) == 0
 {%- endif %}
 {%- if redis %}
 
@@ -249,24 +253,62 @@ def test_the_next_sign_in_drops_the_sessions_that_ended(
     """Signed out or idle too long: a session that ends leaves its entry in the user's
     index until their next sign-in (or list), which drops it, rather than until its
     absolute end."""
-    first, second, third = signed_in_browsers(app, "editor", 3)
+    first, second, third = signed_in_browsers(app, "alice", 3)
     post_form(first, "/logout")
     stored.expire(session_id_of(second))
-    assert redis_client.zcard(user_key("editor")) == 3
-    [fourth] = signed_in_browsers(app, "editor", 1)
-    indexed = sorted(member.decode() for member in redis_client.zrange(user_key("editor"), 0, -1))
+    assert redis_client.zcard(user_key("alice")) == 3
+    [fourth] = signed_in_browsers(app, "alice", 1)
+    indexed = sorted(indexed_ids(redis_client, "alice"))
     assert indexed == sorted([session_id_of(third), session_id_of(fourth)])
+
+
+def indexed_ids(redis_client: redis.Redis, userid: str) -> list[str]:
+    """The session ids in the user's index, oldest first."""
+    return [member.decode() for member in redis_client.zrange(user_key(userid), 0, -1)]
+
+
+def test_a_sign_in_checks_a_bounded_number_of_entries(
+    app, stored, redis_client: redis.Redis, monkeypatch
+) -> None:
+    """However many sessions a user keeps, a sign-in checks the oldest few: its cost is
+    bounded (the rest wait for a later sign-in, or the list)."""
+    monkeypatch.setattr(redis_store, "PRUNED_AT_SIGN_IN", 2)
+    ids = [session_id_of(browser) for browser in signed_in_browsers(app, "alice", 4)]
+    for session_id in ids:
+        stored.expire(session_id)
+    # In this order, each ending before the next sign-in's session does.
+    soon = int(time.time()) + 100
+    redis_client.zadd(user_key("alice"), {sid: soon + i for i, sid in enumerate(ids)})
+    [last] = signed_in_browsers(app, "alice", 1)
+    assert indexed_ids(redis_client, "alice") == [*ids[2:], session_id_of(last)]
+
+
+def test_a_store_error_while_pruning_leaves_the_sign_in_done(
+    app, redis_client: redis.Redis, monkeypatch, caplog
+) -> None:
+    """Pruning is housekeeping: a Cluster node that does not answer (it holds one of the
+    user's sessions) must not fail the sign-in, nor revoke the session it moved."""
+    signed_in_browsers(app, "alice", 1)  # an entry to check at the next sign-in
+
+    def hung(self) -> list:
+        raise redis.TimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", hung)
+    [second] = signed_in_browsers(app, "alice", 1)
+    assert signed_in_as(second.get("/")) == "alice"
+    assert session_id_of(second) in indexed_ids(redis_client, "alice")
+    assert "the user's index was not pruned: Timeout reading from socket" in caplog.text
 
 
 def test_ending_a_chain_of_sign_ins_follows_each_marker_once(app, monkeypatch) -> None:
     """Each sign-in moves the session and leaves a marker where it was, and each of those
     keys is in the index: "sign out everywhere" follows every marker once, so its round
     trips grow with the sign-ins, not with their square."""
-    [browser] = signed_in_browsers(app, "editor", 1)
+    [browser] = signed_in_browsers(app, "alice", 1)
     for _ in range(19):
-        sign_in(browser, "editor", TEST_USERS["editor"])
+        sign_in(browser, "alice", TEST_USERS["alice"])
     names = watch_round_trips(monkeypatch)
-    assert sessions.end_user_sessions(app.registry, "editor") == 1
+    assert sessions.end_user_sessions(app.registry, "alice") == 1
     assert signed_in_as(browser.get("/")) is None
     assert names.count("end_owned") <= 2 * 20
 
@@ -274,10 +316,10 @@ def test_ending_a_chain_of_sign_ins_follows_each_marker_once(app, monkeypatch) -
 def test_an_index_of_another_type_is_replaced(app, redis_client: redis.Redis) -> None:
     """Another writer's value under a user's index key (a damaged restore): the list
     passes over it and the next sign-in replaces it, never a 503 at every request."""
-    [browser] = signed_in_browsers(app, "editor", 1)
-    redis_client.set(user_key("editor"), "not an index")
+    [browser] = signed_in_browsers(app, "alice", 1)
+    redis_client.set(user_key("alice"), "not an index")
     assert rows(browser.get("/sessions")) == []  # passed over: its entries are lost
-    browser = signed_in_browsers(app, "editor", 1)[0]
+    browser = signed_in_browsers(app, "alice", 1)[0]
     assert rows(browser.get("/sessions")) == ["current"]
 
 
@@ -286,8 +328,8 @@ def test_an_index_entry_no_session_could_have_is_passed_over(
 ) -> None:
     """Another writer's entry in a user's index, of bytes no session id has (not UTF-8):
     the list and "sign out everywhere" pass over it, never a 500."""
-    [browser] = signed_in_browsers(app, "editor", 1)
-    redis_client.zadd(user_key("editor"), {b"\xff\xfe": 2**40})
+    [browser] = signed_in_browsers(app, "alice", 1)
+    redis_client.zadd(user_key("alice"), {b"\xff\xfe": 2**40})
     assert rows(browser.get("/sessions")) == ["current"]
     assert post_form(browser, "/sessions/end-all").headers["Location"] == "/"
     assert signed_in_as(browser.get("/")) is None
@@ -299,21 +341,21 @@ def test_an_index_entry_no_session_could_have_is_passed_over(
 def test_clear_sessions_ends_one_users_sessions_then_every_one(
     app, app_settings, tmp_path, capsys{% if redis %}, redis_client: redis.Redis{% endif %}
 ) -> None:
-    editors = signed_in_browsers(app, "editor", 2)
-    [viewer] = signed_in_browsers(app, "viewer", 1)
+    editors = signed_in_browsers(app, "alice", 2)
+    [viewer] = signed_in_browsers(app, "bob", 1)
     ini = write_ini(tmp_path, app_settings[STORE_URL])
-    assert clear_sessions(["--user", "editor", str(ini)]) == 0
-    assert capsys.readouterr().out == f"{COMMAND}: ended 2 sessions of user editor\n"
-    assert (listed(app, "editor"), len(listed(app, "viewer"))) == ([], 1)
-    assert clear_sessions(["--user", "editor", str(ini)]) == 0  # nothing left to end
-    assert capsys.readouterr().out == f"{COMMAND}: ended 0 sessions of user editor\n"
+    assert clear_sessions(["--user", "alice", str(ini)]) == 0
+    assert capsys.readouterr().out == f"{COMMAND}: ended 2 sessions of user alice\n"
+    assert (listed(app, "alice"), len(listed(app, "bob"))) == ([], 1)
+    assert clear_sessions(["--user", "alice", str(ini)]) == 0  # nothing left to end
+    assert capsys.readouterr().out == f"{COMMAND}: ended 0 sessions of user alice\n"
 {%- if redis %}
-    assert redis_client.zcard(user_key("editor")) == 0
+    assert redis_client.zcard(user_key("alice")) == 0
 {%- endif %}
     assert clear_sessions(["--all", str(ini)]) == 0
-    assert listed(app, "viewer") == []
+    assert listed(app, "bob") == []
 {%- if redis %}
-    assert redis_client.zcard(user_key("viewer")) == 0
+    assert redis_client.zcard(user_key("bob")) == 0
 {%- endif %}
     assert [signed_in_as(b.get("/")) for b in [*editors, viewer]] == [None, None, None]
 
@@ -326,12 +368,12 @@ def test_the_client_is_kept_only_when_the_setting_says_so(app_settings, setting)
     """Off by default: the address and the user agent are personal data."""
     app = main({}, **{**app_settings, **setting})
     browser = webtest.TestApp(app, extra_environ=CLIENT)
-    sign_in(browser, "editor", TEST_USERS["editor"])
+    sign_in(browser, "alice", TEST_USERS["alice"])
     page = text(browser.get("/sessions"))
     shown = ["Address" in page, "192.0.2.7" in page, "Probe/1.0" in page]
     assert shown == [bool(setting)] * 3
     store = app.registry.getUtility(ISessionFactory).store
-    [(_, _, _, client)] = store.user_sessions("editor")
+    [(_, _, _, client)] = store.user_sessions("alice")
     assert bool(client) is bool(setting)
 {%- if redis %}
 
@@ -339,7 +381,7 @@ def test_the_client_is_kept_only_when_the_setting_says_so(app_settings, setting)
 def test_signing_in_costs_one_round_trip_more_and_a_page_none(testapp, monkeypatch) -> None:
     token = csrf_token(testapp.get("/login"))
     names = watch_round_trips(monkeypatch)
-    credentials = {"login": "editor", "password": TEST_USERS["editor"]}
+    credentials = {"login": "alice", "password": TEST_USERS["alice"]}
     testapp.post("/login", {"csrf_token": token, **credentials}, status=303)
     assert names == ["load", "detach", "adopt", "index_add", "save"]
     testapp.get("/")  # shows the flash message (a changed session: written back)
@@ -352,7 +394,7 @@ def test_signing_in_costs_one_round_trip_more_and_a_page_none(testapp, monkeypat
 def test_signing_in_costs_no_statement_more_and_a_page_none(testapp) -> None:
     token = csrf_token(testapp.get("/login"))
     sent = watch_statements(app_store(testapp))
-    credentials = {"login": "editor", "password": TEST_USERS["editor"]}
+    credentials = {"login": "alice", "password": TEST_USERS["alice"]}
     testapp.post("/login", {"csrf_token": token, **credentials}, status=303)
     assert sent == ["UPDATE", "UPDATE", "UPDATE"]  # load, move, save (with the user)
     testapp.get("/")  # shows the flash message (a changed session: written back)
@@ -365,7 +407,7 @@ def test_signing_in_costs_no_statement_more_and_a_page_none(testapp) -> None:
 
 def test_a_cookie_store_lists_and_ends_only_this_session(app) -> None:
     """Other browsers' sessions live in their cookies: the page says so."""
-    [browser] = signed_in_browsers(app, "editor", 1)
+    [browser] = signed_in_browsers(app, "alice", 1)
     page = browser.get("/sessions")
     assert "cannot list or end your sessions in other browsers" in text(page)
     assert (rows(page), "Sign out everywhere" in page.text) == (["current"], False)
@@ -373,7 +415,7 @@ def test_a_cookie_store_lists_and_ends_only_this_session(app) -> None:
     page = browser.get("/sessions")
     assert flash_groups(page) == {"success": [ENDED_ELSEWHERE]}
     assert "keep their sessions in their own cookies" in ENDED_ELSEWHERE  # no claim to more
-    assert sessions.end_user_sessions(app.registry, "editor") == 0  # no store to look in
+    assert sessions.end_user_sessions(app.registry, "alice") == 0  # no store to look in
     end_session(browser, "another")
     assert flash_groups(browser.get("/sessions")) == {"info": ["That session had ended already."]}
     end_session(browser, "current")
@@ -382,11 +424,11 @@ def test_a_cookie_store_lists_and_ends_only_this_session(app) -> None:
 
 def test_signing_out_everywhere_ends_only_this_cookie(app) -> None:
     """A copy of the cookie stays signed in until it times out (the documented limit)."""
-    [browser] = signed_in_browsers(app, "editor", 1)
+    [browser] = signed_in_browsers(app, "alice", 1)
     copied = session_cookie(browser)
     assert post_form(browser, "/sessions/end-all").headers["Location"] == "/"
     assert flash_groups(browser.get("/")) == {"info": [SIGNED_OUT_EVERYWHERE]}
     assert "in this browser" in SIGNED_OUT_EVERYWHERE  # no claim to more
     assert signed_in_as(browser.get("/")) is None
-    assert signed_in_as(visit_with(app, copied)) == "editor"
+    assert signed_in_as(visit_with(app, copied)) == "alice"
 {%- endif %}

@@ -111,6 +111,13 @@ def demo_users(request: Request) -> dict[str, str]:
     return DEMO_USERS if asbool(request.registry.settings.get(DEMO_USERS_SETTING)) else {}
 
 
+def kept_out(request: Request, userid: str) -> bool:
+    """Whether ``userid`` is a demo user where the settings keep them out: a session signed
+    in as one before (an earlier release let them in under production.ini) is signed in
+    no more."""
+    return userid in DEMO_USERS and not demo_users(request)
+
+
 def check_credentials(request: Request, login: str, password: str) -> str | None:
     """The id of the user who signs in with ``login`` and ``password``, or None.
 
@@ -154,7 +161,9 @@ class SecurityPolicy:
     def identity(self, request: Request) -> str | None:
         """The signed-in user's id (``request.identity``), or None for a visitor."""
         userid = self.helper.authenticated_userid(request)
-        return userid if isinstance(userid, str) else None  # a session's data may be damaged
+        if not isinstance(userid, str):  # a session's data may be damaged
+            return None
+        return None if kept_out(request, userid) else userid
 
     def authenticated_userid(self, request: Request) -> str | None:
         """The signed-in user's id (``request.authenticated_userid``), or None."""

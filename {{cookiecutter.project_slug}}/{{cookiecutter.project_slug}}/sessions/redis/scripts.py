@@ -155,8 +155,9 @@ return redis.call("DEL", key)
     # A user's index, KEYS[1] a sorted set of session ids scored by their absolute end
     # (no session lives past it): add ARGV[3] with the score ARGV[4], drop the entries
     # past their end, let the whole set expire with its last session, and return the
-    # entries. A value of another type there is another writer's: replaced, as
-    # index_read passes over it.
+    # ARGV[5] entries that end first (the oldest: a bounded piece of work, however many
+    # sessions the user has). A value of another type there is another writer's:
+    # replaced, as index_read passes over it.
     "index_add": """
 local kind = redis.call("TYPE", key).ok
 if kind ~= "zset" and kind ~= "none" then redis.call("DEL", key) end
@@ -164,7 +165,7 @@ redis.call("ZADD", key, ARGV[4], ARGV[3])
 redis.call("ZREMRANGEBYSCORE", key, "-inf", now())
 local last = redis.call("ZRANGE", key, -1, -1, "WITHSCORES")
 if last[2] then redis.call("EXPIREAT", key, last[2]) end
-return redis.call("ZRANGE", key, 0, -1)
+return redis.call("ZRANGE", key, 0, tonumber(ARGV[5]) - 1)
 """,
     # The index's entries not past their end (the rest dropped), and the clock.
     "index_read": """

@@ -16,6 +16,7 @@ reading the index drops it.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -39,9 +40,14 @@ from .scripts import (
 )
 from .settings import RedisSettings, read_redis_settings
 
+log = logging.getLogger(__name__)
+
 # What a failing or unreachable Redis raises: the 503 page answers them all. A Cluster
 # client that cannot reach any node raises the one that is no RedisError.
 STORE_ERRORS = (redis.RedisError, RedisClusterException)
+# The most entries of a user's index a sign-in checks (the oldest first), so that its cost
+# stays bounded however many sessions the user keeps.
+PRUNED_AT_SIGN_IN = 100
 # Keys per SCAN call, and per pipeline of scripts, when every session is ended.
 SCAN_BATCH = 1000
 KEY_PREFIX = "{{ cookiecutter.project_slug }}:session:"
@@ -178,24 +184,32 @@ class RedisStore:
     def bind(self, session_id: str, userid: str, created: int) -> None:
         """Put the session, which exists, in ``userid``'s index (its hash names the user
         when its data is saved next), and drop the entries of the user's sessions that
-        have ended since (signed out, idle too long): the index holds the live sessions
-        and those that ended after the last sign-in. One round trip for a user's first
-        session; one more (two if some ended) when there are others."""
-        members = self.run(
-            "index_add", [user_key(userid)], session_id, created + self.absolute_timeout
-        )
+        have ended since (signed out, idle too long), up to PRUNED_AT_SIGN_IN of the
+        oldest: the index holds the live sessions and those that ended after the last
+        sign-in. One round trip for a user's first session; one more (two if some
+        ended) when there are others."""
+        end = created + self.absolute_timeout
+        members = self.run("index_add", [user_key(userid)], session_id, end, PRUNED_AT_SIGN_IN)
         others = [other for other in session_ids(members) if other != session_id]
         if others:
             self.drop_ended(userid, others)
 
     def drop_ended(self, userid: str, indexed: list[str]) -> None:
-        """Drop the ``indexed`` entries of ``userid``'s index whose session is gone."""
+        """Drop the ``indexed`` entries of ``userid``'s index whose session is gone.
+
+        Housekeeping, never a reason to fail the sign-in: a Cluster node that does not
+        answer (it holds one of the sessions) leaves the entries for a later sign-in.
+        """
         pipeline = self.client.pipeline(transaction=False)
         for session_id in indexed:
             pipeline.exists(session_key(session_id))
-        gone = [sid for sid, there in zip(indexed, pipeline.execute(), strict=True) if not there]
-        if gone:
-            self.client.zrem(user_key(userid), *gone)
+        try:
+            found = pipeline.execute()
+            gone = [sid for sid, there in zip(indexed, found, strict=True) if not there]
+            if gone:
+                self.client.zrem(user_key(userid), *gone)
+        except STORE_ERRORS as error:
+            log.warning("the user's index was not pruned: %s", error_reason(error))
 
     def indexed(self, userid: str) -> tuple[int, list[str]]:
         """The clock, and the ids in ``userid``'s index (those past their end dropped)."""
