@@ -45,6 +45,9 @@ def make_engine(settings: DatabaseSettings) -> Engine:
         # cost a second round trip, for its COMMIT. (An engine that switched each
         # connection to autocommit and back on every use took twice as long per statement.)
         "isolation_level": "AUTOCOMMIT",
+        # No transaction is ever open, so there is none to roll back when a connection goes
+        # back to the pool: the pool's reset (a rollback() and its bookkeeping) is skipped.
+        "pool_reset_on_return": None,
         "hide_parameters": True,  # an error never shows a session id (a credential)
         "pool_size": settings.pool_size,
         "max_overflow": settings.max_overflow,
