@@ -333,6 +333,17 @@ def test_an_index_entry_no_session_could_have_is_passed_over(
     assert rows(browser.get("/sessions")) == ["current"]
     assert post_form(browser, "/sessions/end-all").headers["Location"] == "/"
     assert signed_in_as(browser.get("/")) is None
+
+
+def test_an_index_entry_that_never_ends_is_no_503_at_sign_in(
+    app, redis_client: redis.Redis
+) -> None:
+    """Another writer's entry scored +inf: the index cannot expire at it (EXPIREAT takes no
+    infinity), but every sign-in of the user still works."""
+    redis_client.zadd(user_key("alice"), {"someone-elses": "+inf"})
+    [browser] = signed_in_browsers(app, "alice", 1)
+    assert signed_in_as(browser.get("/")) == "alice"
+    assert rows(browser.get("/sessions")) == ["current"]
 {%- endif %}
 
 {% if database %}

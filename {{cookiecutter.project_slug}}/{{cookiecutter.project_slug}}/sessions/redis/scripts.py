@@ -164,7 +164,8 @@ if kind ~= "zset" and kind ~= "none" then redis.call("DEL", key) end
 redis.call("ZADD", key, ARGV[4], ARGV[3])
 redis.call("ZREMRANGEBYSCORE", key, "-inf", now())
 local last = redis.call("ZRANGE", key, -1, -1, "WITHSCORES")
-if last[2] then redis.call("EXPIREAT", key, last[2]) end
+-- pcall: another writer's score (+inf, a fraction) is no time EXPIREAT takes.
+if last[2] then redis.pcall("EXPIREAT", key, last[2]) end
 return redis.call("ZRANGE", key, 0, tonumber(ARGV[5]) - 1)
 """,
     # The index's entries not past their end (the rest dropped), and the clock.
