@@ -54,6 +54,7 @@ def test_rotation_writes_with_the_first_and_reads_with_any() -> None:
     assert rotating.dumps(1) == b"new:1"
     assert rotating.loads(b"old:2") == 2
     assert rotating.loads(b"new:3") == 3
+    assert (rotating.verify(b"new:5"), rotating.verify(b"old:6")) == ((5, 0), (6, 1))
     with pytest.raises(ValueError, match="matches none of the session secrets"):
         rotating.loads(b"other:4")
 

@@ -98,9 +98,15 @@ class RotatingSerializer:
 
     def loads(self, bstruct: bytes) -> Any:
         """Deserialize with the first secret that accepts ``bstruct``; else ValueError."""
-        for serializer in self.serializers:
+        return self.verify(bstruct)[0]
+
+    def verify(self, bstruct: bytes) -> tuple[Any, int]:
+        """What ``loads`` gives, and which secret accepted it (0: the current one), so
+        that a value of a previous secret can be written again with the current one
+        without checking it twice."""
+        for index, serializer in enumerate(self.serializers):
             try:
-                return serializer.loads(bstruct)
+                return serializer.loads(bstruct), index
             except (ValueError, TypeError):
                 continue
         raise ValueError("the value matches none of the session secrets")

@@ -142,15 +142,6 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(32)
 
 
-def signed_by_fallback(signer: RotatingSerializer, cookie: str) -> bool:
-    """True when ``cookie`` verifies only with a previous secret."""
-    try:
-        signer.serializers[0].loads(cookie.encode("ascii"))
-    except ValueError:
-        return True
-    return False
-
-
 class SessionStore(Protocol):
     """Where sessions live, by id: every method is one round trip, and every write of an
     existing session (``new`` False) happens only while it is live, so a session revoked
@@ -251,10 +242,10 @@ class ServerSession(SessionAPI, MutableMapping):
         if not value:
             return None
         try:
-            session_id = self.signer.loads(value.encode("latin-1"))
+            session_id, secret = self.signer.verify(value.encode("latin-1"))
         except (ValueError, UnicodeError):
             return None
-        if len(self.signer.serializers) > 1 and signed_by_fallback(self.signer, value):
+        if secret > 0:  # a previous secret's: signed again with the current one
             self.send_cookie = True
             self.changed()
         return session_id
