@@ -135,10 +135,11 @@ def on_the_floor(views: type, pages: ModuleType, app_views: ModuleType, floor: o
 
         def counter_page(self, title: str) -> dict:
             request = self.request
-            count, token, cookie = floor.visit(request.headers.get("Cookie", ""))
-            if cookie != floor_pages.cookie_in(request.headers.get("Cookie", "")):
-                header = f"{floor_pages.COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Lax"
-                request.response.headerlist.append(("Set-Cookie", header))
+            header = request.headers.get("Cookie", "")
+            count, token, cookie = floor.visit(header)
+            if cookie != floor_pages.cookie_in(header):
+                set_cookie = f"{floor_pages.COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Lax"
+                request.response.headerlist.append(("Set-Cookie", set_cookie))
             return pages.page(
                 request,
                 title,

@@ -296,8 +296,7 @@ def postgresql_connect(url: str) -> Callable[[], Any]:
     import psycopg
 
     def connect() -> Any:
-        connection = psycopg.connect(url, autocommit=True, prepare_threshold=0)
-        return connection
+        return psycopg.connect(url, autocommit=True, prepare_threshold=0)
 
     return connect
 

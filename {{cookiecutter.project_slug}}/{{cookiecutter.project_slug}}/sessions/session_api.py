@@ -23,8 +23,6 @@ COUNTER_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 # The largest step of one increment, and the first value no counter reaches: a counter of
 # at most 18 digits plus a step never overflows a store's 64-bit integers.
 MAX_STEP, COUNTER_LIMIT = 10**12, 10**18
-
-
 # A user's id as every store keeps it: the SQL store's column takes 255 characters, and
 # PostgreSQL's text no NUL.
 MAX_USERID_LENGTH = 255

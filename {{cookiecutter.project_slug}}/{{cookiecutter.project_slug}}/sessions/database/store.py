@@ -216,9 +216,9 @@ class DatabaseStore:
         with self.connection() as connection:
             return connection.execute(self.statements.end_user_sessions, parameters).rowcount
 
-    def owned(self, userid: str, **more: Any) -> dict[str, Any]:
+    def owned(self, userid: str, session_id: str = "", **more: Any) -> dict[str, Any]:
         """The bound values of a statement on ``userid``'s sessions."""
-        return self.parameters(more.pop("session_id", ""), owner=userid, **more)
+        return self.parameters(session_id, owner=userid, **more)
 
     def clear_expired(self) -> int:
         """Delete the sessions past their idle or absolute timeout; how many there were."""

@@ -71,7 +71,7 @@ def user_key(userid: str) -> str:
     return f"{USER_KEY_PREFIX}{userid}:sessions"
 
 
-def session_ids(members: list[bytes]) -> list[str]:
+def ids_in(members: list[bytes]) -> list[str]:
     """The session ids among a user's index's ``members``: session ids are ASCII, and
     another writer's entry of other bytes names no session."""
     return [member.decode() for member in members if member.isascii()]
@@ -190,7 +190,7 @@ class RedisStore:
         ended) when there are others."""
         end = created + self.absolute_timeout
         members = self.run("index_add", [user_key(userid)], session_id, end, PRUNED_AT_SIGN_IN)
-        others = [other for other in session_ids(members) if other != session_id]
+        others = [other for other in ids_in(members) if other != session_id]
         if others:
             self.drop_ended(userid, others)
 
@@ -206,15 +206,19 @@ class RedisStore:
         try:
             found = pipeline.execute()
             gone = [sid for sid, there in zip(indexed, found, strict=True) if not there]
-            if gone:
-                self.client.zrem(user_key(userid), *gone)
+            self.unindex(userid, gone)
         except STORE_ERRORS as error:
             log.warning("the user's index was not pruned: %s", error_reason(error))
+
+    def unindex(self, userid: str, session_ids: list[str]) -> None:
+        """Drop ``session_ids`` from ``userid``'s index (none: no round trip)."""
+        if session_ids:
+            self.client.zrem(user_key(userid), *session_ids)
 
     def indexed(self, userid: str) -> tuple[int, list[str]]:
         """The clock, and the ids in ``userid``'s index (those past their end dropped)."""
         now, members = self.run("index_read", [user_key(userid)])
-        return int(now), session_ids(members)
+        return int(now), ids_in(members)
 
     def user_sessions(self, userid: str) -> list[tuple[str, int, int, bytes | None]]:
         """``(session_id, created, expiry, client record)`` of ``userid``'s live sessions:
@@ -235,8 +239,7 @@ class RedisStore:
                 gone.append(session_id)
             elif user == userid.encode() and self.before_its_end(created, now):
                 rows.append((session_id, int(created), now + pttl // 1000, client))
-        if gone:
-            self.client.zrem(user_key(userid), *gone)
+        self.unindex(userid, gone)
         return rows
 
     def before_its_end(self, created: bytes | None, now: int) -> bool:
@@ -264,8 +267,7 @@ class RedisStore:
         ended = sum(outcome == ENDED for outcome, _ in followed)
         moved = [key for outcome, key in followed if outcome == ABSENT and key is not None]
         ended += self.follow_moves(moved, "end_owned", userid, kept)
-        if session_ids:
-            self.client.zrem(user_key(userid), *session_ids)
+        self.unindex(userid, session_ids)
         return ended
 
     # clear-sessions --all
