@@ -168,10 +168,13 @@ def floor_for(package: str, settings: dict, factory: str) -> object:
 
 def one_round_trip(store: object) -> Callable[[], object]:
     """One round trip to the session ``store`` and no session work: an EXISTS through a
-    Redis store's client; a SELECT 1 through an SQL store's own connections (its engine,
-    pool and autocommit mode, as every session statement)."""
+    Redis store's client; a SELECT 1 through an SQL store's own connections (its
+    ``ping``: its pool and autocommit mode, as every session statement; older checkouts
+    have no ping, and a ``connection()``)."""
     if hasattr(store, "client"):
         return lambda: store.client.exists(PING_KEY)
+    if hasattr(store, "ping"):
+        return store.ping
     from sqlalchemy import text
 
     select_one = text(SELECT_ONE)

@@ -19,6 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 {%- endif %}
 from importlib.metadata import entry_points
 from pathlib import Path
+{%- if database %}
+from typing import Any
+{%- endif %}
 
 import pytest
 {%- if database %}
@@ -50,8 +53,10 @@ from {{ cookiecutter.project_slug }}.sessions.database import (
     DatabaseStore,
     make_database_store,
 )
+from {{ cookiecutter.project_slug }}.sessions.database.engine import Connections
 from {{ cookiecutter.project_slug }}.sessions.database.schema import TABLE_NAME
 from {{ cookiecutter.project_slug }}.sessions.database.settings import URL_ENV
+from {{ cookiecutter.project_slug }}.sessions.database.statements import compiled_for
 
 STORE_URL = "session.database_url"
 {%- else %}
@@ -287,17 +292,19 @@ def test_all_is_one_statement_that_waits_longer_than_a_request(
 
 @contextlib.contextmanager
 def sent_statements() -> Iterator[list[str]]:
-    """The statements any engine sends inside the block (the command makes its own)."""
+    """The statements any store sends inside the block (the command makes its own)."""
     sent: list[str] = []
+    run = Connections.run
 
-    def record(_connection, _cursor, statement: str, *_rest) -> None:
-        sent.append(statement)
+    def run_and_record(connections: Connections, name: str, values: dict) -> Any:
+        sent.append(compiled_for(connections.engine.dialect)[name].sql)
+        return run(connections, name, values)
 
-    sqlalchemy.event.listen(sqlalchemy.Engine, "before_cursor_execute", record)
+    Connections.run = run_and_record
     try:
         yield sent
     finally:
-        sqlalchemy.event.remove(sqlalchemy.Engine, "before_cursor_execute", record)
+        Connections.run = run
 
 
 def store_of(app_settings: dict) -> DatabaseStore:
@@ -306,22 +313,21 @@ def store_of(app_settings: dict) -> DatabaseStore:
     return make_database_store(app_settings, {}, timeout, absolute_timeout)
 
 
-def query_plan(store: DatabaseStore, statement: sqlalchemy.Executable) -> list[str]:
-    """The database's plan for ``statement``, one line per step. PostgreSQL's planner is
-    told to avoid a sequential scan where it can, as it does for a big table (a test
-    table is too small for an index to pay)."""
+def query_plan(store: DatabaseStore, name: str) -> list[str]:
+    """The database's plan for the store's statement ``name``, one line per step.
+    PostgreSQL's planner is told to avoid a sequential scan where it can, as it does for
+    a big table (a test table is too small for an index to pay)."""
     timeout, lifetime = development_timeouts()
     values = {"session_id": "", "idle": timeout, "lifetime": lifetime, "owner": "editor"}
-    compiled = statement.compile(dialect=store.engine.dialect)
-    parameters = compiled.construct_params(values)
+    statement = compiled_for(store.engine.dialect)[name]
+    sql, parameters = statement.sql, statement.values({**values, "batch": store.clear_batch})
     with store.engine.connect() as connection:
         if connection.dialect.name == "sqlite":
-            ordered = tuple(parameters[name] for name in compiled.positiontup)
-            explained = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", ordered)
+            explained = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", parameters)
             return [row[-1] for row in explained]
         connection.exec_driver_sql("SET enable_seqscan = off")
         try:
-            explained = connection.exec_driver_sql(f"EXPLAIN {compiled}", parameters)
+            explained = connection.exec_driver_sql(f"EXPLAIN {sql}", parameters)
             return [row[0] for row in explained]
         finally:
             connection.exec_driver_sql("RESET enable_seqscan")
@@ -345,7 +351,7 @@ def test_every_batch_reads_a_range_of_the_expiry_index(app_settings, stored) -> 
     """With three million rows, a batch that read the whole table took most of the
     statement timeout (and held SQLite's write lock as long): each reads an index."""
     store = store_of(app_settings)
-    plan = query_plan(store, store.statements.clear_expired)
+    plan = query_plan(store, "clear_expired")
     store.engine.dispose()
     table = stored.table.name
     assert reads_whole_table(plan, table) == []
@@ -377,8 +383,8 @@ def test_a_table_an_earlier_release_made_is_brought_up_to_date(database_url, tmp
     assert sorted(columns) == ["client", "counters", "created", "data", "expiry", "id", "user_id"]
     assert [counter(testapp.get("/")) for _ in range(2)] == [1, 2]
     store = store_of(settings)
-    assert uses_index(query_plan(store, store.statements.clear_expired), f"{TABLE_NAME}_expiry")
-    assert uses_index(query_plan(store, store.statements.user_sessions), f"{TABLE_NAME}_user_id")
+    assert uses_index(query_plan(store, "clear_expired"), f"{TABLE_NAME}_expiry")
+    assert uses_index(query_plan(store, "user_sessions"), f"{TABLE_NAME}_user_id")
     store.close()
     assert clear_sessions(["--all", str(write_ini(tmp_path, database_url))]) == 0
     assert counter(testapp.get("/")) == 1

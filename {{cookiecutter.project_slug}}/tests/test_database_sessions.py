@@ -49,7 +49,6 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from {{ cookiecutter.project_slug }} import main
 from {{ cookiecutter.project_slug }}.sessions import increment_counter
-from {{ cookiecutter.project_slug }}.sessions.database import statements
 from {{ cookiecutter.project_slug }}.sessions.database import store as database_store
 from {{ cookiecutter.project_slug }}.sessions.database.engine import (
     WATCHDOG_FACTOR,
@@ -63,6 +62,7 @@ from {{ cookiecutter.project_slug }}.sessions.database.schema import (
     create_table,
     sessions,
 )
+from {{ cookiecutter.project_slug }}.sessions.database.statements import compiled_for
 from {{ cookiecutter.project_slug }}.sessions.database.store import (
     DatabaseStore,
     error_reason,
@@ -183,12 +183,19 @@ def test_no_log_line_names_a_session_id(testapp, stored, monkeypatch, caplog) ->
 
 
 def watch_statements(store: DatabaseStore) -> list[str]:
-    """The first word of each statement the store sends from now on: its round trips."""
+    """The first word of each statement the store sends from now on: its round trips
+    (those it runs on a cursor itself, and those it leaves to SQLAlchemy)."""
     sent: list[str] = []
+    run = store.connections.run
+
+    def run_and_record(name: str, values: dict) -> Any:
+        sent.append(compiled_for(store.engine.dialect)[name].sql.split()[0])
+        return run(name, values)
 
     def record(_connection, _cursor, statement: str, *_rest) -> None:
         sent.append(statement.split()[0])
 
+    store.connections.run = run_and_record
     sqlalchemy.event.listen(store.engine, "before_cursor_execute", record)
     return sent
 
@@ -227,15 +234,14 @@ def test_a_form_post_costs_a_load_and_a_save(testapp) -> None:
 
 def fail_statement(monkeypatch: pytest.MonkeyPatch, store: DatabaseStore, name: str) -> None:
     """From now on, the store's statement ``name`` fails as a lost connection would."""
-    failing = getattr(store.statements, name)
-    execute = sqlalchemy.engine.Connection.execute
+    run = store.connections.run
 
-    def execute_or_fail(connection, statement, *args, **kwargs):
-        if statement is failing:
+    def run_or_fail(statement: str, values: dict) -> Any:
+        if statement == name:
             raise OperationalError(name, {}, ConnectionError(f"the database went away in {name}"))
-        return execute(connection, statement, *args, **kwargs)
+        return run(statement, values)
 
-    monkeypatch.setattr(sqlalchemy.engine.Connection, "execute", execute_or_fail)
+    monkeypatch.setattr(store.connections, "run", run_or_fail)
 
 
 # Which request fails, for a failure in each of the session's round trips.
@@ -268,8 +274,8 @@ def test_the_database_failing_for_a_new_visitor_is_a_503_without_a_write(
 ) -> None:
     testapp.get("/")
     store = app_store(testapp)
-    fail_statement(monkeypatch, store, "create")
     sent = watch_statements(store)
+    fail_statement(monkeypatch, store, "create")  # it fails before it is sent
     webtest.TestApp(testapp.app).get("/", status=503)
     assert sent == []  # no second wait for a database that just failed
 
@@ -528,6 +534,84 @@ def test_the_pool_follows_the_settings(app_settings) -> None:
         store.engine.dispose()
 
 
+def checkouts_of(store: DatabaseStore) -> list[object]:
+    """The connections the store's pool hands out from now on."""
+    handed_out: list[object] = []
+    sqlalchemy.event.listen(
+        store.engine, "checkout", lambda connection, *_: handed_out.append(connection)
+    )
+    return handed_out
+
+
+def test_a_thread_keeps_its_connection_between_statements(app_settings) -> None:
+    """A check-out and check-in per statement cost as much as SQLite's own work."""
+    store = store_of(app_settings)
+    session_id = secrets.token_urlsafe(32)
+    first_visit(store, session_id)
+    handed_out = checkouts_of(store)
+    counts = [store.increment(session_id, "visits", 1, new=False) for _ in range(3)]
+    assert (counts, handed_out) == ([2, 3, 4], [])
+    with ThreadPoolExecutor(1) as another_thread:  # another thread: a connection of its own
+        assert another_thread.submit(store.load_and_increment, session_id, "visits", 1).result()
+    assert len(handed_out) == 1
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("pool_size", "max_overflow", "kept"), [(1, 0, 0), (2, 0, 1), (1, 1, 1), (3, 9, 3)]
+)
+def test_threads_keep_connections_the_pool_can_spare(
+    app_settings, pool_size: int, max_overflow: int, kept: int
+) -> None:
+    """A kept connection is idle between its thread's statements, and no other thread may
+    use it: the threads keep the pool's steady size at most, and leave one connection
+    for the others when there is no overflow (a pool of one is never kept)."""
+    settings = {
+        **app_settings,
+        "session.database_pool_size": str(pool_size),
+        "session.database_max_overflow": str(max_overflow),
+        "session.database_timeout": "0.2",
+    }
+    store = store_of(settings)
+    first_visit(store)
+    threads = pool_size + max_overflow + 2
+    arrived, visited = threading.Barrier(threads), threading.Barrier(threads + 1)
+    checked = threading.Event()
+    one_at_a_time = threading.Lock()
+
+    def visit() -> None:
+        arrived.wait()
+        first_visit(store)  # all at once: none waits 0.2 s for a connection merely kept
+        with one_at_a_time:
+            first_visit(store)  # one at a time: each keeps its connection if it may
+        visited.wait()
+        checked.wait()
+
+    with ThreadPoolExecutor(threads) as pool:
+        visits = [pool.submit(visit) for _ in range(threads)]
+        visited.wait()
+        kept_now = store.engine.pool.checkedout()
+        checked.set()
+        for done in visits:
+            done.result()
+    assert kept_now == kept
+    store.engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_kept_connection_is_pinged_first_with_pre_ping(app_settings, outage_postgres) -> None:
+    settings = {
+        **app_settings,
+        "session.database_url": outage_postgres.url,
+        "session.database_pool_pre_ping": "true",
+    }
+    testapp = webtest.TestApp(main({}, **settings))
+    assert counter(testapp.get("/howdy")) == 1
+    outage_postgres.stop("fast")
+    outage_postgres.start()
+    assert counter(testapp.get("/howdy")) == 2  # the lost connection found before use
+
+
 def store_of(app_settings: dict) -> DatabaseStore:
     """A store as the app makes it from ``app_settings``, before its first use."""
     settings = session_settings(app_settings)
@@ -645,12 +729,11 @@ def test_counting_twice_in_a_new_visitors_request_counts_two(app_settings) -> No
     assert counter(browser.get("/")) == 3
 
 
-def test_expired_sessions_are_cleared_in_batches(app_settings, stored, monkeypatch) -> None:
+def test_expired_sessions_are_cleared_in_batches(app_settings, stored) -> None:
     """Each batch is one short statement: a big table never outlasts the statement
     timeout, and other writers wait for one batch at most."""
-    monkeypatch.setattr(statements, "CLEAR_BATCH", 2)
     store = store_of(app_settings)
-    store.statements = statements.Statements(store.dialect)  # the shared ones have 1000
+    store.clear_batch = 2
     for _ in range(5):
         first_visit(store)
     live = secrets.token_urlsafe(32)
@@ -728,7 +811,7 @@ def test_the_urls_own_options_are_kept_beside_the_timeouts(app_settings, stored)
     store = store_of(
         {**app_settings, "session.database_url": url, "session.database_timeout": "0.3"}
     )
-    with store.connection() as connection:
+    with store.engine.connect() as connection:
         shown = [connection.exec_driver_sql(f"SHOW {name}").scalar() for name in SHOWN_SETTINGS]
     assert shown == ["sessions", "300ms", "300ms"]
     store.engine.dispose()
@@ -1000,8 +1083,8 @@ def test_a_locked_sqlite_answers_every_concurrent_request_within_the_timeout(
     settings = {**app_settings, "session.database_timeout": "1"}
     first = webtest.TestApp(main({}, **settings))
     first.get("/")
-    for engine in (app_store(first).engine, stored.engine):
-        engine.dispose()  # no connection left open: the lock is the other program's alone
+    app_store(first).close()  # no connection left open: the lock is the other program's
+    stored.engine.dispose()
     holder = sqlite3.connect(sqlite_file(settings), isolation_level=None)
     try:
         holder.execute("PRAGMA locking_mode=EXCLUSIVE")

@@ -21,9 +21,8 @@ import pytest
 import webtest
 {%- if cookiecutter.session_factory == "database" %}
 from helpers import assert_security_headers, session_cookie
-from pyramid.interfaces import ISessionFactory
-from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
+from test_database_sessions import app_store, watch_statements
 {%- elif cookiecutter.session_factory == "redis" %}
 from helpers import assert_security_headers, development_settings, session_cookie
 from redis_servers import RedisServer
@@ -32,9 +31,6 @@ from helpers import assert_security_headers, session_cookie
 {%- endif %}
 
 from {{ cookiecutter.project_slug }} import health{% if server_side %}, main{% endif %}
-{%- if cookiecutter.session_factory == "database" %}
-from {{ cookiecutter.project_slug }}.sessions.database import DatabaseStore
-{%- endif %}
 
 # What each probe answers while all is well.
 PROBES = {"/healthz": "ok\n", "/readyz": "ready\n"}
@@ -165,23 +161,8 @@ def test_readyz_answers_on_every_redis_topology(
 {%- elif cookiecutter.session_factory == "database" %}
 
 
-def app_store(testapp: webtest.TestApp) -> DatabaseStore:
-    """The store of the app's session factory (inside the guard that turns its errors
-    into SessionStoreUnavailable)."""
-    return testapp.app.registry.getUtility(ISessionFactory).store.store
-
-
-def statements_sent(store: DatabaseStore) -> list[str]:
-    """The first word of each statement the store sends from now on."""
-    sent: list[str] = []
-    event.listen(
-        store.engine, "before_cursor_execute", lambda *args: sent.append(args[2].split()[0])
-    )
-    return sent
-
-
 def test_readyz_costs_one_statement_and_healthz_none(testapp: webtest.TestApp) -> None:
-    sent = statements_sent(app_store(testapp))
+    sent = watch_statements(app_store(testapp))
     testapp.get("/healthz", status=200)
     assert sent == []
     testapp.get("/readyz", status=200)
@@ -192,19 +173,19 @@ def test_readyz_is_503_while_the_database_refuses_connections(
     testapp: webtest.TestApp, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     testapp.get("/")  # a visitor's session: its cookie goes with every probe below
-    engine = app_store(testapp).engine
-    connect = engine.connect
+    connections = app_store(testapp).connections
+    take = connections.take
 
     def refuse() -> None:
         raise OperationalError("connect", {}, ConnectionError("connection refused"))
 
-    monkeypatch.setattr(engine, "connect", refuse)
+    monkeypatch.setattr(connections, "take", refuse)
     with caplog.at_level(logging.ERROR):
         assert_plain_answer(testapp.get("/readyz", status=503), NOT_READY)
         # Liveness never asks the store: the process is fine, no restart is needed.
         assert_plain_answer(testapp.get("/healthz", status=200), PROBES["/healthz"])
     assert_one_line_without_traceback(caplog, "OperationalError: connection refused")
-    monkeypatch.setattr(engine, "connect", connect)
+    monkeypatch.setattr(connections, "take", take)
     assert_plain_answer(testapp.get("/readyz", status=200), PROBES["/readyz"])
 
 

@@ -1,4 +1,6 @@
-"""The connections: a pooled SQLAlchemy engine that gives up within the timeout.
+"""The connections: a pooled SQLAlchemy engine that gives up within the timeout, each
+thread keeping the connection it has, and the statements run on their cursors
+(``Connections``).
 
 On an SQLite file: WAL, a busy timeout, and a connection that follows the file at its
 path (one deleted or replaced under the running app is noticed at the connection's next
@@ -16,18 +18,19 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Engine,
     create_engine,
     event,
 )
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 from .schema import SQLITE_SCHEMA
 from .settings import DatabaseSettings
+from .statements import compiled_for
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,42 @@ log = logging.getLogger(__name__)
 WATCHDOG_FACTOR = 1.5
 # What SQLite keeps beside a database file in WAL mode, and only while it exists.
 WAL_FILES = ("-wal", "-shm")
+
+
+def make_connections(settings: DatabaseSettings) -> Connections:
+    """The connections ``settings`` describe: a kept connection is checked as the pool
+    checks one it hands out (the SQLite file, the pre-ping)."""
+    engine = make_engine(settings)
+    checks = []
+    if settings.dialect == "sqlite":
+        checks.append(opened_the_file_at(sqlite_path(settings)))
+    if settings.pool_pre_ping:
+        checks.append(answers_a_ping(engine))
+    # The pool's steady size, less one when there is no overflow to serve the others.
+    keep = min(settings.pool_size, settings.pool_size + settings.max_overflow - 1)
+
+    def still_good(connection: Any) -> bool:
+        return all(check(connection) for check in checks)
+
+    return Connections(engine, keep, still_good)
+
+
+def answers_a_ping(engine: Engine) -> Callable[[Any], bool]:
+    """Whether a connection answers the dialect's ping (``pool_pre_ping``)."""
+
+    def still_good(connection: Any) -> bool:
+        try:
+            return bool(engine.dialect.do_ping(connection.dbapi_connection))
+        except engine.dialect.loaded_dbapi.Error:
+            return False
+
+    return still_good
+
+
+def sqlite_path(settings: DatabaseSettings) -> str:
+    """The SQLite file's path, made absolute once: every connection and check names one
+    file."""
+    return os.path.abspath(settings.url.database)
 
 
 def make_engine(settings: DatabaseSettings) -> Engine:
@@ -55,8 +94,7 @@ def make_engine(settings: DatabaseSettings) -> Engine:
         "pool_pre_ping": settings.pool_pre_ping,
     }
     if settings.dialect == "sqlite":
-        # The path made absolute once: every connection and every check names one file.
-        path = os.path.abspath(settings.url.database)
+        path = sqlite_path(settings)
         url = settings.url.set(database=path)
         engine = create_engine(url, connect_args={"timeout": settings.timeout}, **pool)
         event.listen(engine, "connect", sqlite_tuner(settings.timeout))
@@ -77,6 +115,104 @@ def make_engine(settings: DatabaseSettings) -> Engine:
     forked = weakref.ref(engine)
     os.register_at_fork(after_in_child=lambda: dispose_in_child(forked))
     return engine
+
+
+class Outcome(NamedTuple):
+    """What a statement gave: its rows (all of them, so that SQLite's statement is done
+    and committed before the connection goes back), and how many rows it changed."""
+
+    rows: list[tuple]
+    rowcount: int
+
+
+class Connections:
+    """The engine's pooled connections, each thread keeping the one it has, and the
+    statements run on their cursors (``run``).
+
+    Checking a connection out of SQLAlchemy's pool and back in cost 18 µs a statement, as
+    much as SQLite's own work for a counter page (BENCHMARKS.md): a thread keeps the
+    connection it used while at most ``keep`` connections are out of the pool; beyond
+    that, a thread gives its connection back after each statement, and the pool always
+    has one connection at least for the threads that keep none (no thread waits for a
+    connection another one merely keeps). A kept connection is given up when the
+    engine's pool was replaced (a forked process, a lost server), or when ``still_good``
+    (the SQLite file check, or the pre-ping) says it must be.
+    """
+
+    def __init__(self, engine: Engine, keep: int, still_good: Callable[[Any], bool]) -> None:
+        self.engine = engine
+        self.keep = keep
+        self.still_good = still_good
+        self.local = threading.local()
+
+    def take(self) -> Any:
+        """The thread's kept connection, or one from the pool."""
+        kept = getattr(self.local, "kept", None)
+        if kept is not None:
+            self.local.kept = None
+            pool, connection = kept
+            if pool is self.engine.pool and self.still_good(connection):
+                return connection
+            connection.invalidate()  # opened anew when the pool hands it out again
+            connection.close()
+        return self.engine.raw_connection()
+
+    def give_back(self, connection: Any) -> None:
+        """Keep ``connection`` for this thread's next statement, or return it to the pool."""
+        pool = self.engine.pool
+        if connection.is_valid and pool.checkedout() <= self.keep:
+            self.local.kept = (pool, connection)
+        else:
+            connection.close()
+
+    def run(self, name: str, values: Mapping[str, Any]) -> Outcome:
+        """Run the statement ``name`` (statements.py) with ``values``, in autocommit.
+
+        Only SQLAlchemy's execution layer is skipped (its cache look-up, execution context
+        and result objects cost 55 µs a statement); what it does on an error is done here:
+        the driver's error is raised as SQLAlchemy's (``DBAPIError.instance``, without the
+        values: a session id is a credential), and a lost connection is thrown away with
+        the pool's idle ones, which lost theirs too (a restarted server), so that the next
+        request connects anew.
+        """
+        dialect = self.engine.dialect
+        driver_error = dialect.loaded_dbapi.Error
+        try:
+            connection = self.take()
+        except driver_error as error:  # connecting failed
+            raise as_sqlalchemy_error(error, dialect, "connect") from error
+        try:
+            statement = compiled_for(dialect)[name]
+            cursor = connection.cursor()
+            try:
+                cursor.execute(statement.sql, statement.values(values))
+                rows = cursor.fetchall() if cursor.description else []
+                return Outcome(rows, cursor.rowcount)
+            finally:
+                cursor.close()
+        except driver_error as error:
+            if dialect.is_disconnect(error, connection.dbapi_connection, None):
+                connection.invalidate(error)
+                self.engine.dispose()
+            raise as_sqlalchemy_error(error, dialect, name) from error
+        finally:
+            self.give_back(connection)
+
+    def close(self) -> None:
+        """Close every connection (a command's last step)."""
+        kept = getattr(self.local, "kept", None)
+        self.local.kept = None
+        if kept is not None:
+            kept[1].close()
+        self.engine.dispose()
+
+
+def as_sqlalchemy_error(error: Exception, dialect: Any, statement: str) -> DBAPIError:
+    """The driver's ``error`` as SQLAlchemy raises it (OperationalError, IntegrityError...:
+    its ``orig`` is the driver's), naming the ``statement`` but none of its values."""
+    return DBAPIError.instance(
+        statement, None, error, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
+    )
 
 
 def dispose_in_child(engine: weakref.ref) -> None:
@@ -240,6 +376,7 @@ def watch_sqlite_file(engine: Engine, path: str) -> None:
     check-out). A change of permissions counts too, so that every process meets the
     file's new permissions, not only those started after the change.
     """
+    opened = opened_the_file_at(path)
 
     @event.listens_for(engine, "do_connect")
     def connect(dialect: Any, record: Any, cargs: list, cparams: dict) -> Any:
@@ -255,8 +392,17 @@ def watch_sqlite_file(engine: Engine, path: str) -> None:
 
     @event.listens_for(engine, "checkout")
     def check_out(_connection: Any, record: Any, _proxy: Any) -> None:
-        if record.info.get(OPENED_FILE) != file_identity(path):
+        if not opened(record):
             raise DisconnectionError("the SQLite file was deleted or replaced")
+
+
+def opened_the_file_at(path: str) -> Callable[[Any], bool]:
+    """Whether a connection (or its pool record) opened the file that is at ``path`` now."""
+
+    def opened(connection: Any) -> bool:
+        return connection.info.get(OPENED_FILE) == file_identity(path)
+
+    return opened
 
 
 def make_directory_of(path: str) -> None:

@@ -10,10 +10,15 @@ jsonb_set).
 from __future__ import annotations
 
 import functools
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Dialect,
+    Executable,
     LargeBinary,
     String,
     and_,
@@ -157,7 +162,8 @@ def data_as_bytes(dialect: str) -> Any:
 
 
 class Statements:
-    """The statements of one dialect, built once: SQLAlchemy caches their compiled form."""
+    """The statements of one dialect, built once (``statements_for``), compiled once per
+    driver (``compiled_for``)."""
 
     def __init__(self, dialect: str) -> None:
         data, now = data_as_bytes(dialect).label("data"), database_now(dialect)
@@ -222,8 +228,8 @@ class Statements:
         # absolute end (next_expiry), so this finds every dead row; only after
         # session.absolute_timeout is shortened does a row past the new end wait for its
         # expiry (one idle timeout at most: no statement renews it meanwhile).
-        self.clear_batch = CLEAR_BATCH
-        expired = select(sessions.c.id).where(sessions.c.expiry <= now).limit(self.clear_batch)
+        batch = bindparam("batch", type_=BigInteger())  # CLEAR_BATCH
+        expired = select(sessions.c.id).where(sessions.c.expiry <= now).limit(batch)
         self.clear_expired = delete(sessions).where(
             sessions.c.id.in_(expired.scalar_subquery()), not_(is_live(dialect, now))
         )
@@ -231,6 +237,8 @@ class Statements:
         # at once; PostgreSQL only marks each row deleted): every session ends at the same
         # instant, and no request can bring one back (all their writes check liveness).
         self.end_all = delete(sessions)
+        # /readyz: the cheapest round trip.
+        self.select_one = select(literal_column("1"))
 
 
 @functools.cache
@@ -239,3 +247,58 @@ def statements_for(dialect: str) -> Statements:
     it: they are immutable, and building them takes milliseconds each app (tests make
     hundreds)."""
     return Statements(dialect)
+
+
+@dataclass(frozen=True)
+class DriverStatement:
+    """A statement as its driver takes it: the SQL text, and how to order its values.
+
+    The store runs it on the driver's cursor itself: SQLAlchemy's execution of an already
+    compiled statement (its cache look-up, execution context and result objects) cost 55
+    µs a statement, more than the statement's own work in SQLite (BENCHMARKS.md).
+    """
+
+    sql: str
+    # The values SQLAlchemy bound itself (the constants), then the caller's.
+    constants: Mapping[str, Any]
+    # For a driver that takes positional values (sqlite3's ``?``): their names in order.
+    order: Callable[[Mapping[str, Any]], tuple] | None
+
+    def values(self, given: Mapping[str, Any]) -> tuple | dict[str, Any]:
+        """What the driver's ``execute`` takes for the values ``given`` by name."""
+        merged = {**self.constants, **given}
+        return merged if self.order is None else self.order(merged)
+
+
+def driver_statement(statement: Executable, dialect: Dialect) -> DriverStatement:
+    """``statement`` compiled for ``dialect``'s driver."""
+    compiled = statement.compile(dialect=dialect)
+    names = compiled.positiontup
+    order = None if names is None else in_order(names)
+    return DriverStatement(str(compiled), dict(compiled.params), order)
+
+
+def in_order(names: list[str]) -> Callable[[Mapping[str, Any]], tuple]:
+    """What gives the values named ``names`` as a tuple, in that order."""
+    if len(names) >= 2:  # itemgetter gives a tuple only for two names or more
+        return operator.itemgetter(*names)
+    return lambda values: tuple(values[name] for name in names)
+
+
+# The statements compiled for each kind of driver and server version, once per process:
+# the tests' hundreds of apps would each spend milliseconds on it.
+COMPILED: dict[tuple, dict[str, DriverStatement]] = {}
+
+
+def compiled_for(dialect: Dialect) -> dict[str, DriverStatement]:
+    """Every statement of ``dialect``, compiled for its driver (after the engine's first
+    connection, which tells the dialect the server's version)."""
+    key = (type(dialect), dialect.paramstyle, dialect.server_version_info)
+    if key not in COMPILED:
+        statements = vars(statements_for(dialect.name)).items()
+        COMPILED[key] = {
+            name: driver_statement(statement, dialect)
+            for name, statement in statements
+            if isinstance(statement, Executable)
+        }
+    return COMPILED[key]

@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from ..settings import SessionSettings
-from .engine import make_engine
+from .engine import Connections, Outcome, make_connections
 from .schema import create_table, table_missing
 from .settings import read_database_settings
-from .statements import counter_parameter, statements_for
+from .statements import CLEAR_BATCH, counter_parameter
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +42,15 @@ class DatabaseStore:
     """The engine every request shares, how long sessions live, and the statements."""
 
     def __init__(
-        self, engine: Engine, timeout: int, absolute_timeout: int, wait: float = 2.0
+        self, connections: Connections, timeout: int, absolute_timeout: int, wait: float = 2.0
     ) -> None:
-        self.engine = engine
+        self.connections = connections
+        self.engine = connections.engine
         self.wait = wait
         self.timeout = timeout
         self.absolute_timeout = absolute_timeout
-        self.dialect = engine.dialect.name
-        self.statements = statements_for(self.dialect)
+        self.dialect = self.engine.dialect.name
+        self.clear_batch = CLEAR_BATCH
         self.table_ready = False
         self._lock = threading.Lock()
 
@@ -89,9 +88,9 @@ class DatabaseStore:
                 error_reason(error),
             )
 
-    @contextmanager
-    def connection(self) -> Iterator[Connection]:
-        """A pooled connection (in autocommit mode); the table made first if need be.
+    def run(self, name: str, values: Mapping[str, Any]) -> Outcome:
+        """Run the statement ``name`` with ``values`` (engine.py); the table made first if
+        need be.
 
         A statement that finds no table (dropped, or a database restored empty) makes the
         next request make it again: no restart needed. Any other failure leaves the table
@@ -101,8 +100,7 @@ class DatabaseStore:
         if not self.table_ready:
             self.prepare()
         try:
-            with self.engine.connect() as connection:
-                yield connection
+            return self.connections.run(name, values)
         except STORE_ERRORS as error:
             if table_missing(error):
                 self.table_ready = False
@@ -117,17 +115,17 @@ class DatabaseStore:
             **more,
         }
 
-    def renew(self, statement: Any, session_id: str, dead: Any = None, **more: Any) -> Any:
-        """Run an UPDATE ... RETURNING of a live session; a session that is not live
-        (expired, past its lifetime, corrupt) is deleted then, by ``dead`` if given. (No
-        request can make it live again meanwhile: ids of new sessions are random.)"""
+    def renew(self, name: str, session_id: str, dead: str = "delete_dead", **more: Any) -> Any:
+        """Run the UPDATE ... RETURNING ``name`` of a live session: its row. A session
+        that is not live (expired, past its lifetime, corrupt) is deleted then, by the
+        statement ``dead``. (No request can make it live again meanwhile: ids of new
+        sessions are random.)"""
         parameters = self.parameters(session_id, **more)
-        with self.connection() as connection:
-            row = connection.execute(statement, parameters).first()
-            if row is None:
-                cleanup = self.statements.delete_dead if dead is None else dead
-                connection.execute(cleanup, parameters)
-            return row
+        rows = self.run(name, parameters).rows
+        if not rows:
+            self.run(dead, parameters)
+            return None
+        return rows[0]
 
     def counting(self, name: str, by: int) -> dict[str, Any]:
         """The bound values of a statement on the counter ``name`` with the step ``by``."""
@@ -136,24 +134,21 @@ class DatabaseStore:
     # The session store: one round trip each.
     def load(self, session_id: str) -> Any:
         """``(data, created)`` of the live session, its expiry renewed, or None."""
-        return self.renew(self.statements.load, session_id)
+        return self.renew("load", session_id)
 
     def load_and_increment(self, session_id: str, name: str, by: int) -> Any:
         """``(data, created, value)`` after adding ``by`` to the counter ``name``, or None."""
-        statements, counting = self.statements, self.counting(name, by)
-        dead = statements.delete_dead_or_corrupt
-        return self.renew(statements.load_and_increment, session_id, dead, **counting)
+        counting = self.counting(name, by)
+        return self.renew("load_and_increment", session_id, "delete_dead_or_corrupt", **counting)
 
     def increment(self, session_id: str, name: str, by: int, new: bool) -> int | None:
         """The counter ``name`` plus ``by``; None when the session is gone. A new
         session's row is made here, with the counter at ``by``."""
-        statements, counting = self.statements, self.counting(name, by)
+        counting = self.counting(name, by)
         if new:
-            with self.connection() as connection:
-                parameters = self.parameters(session_id, **counting)
-                return connection.execute(statements.create, parameters).scalar_one()
-        dead = statements.delete_dead_or_corrupt
-        row = self.renew(statements.increment, session_id, dead, **counting)
+            [(value,)] = self.run("create", self.parameters(session_id, **counting)).rows
+            return value
+        row = self.renew("increment", session_id, "delete_dead_or_corrupt", **counting)
         return None if row is None else row[0]
 
     def save(
@@ -161,33 +156,25 @@ class DatabaseStore:
     ) -> None:
         """Store the session's JSON data, unless it was revoked meanwhile; with ``owner``
         (a sign-in's: the session exists already), its user and client record too."""
-        statement = self.statements.save_new if new else self.statements.save
+        statement = "save_new" if new else "save"
         parameters = self.parameters(session_id, new_data=data.decode())
         if owner is not None:
-            statement = self.statements.save_bound
+            statement = "save_bound"
             parameters.update(owner=owner[0], owner_client=owner[1] or None)
-        with self.connection() as connection:
-            connection.execute(statement, parameters)
+        self.run(statement, parameters)
 
     def delete(self, session_id: str) -> None:
         """Revoke the session."""
-        with self.connection() as connection:
-            connection.execute(self.statements.delete, {"session_id": session_id})
+        self.run("delete", {"session_id": session_id})
 
     def reset_counter(self, session_id: str, name: str) -> None:
         """Set the counter ``name`` back to zero."""
-        parameters = {"session_id": session_id, **self.counting(name, 0)}
-        with self.connection() as connection:
-            connection.execute(self.statements.reset_counter, parameters)
+        self.run("reset_counter", {"session_id": session_id, **self.counting(name, 0)})
 
     def move(self, old_id: str, new_id: str) -> bool:
         """Give the live session ``new_id``: one UPDATE of its primary key, so the old id
         is revoked in the same instant."""
-        with self.connection() as connection:
-            moved = connection.execute(
-                self.statements.move, self.parameters(old_id, new_id=new_id)
-            )
-            return moved.rowcount == 1
+        return self.run("move", self.parameters(old_id, new_id=new_id)).rowcount == 1
 
     # the user's sessions
     def bind(self, session_id: str, userid: str, created: int) -> None:
@@ -196,15 +183,12 @@ class DatabaseStore:
     def user_sessions(self, userid: str) -> list[Any]:
         """``(id, created, expiry, client)`` of ``userid``'s live sessions: one SELECT on
         the user_id index."""
-        with self.connection() as connection:
-            rows = connection.execute(self.statements.user_sessions, self.owned(userid))
-            return list(rows)
+        return self.run("user_sessions", self.owned(userid)).rows
 
     def end_user_session(self, userid: str, session_id: str) -> bool:
         """Revoke the session if it is ``userid``'s."""
-        parameters = self.owned(userid, session_id=session_id)
-        with self.connection() as connection:
-            return connection.execute(self.statements.end_user_session, parameters).rowcount == 1
+        ending = self.owned(userid, session_id=session_id)
+        return self.run("end_user_session", ending).rowcount == 1
 
     def end_user_sessions(self, userid: str, keep: str | None = None) -> int:
         """Revoke every session of ``userid`` but ``keep``, in one DELETE; how many.
@@ -212,9 +196,7 @@ class DatabaseStore:
         A login that moves one of them meanwhile moves it under the DELETE (PostgreSQL
         checks the row again after the move, SQLite runs one writer at a time): it goes.
         """
-        parameters = self.owned(userid, keep=keep or "")
-        with self.connection() as connection:
-            return connection.execute(self.statements.end_user_sessions, parameters).rowcount
+        return self.run("end_user_sessions", self.owned(userid, keep=keep or "")).rowcount
 
     def owned(self, userid: str, session_id: str = "", **more: Any) -> dict[str, Any]:
         """The bound values of a statement on ``userid``'s sessions."""
@@ -224,11 +206,9 @@ class DatabaseStore:
         """Delete the sessions past their idle or absolute timeout; how many there were."""
         cleared = 0
         while True:
-            with self.connection() as connection:
-                parameters = self.parameters("")
-                batch = connection.execute(self.statements.clear_expired, parameters).rowcount
-            cleared += batch
-            if batch < self.statements.clear_batch:
+            batch = self.run("clear_expired", self.parameters("", batch=self.clear_batch))
+            cleared += batch.rowcount
+            if batch.rowcount < self.clear_batch:
                 return cleared
 
     def end_all_sessions(self) -> int:
@@ -239,12 +219,11 @@ class DatabaseStore:
         is deleted under its new id (PostgreSQL follows a row updated under a waiting
         DELETE); a session made after it is new.
         """
-        with self.connection() as connection:
-            return connection.execute(self.statements.end_all).rowcount
+        return self.run("end_all", {}).rowcount
 
     def close(self) -> None:
-        """Close the pooled connections (a command's last step)."""
-        self.engine.dispose()
+        """Close the connections (a command's last step)."""
+        self.connections.close()
 
     # /readyz
     def ping(self) -> None:
@@ -252,8 +231,7 @@ class DatabaseStore:
         statement is, by the wait for a connection and the statement timeout. Raises the
         store's errors (the table is made first if need be: a store that cannot make it
         is not ready)."""
-        with self.connection() as connection:
-            connection.exec_driver_sql("SELECT 1")
+        self.run("select_one", {})
 
 
 def make_database_store(
@@ -261,7 +239,8 @@ def make_database_store(
 ) -> DatabaseStore:
     """The store the ``session.database_*`` settings and the environment describe."""
     database = read_database_settings(settings, environ)
-    return DatabaseStore(make_engine(database), timeout, absolute_timeout, database.timeout)
+    connections = make_connections(database)
+    return DatabaseStore(connections, timeout, absolute_timeout, database.timeout)
 
 
 def make_store(
