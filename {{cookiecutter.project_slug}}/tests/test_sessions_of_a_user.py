@@ -407,7 +407,7 @@ def test_signing_in_costs_no_statement_more_and_a_page_none(testapp) -> None:
     sent = watch_statements(app_store(testapp))
     credentials = {"login": "alice", "password": TEST_USERS["alice"]}
     testapp.post("/login", {"csrf_token": token, **credentials}, status=303)
-    assert sent == ["UPDATE", "UPDATE", "UPDATE"]  # load, move, save (with the user)
+    assert sent == ["SELECT", "UPDATE", "UPDATE"]  # load, move, save (with the user)
     testapp.get("/")  # shows the flash message (a changed session: written back)
     sent.clear()
     assert counter(testapp.get("/")) == 2

@@ -16,9 +16,10 @@ UPDATE each, so concurrent requests from one browser never lose a count. Deletin
 row revokes the session.
 {%- endif %}
 
-Reading a session costs one round trip to the store, which also renews its expiry; a
-counter incremented first thing loads the session in that same round trip (the app's
-counter page costs one round trip). A changed
+Reading a session costs one round trip to the store, which also renews its expiry (the
+SQL store's once a tenth of the idle timeout went by, in one more); a counter
+incremented first thing loads the session in that same round trip (the app's counter
+page costs one round trip). A changed
 session is written back in one more round trip, after the view. When the store is down
 or slow, requests that need the session get a 503 page within its timeout, and the app
 recovers by itself as soon as the store answers again.
@@ -148,7 +149,7 @@ class SessionStore(Protocol):
     or expired during a request is never brought back."""
 
     def load(self, session_id: str) -> Sequence | None:
-        """``(data, created)`` of the live session, its expiry renewed, or None."""
+        """``(data, created)`` of the live session, its expiry renewed (if due), or None."""
 
     def load_and_increment(self, session_id: str, name: str, by: int) -> Sequence | None:
         """``(data, created, value)`` after adding ``by`` to the counter ``name``, or None."""
@@ -357,8 +358,9 @@ class ServerSession(SessionAPI, MutableMapping):
         return UserSession(
             handle=session_handle(session_id),
             created=int(created),
-            # Each request sets the expiry one idle timeout ahead, but never past the
-            # absolute end: in a session's last idle period, this is earlier than the truth.
+            # A request sets the expiry one idle timeout ahead (the SQL store once a tenth of
+            # it went by), but never past the absolute end: this is at most that much
+            # earlier than the truth, or in a session's last idle period.
             last_seen=max(int(created), int(expiry) - self.timeout),
             current=session_id == self.session_id,
             address=address,

@@ -129,6 +129,13 @@ def read_timeouts(settings: Mapping[str, str]) -> tuple[int, int]:
     return timeout, absolute
 
 
+def reissue_time(timeout: int) -> int:
+    """Seconds after which a session is renewed (the cookie stores' cookie signed again,
+    the SQL store's expiry rewritten): a tenth of the idle ``timeout``. A session may then
+    end up to that much before a whole idle timeout after its last request."""
+    return timeout // 10
+
+
 def read_secure(settings: Mapping[str, str]) -> bool:
     """Whether the site is served over HTTPS only (``session.secure``, on by default): the
     cookie is then Secure, and the app's headers add HSTS."""
@@ -145,7 +152,7 @@ def session_settings(
         secrets=read_secrets(settings, environ),
         timeout=timeout,
         absolute_timeout=absolute_timeout,
-        reissue_time=timeout // 10,
+        reissue_time=reissue_time(timeout),
         secure=read_secure(settings),
         record_client=asbool(settings.get("session.record_client", False)),
     )

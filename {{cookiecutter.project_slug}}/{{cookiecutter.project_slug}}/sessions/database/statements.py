@@ -28,7 +28,6 @@ from sqlalchemy import (
     delete,
     false,
     func,
-    literal,
     literal_column,
     not_,
     select,
@@ -50,12 +49,21 @@ UPSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 # Bound per statement: the session's id, and the idle and absolute timeouts; for a
 # counter, where it is in the JSON counters (counter_parameter) and the step.
 ID, IDLE, LIFETIME = bindparam("session_id"), bindparam("idle"), bindparam("lifetime")
+# Seconds after which a session's expiry is rewritten (settings.reissue_time).
+RENEWAL = bindparam("renewal", type_=BigInteger())
 COUNTER, STEP = bindparam("counter", type_=String()), bindparam("step", type_=BigInteger())
 COUNTERS = sessions.c.counters
 
 
 # What PostgreSQL's ->> gives of a counter that is a whole number of at most 18 digits.
 WHOLE_NUMBER = "^-?[0-9]{1,18}$"
+
+
+def constant(value: int | str, type_: Any = None) -> Any:
+    """``value`` written into the statement's SQL, not bound: every bound value costs each
+    execution its conversion (the counter page's statement had 38, now a few)."""
+    text = str(value) if isinstance(value, int) else "'" + value.replace("'", "''") + "'"
+    return literal_column(text, type_)
 
 
 def counter_parameter(dialect: str, name: str) -> str:
@@ -68,7 +76,7 @@ def database_now(dialect: str) -> Any:
     """The database's clock, in whole seconds since the epoch: every machine that shares
     the database reads the same one (as Redis's clock serves the Redis store)."""
     if dialect == "sqlite":
-        return cast(func.strftime("%s", "now"), BigInteger)
+        return cast(func.strftime(constant("%s"), constant("now")), BigInteger)
     return cast(func.floor(func.extract("epoch", func.now())), BigInteger)
 
 
@@ -84,7 +92,7 @@ def is_live(dialect: str, now: Any) -> Any:
     return and_(
         sessions.c.expiry > now,
         sessions.c.created > now - LIFETIME,
-        sessions.c.created <= now + CLOCK_SKEW,
+        sessions.c.created <= now + constant(CLOCK_SKEW),
         sessions.c.created == cast(sessions.c.created, BigInteger),
         counters_are_an_object(dialect),
     )
@@ -95,9 +103,9 @@ def counters_are_an_object(dialect: str) -> Any:
     JSON, SQLite's text may hold anything: its JSON functions fail on what is not). Never
     NULL: a NOT of it must be true for a corrupt row."""
     if dialect == "sqlite":
-        valid = func.json_valid(COUNTERS) == 1
-        return case((valid, func.json_type(COUNTERS) == "object"), else_=false())
-    return func.jsonb_typeof(COUNTERS) == "object"
+        valid = func.json_valid(COUNTERS) == constant(1)
+        return case((valid, func.json_type(COUNTERS) == constant("object")), else_=false())
+    return func.jsonb_typeof(COUNTERS) == constant("object")
 
 
 def counter_value(dialect: str) -> Any:
@@ -117,19 +125,19 @@ def counter_takes_the_step(dialect: str) -> Any:
     if dialect == "sqlite":
         kind = func.json_type(COUNTERS, COUNTER)
         return case(
-            (func.json_valid(COUNTERS) != 1, false()),
+            (func.json_valid(COUNTERS) != constant(1), false()),
             (kind.is_(None), true()),
-            (kind == "integer", in_range),
+            (kind == constant("integer"), in_range),
             else_=false(),
         )
     kind, text = func.jsonb_typeof(COUNTERS.op("->")(COUNTER)), COUNTERS.op("->>")(COUNTER)
-    whole = and_(kind == "number", text.regexp_match(literal(WHOLE_NUMBER, String())))
+    whole = and_(kind == constant("number"), text.regexp_match(constant(WHOLE_NUMBER)))
     return case((kind.is_(None), true()), (whole, in_range), else_=false())
 
 
 def within_the_limit(number: Any) -> Any:
     """Whether ``number`` lies strictly between minus and plus COUNTER_LIMIT."""
-    limit = literal(COUNTER_LIMIT, BigInteger)
+    limit = constant(COUNTER_LIMIT, BigInteger)
     return and_(number > -limit, number < limit)
 
 
@@ -158,7 +166,7 @@ def data_as_bytes(dialect: str) -> Any:
     can store it in SQLite) becomes a corrupt session, not an error on every request."""
     if dialect == "sqlite":
         return cast(sessions.c.data, LargeBinary)
-    return func.convert_to(sessions.c.data, "UTF8")
+    return func.convert_to(sessions.c.data, constant("UTF8"))
 
 
 class Statements:
@@ -168,15 +176,27 @@ class Statements:
     def __init__(self, dialect: str) -> None:
         data, now = data_as_bytes(dialect).label("data"), database_now(dialect)
         live, renewed = this_live_session(dialect, now), next_expiry(now)
+        # Reading a session renews its expiry once RENEWAL seconds went by since it was
+        # last renewed; until then the indexed expiry is left alone (no index write in
+        # SQLite, an update PostgreSQL makes in place). The store runs the statement of a
+        # session not due first; when it finds none, the ``_renewing`` one.
+        not_due = and_(live, sessions.c.expiry >= now + IDLE - RENEWAL)
         renew = update(sessions).where(live)
-        self.load = renew.values(expiry=renewed).returning(data, sessions.c.created)
+        self.load = select(data, sessions.c.created).where(not_due)
+        self.load_renewing = renew.values(expiry=renewed).returning(data, sessions.c.created)
         # A counter's increment, on a live session whose counter takes the step.
         value, takes_step = counter_value(dialect), counter_takes_the_step(dialect)
-        incremented = with_counter(dialect, COUNTERS, func.coalesce(value, 0) + STEP)
-        increment = renew.where(takes_step).values(expiry=renewed, counters=incremented)
+        incremented = with_counter(dialect, COUNTERS, func.coalesce(value, constant(0)) + STEP)
+        increment = update(sessions).where(not_due, takes_step).values(counters=incremented)
+        increment_renewing = renew.where(takes_step).values(expiry=renewed, counters=incremented)
         self.load_and_increment = increment.returning(data, sessions.c.created, value)
+        self.load_and_increment_renewing = increment_renewing.returning(
+            data, sessions.c.created, value
+        )
         self.increment = increment.returning(value)
-        self.save = renew.values(expiry=renewed, data=bindparam("new_data"))
+        self.increment_renewing = increment_renewing.returning(value)
+        # A save follows the request's load, which renewed the session if it was due.
+        self.save = renew.values(data=bindparam("new_data"))
         # A sign-in's save also names the session's user (and the client record).
         owner, client = bindparam("owner", type_=String()), bindparam("owner_client")
         self.save_bound = self.save.values(user_id=owner, client=client)
@@ -185,7 +205,7 @@ class Statements:
         # finds it.
         first = UPSERT[dialect](sessions).values(
             id=ID,
-            data="{}",
+            data=constant("{}"),
             counters=with_counter(dialect, literal_column(NO_COUNTERS), STEP),
             created=now,
             expiry=now + IDLE,
@@ -275,7 +295,10 @@ def driver_statement(statement: Executable, dialect: Dialect) -> DriverStatement
     compiled = statement.compile(dialect=dialect)
     names = compiled.positiontup
     order = None if names is None else in_order(names)
-    return DriverStatement(str(compiled), dict(compiled.params), order)
+    constants = {
+        name: value for name, value in compiled.params.items() if not compiled.binds[name].required
+    }
+    return DriverStatement(str(compiled), constants, order)
 
 
 def in_order(names: list[str]) -> Callable[[Mapping[str, Any]], tuple]:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from ..settings import SessionSettings
+from ..settings import SessionSettings, reissue_time
 from .engine import Connections, Outcome, make_connections
 from .schema import create_table, table_missing
 from .settings import read_database_settings
@@ -49,6 +49,7 @@ class DatabaseStore:
         self.wait = wait
         self.timeout = timeout
         self.absolute_timeout = absolute_timeout
+        self.renewal = reissue_time(timeout)
         self.dialect = self.engine.dialect.name
         self.clear_batch = CLEAR_BATCH
         self.table_ready = False
@@ -112,16 +113,18 @@ class DatabaseStore:
             "session_id": session_id,
             "idle": self.timeout,
             "lifetime": self.absolute_timeout,
+            "renewal": self.renewal,
             **more,
         }
 
     def renew(self, name: str, session_id: str, dead: str = "delete_dead", **more: Any) -> Any:
-        """Run the UPDATE ... RETURNING ``name`` of a live session: its row. A session
-        that is not live (expired, past its lifetime, corrupt) is deleted then, by the
-        statement ``dead``. (No request can make it live again meanwhile: ids of new
-        sessions are random.)"""
+        """Run the statement ``name`` of a live session whose renewal is not due yet (the
+        common case: one statement), else ``name``_renewing: its row. A session that is
+        not live (expired, past its lifetime, corrupt) is deleted then, by the statement
+        ``dead``. (No request can make it live again meanwhile: ids of new sessions are
+        random.)"""
         parameters = self.parameters(session_id, **more)
-        rows = self.run(name, parameters).rows
+        rows = self.run(name, parameters).rows or self.run(f"{name}_renewing", parameters).rows
         if not rows:
             self.run(dead, parameters)
             return None
@@ -133,7 +136,7 @@ class DatabaseStore:
 
     # The session store: one round trip each.
     def load(self, session_id: str) -> Any:
-        """``(data, created)`` of the live session, its expiry renewed, or None."""
+        """``(data, created)`` of the live session (its expiry renewed if due), or None."""
         return self.renew("load", session_id)
 
     def load_and_increment(self, session_id: str, name: str, by: int) -> Any:
