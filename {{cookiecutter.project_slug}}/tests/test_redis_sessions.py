@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,6 +27,7 @@ from helpers import (
 from redis_servers import RedisServer
 
 from {{ cookiecutter.project_slug }} import main
+from {{ cookiecutter.project_slug }}.sessions.redis.client import ThreadConnections, call_if_alive
 from {{ cookiecutter.project_slug }}.sessions.redis.store import KEY_PREFIX, RedisStore
 from {{ cookiecutter.project_slug }}.sessions.settings import session_settings
 
@@ -225,6 +227,71 @@ def test_the_client_is_made_once_for_all_threads(redis_url: str) -> None:
     assert len(made) == 1
     assert clients == made * 4
     assert store.run("load", [KEY_PREFIX + "nobody"]) is None
+
+
+def connections_made(redis_client: redis.Redis) -> int:
+    """How many connections the Redis server accepted since it started."""
+    return redis_client.info("stats")["total_connections_received"]
+
+
+def test_a_thread_sends_the_scripts_on_a_connection_of_its_own(testapp, redis_client) -> None:
+    """redis-py's client checks a connection out of its pool and back in for every
+    command, and looks for unread data on it first: a thread keeps one of its own."""
+    testapp.get("/")
+    made = connections_made(redis_client)
+    assert [counter(testapp.get("/howdy")) for _ in range(3)] == [2, 3, 4]
+    assert connections_made(redis_client) == made
+    with ThreadPoolExecutor(1) as another_thread:
+        assert counter(another_thread.submit(testapp.get, "/howdy").result()) == 5
+    assert connections_made(redis_client) == made + 1
+
+
+def test_a_connection_redis_closed_is_found_before_a_command_goes_out(
+    testapp, redis_client
+) -> None:
+    """A restart, a failover, Redis's idle timeout, a CLIENT KILL: a command sent on the
+    closed connection would fail, and no one could tell whether it ran."""
+    testapp.get("/")
+    for client in redis_client.client_list():
+        if client["cmd"] == "evalsha":  # the app's connection
+            redis_client.client_kill_filter(_id=client["id"])
+    assert counter(testapp.get("/howdy")) == 2
+
+
+def test_a_forked_worker_sends_on_a_connection_of_its_own(testapp, redis_client) -> None:
+    """gunicorn --preload forks workers after the app used Redis: a worker that used its
+    parent's connection would mix up their replies."""
+    testapp.get("/")
+    made = connections_made(redis_client)
+    child = os.fork()
+    if child == 0:  # the worker
+        status = 1
+        try:
+            status = 0 if counter(testapp.get("/howdy")) == 2 else 1
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert counter(testapp.get("/howdy")) == 3  # on the parent's connection, which still works
+    assert connections_made(redis_client) == made + 1
+
+
+def test_fork_handlers_run_for_live_objects_only() -> None:
+    """What a forked process runs (the fork test's child cannot report its coverage): a
+    live object forgets its threads' connections; a collected one is left alone."""
+
+    class Owner:
+        def method(self) -> None:
+            raise AssertionError("called after its object was collected")
+
+    owner = Owner()
+    method = weakref.WeakMethod(owner.method)
+    del owner
+    call_if_alive(method)
+    connections = ThreadConnections(redis.ConnectionPool())
+    connections.local.connection = "the parent's"
+    call_if_alive(weakref.WeakMethod(connections.start_afresh))
+    assert getattr(connections.local, "connection", None) is None
 
 
 def test_a_counter_page_costs_one_round_trip(testapp, monkeypatch) -> None:

@@ -151,7 +151,12 @@ class Connections:
         if kept is not None:
             self.local.kept = None
             pool, connection = kept
-            if pool is self.engine.pool and self.still_good(connection):
+            if pool is not self.engine.pool:
+                # Left alone: in a forked process, closing it would end the parent's
+                # session with the server (the driver closes it when collected, but only
+                # in the process that opened it).
+                return self.engine.raw_connection()
+            if self.still_good(connection):
                 return connection
             connection.invalidate()  # opened anew when the pool hands it out again
             connection.close()

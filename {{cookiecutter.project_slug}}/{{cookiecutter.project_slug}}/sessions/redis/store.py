@@ -27,7 +27,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException
 
 from ..settings import SessionSettings
-from .client import make_redis_client
+from .client import command_sender, make_redis_client
 from .scripts import (
     ABSENT,
     CLIENT_FIELD,
@@ -105,6 +105,8 @@ class RedisStore:
         self.socket_timeout = socket_timeout
         self._client: redis.Redis | RedisCluster | None = None
         self._lock = threading.Lock()
+        # What sends the scripts' commands, once the client is made (connect_once).
+        self.send: Callable[..., Any] = self.connect_and_send
 
     @property
     def client(self) -> redis.Redis | RedisCluster:
@@ -112,26 +114,33 @@ class RedisStore:
         return self.connect_once() if self._client is None else self._client
 
     def connect_once(self) -> redis.Redis | RedisCluster:
-        """Make the client, once for every thread."""
+        """Make the client (and what sends the scripts), once for every thread."""
         with self._lock:
             if self._client is None:
-                self._client = self.connect()
+                client = self.connect()
+                self.send = command_sender(client)
+                self._client = client
         return self._client
 
+    def connect_and_send(self, *command: Any) -> Any:
+        """Make the client, then send ``command`` as every later one is sent."""
+        self.connect_once()
+        return self.send(*command)
+
     def run(self, script: str, keys: list[str], *args: Any) -> Any:
-        """Run one of SCRIPTS: one round trip, to the node of its key.
+        """Run one of SCRIPTS: one round trip, to the node of its key (on this thread's
+        connection: client.py).
 
         By SHA; a node that does not know the script yet gets it with EVAL, which also
         caches it there. (redis-py's Script would load it on every Cluster primary, and
         fail while any one of them is down.)
         """
-        client = self.client
         lua = LUA_SCRIPTS[script]
         arguments = (len(keys), *keys, self.timeout, self.absolute_timeout, *args)
         try:
-            return client.evalsha(lua.sha, *arguments)
+            return self.send("EVALSHA", lua.sha, *arguments)
         except NoScriptError:
-            return client.eval(lua.source, *arguments)
+            return self.send("EVAL", lua.source, *arguments)
 
     # The session store: one script, one round trip, for each.
     def load(self, session_id: str) -> list | None:
