@@ -53,7 +53,7 @@ from {{ cookiecutter.project_slug }}.sessions.database import (
     DatabaseStore,
     make_database_store,
 )
-from {{ cookiecutter.project_slug }}.sessions.database.engine import Connections
+from {{ cookiecutter.project_slug }}.sessions.database.connections import Connections
 from {{ cookiecutter.project_slug }}.sessions.database.schema import TABLE_NAME
 from {{ cookiecutter.project_slug }}.sessions.database.settings import URL_ENV
 from {{ cookiecutter.project_slug }}.sessions.database.statements import compiled_for

@@ -27,7 +27,10 @@ from helpers import (
 from redis_servers import RedisServer
 
 from {{ cookiecutter.project_slug }} import main
-from {{ cookiecutter.project_slug }}.sessions.redis.client import ThreadConnections, call_if_alive
+from {{ cookiecutter.project_slug }}.sessions.redis.client import (
+    ThreadConnections,
+    call_if_alive,
+)
 from {{ cookiecutter.project_slug }}.sessions.redis.store import KEY_PREFIX, RedisStore
 from {{ cookiecutter.project_slug }}.sessions.settings import session_settings
 

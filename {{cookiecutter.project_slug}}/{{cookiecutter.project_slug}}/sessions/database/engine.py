@@ -1,6 +1,4 @@
-"""The connections: a pooled SQLAlchemy engine that gives up within the timeout, each
-thread keeping the connection it has, and the statements run on their cursors
-(``Connections``).
+"""The engine: a pooled SQLAlchemy engine that gives up within the timeout.
 
 On an SQLite file: WAL, a busy timeout, and a connection that follows the file at its
 path (one deleted or replaced under the running app is noticed at the connection's next
@@ -18,19 +16,18 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import (
     Engine,
     create_engine,
     event,
 )
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import DisconnectionError
 
 from .schema import SQLITE_SCHEMA
 from .settings import DatabaseSettings
-from .statements import compiled_for
 
 log = logging.getLogger(__name__)
 
@@ -39,36 +36,6 @@ log = logging.getLogger(__name__)
 WATCHDOG_FACTOR = 1.5
 # What SQLite keeps beside a database file in WAL mode, and only while it exists.
 WAL_FILES = ("-wal", "-shm")
-
-
-def make_connections(settings: DatabaseSettings) -> Connections:
-    """The connections ``settings`` describe: a kept connection is checked as the pool
-    checks one it hands out (the SQLite file, the pre-ping)."""
-    engine = make_engine(settings)
-    checks = []
-    if settings.dialect == "sqlite":
-        checks.append(opened_the_file_at(sqlite_path(settings)))
-    if settings.pool_pre_ping:
-        checks.append(answers_a_ping(engine))
-    # The pool's steady size, less one when there is no overflow to serve the others.
-    keep = min(settings.pool_size, settings.pool_size + settings.max_overflow - 1)
-
-    def still_good(connection: Any) -> bool:
-        return all(check(connection) for check in checks)
-
-    return Connections(engine, keep, still_good)
-
-
-def answers_a_ping(engine: Engine) -> Callable[[Any], bool]:
-    """Whether a connection answers the dialect's ping (``pool_pre_ping``)."""
-
-    def still_good(connection: Any) -> bool:
-        try:
-            return bool(engine.dialect.do_ping(connection.dbapi_connection))
-        except engine.dialect.loaded_dbapi.Error:
-            return False
-
-    return still_good
 
 
 def sqlite_path(settings: DatabaseSettings) -> str:
@@ -115,109 +82,6 @@ def make_engine(settings: DatabaseSettings) -> Engine:
     forked = weakref.ref(engine)
     os.register_at_fork(after_in_child=lambda: dispose_in_child(forked))
     return engine
-
-
-class Outcome(NamedTuple):
-    """What a statement gave: its rows (all of them, so that SQLite's statement is done
-    and committed before the connection goes back), and how many rows it changed."""
-
-    rows: list[tuple]
-    rowcount: int
-
-
-class Connections:
-    """The engine's pooled connections, each thread keeping the one it has, and the
-    statements run on their cursors (``run``).
-
-    Checking a connection out of SQLAlchemy's pool and back in cost 18 µs a statement, as
-    much as SQLite's own work for a counter page (BENCHMARKS.md): a thread keeps the
-    connection it used while at most ``keep`` connections are out of the pool; beyond
-    that, a thread gives its connection back after each statement, and the pool always
-    has one connection at least for the threads that keep none (no thread waits for a
-    connection another one merely keeps). A kept connection is given up when the
-    engine's pool was replaced (a forked process, a lost server), or when ``still_good``
-    (the SQLite file check, or the pre-ping) says it must be.
-    """
-
-    def __init__(self, engine: Engine, keep: int, still_good: Callable[[Any], bool]) -> None:
-        self.engine = engine
-        self.keep = keep
-        self.still_good = still_good
-        self.local = threading.local()
-
-    def take(self) -> Any:
-        """The thread's kept connection, or one from the pool."""
-        kept = getattr(self.local, "kept", None)
-        if kept is not None:
-            self.local.kept = None
-            pool, connection = kept
-            if pool is not self.engine.pool:
-                # Left alone: in a forked process, closing it would end the parent's
-                # session with the server (the driver closes it when collected, but only
-                # in the process that opened it).
-                return self.engine.raw_connection()
-            if self.still_good(connection):
-                return connection
-            connection.invalidate()  # opened anew when the pool hands it out again
-            connection.close()
-        return self.engine.raw_connection()
-
-    def give_back(self, connection: Any) -> None:
-        """Keep ``connection`` for this thread's next statement, or return it to the pool."""
-        pool = self.engine.pool
-        if connection.is_valid and pool.checkedout() <= self.keep:
-            self.local.kept = (pool, connection)
-        else:
-            connection.close()
-
-    def run(self, name: str, values: Mapping[str, Any]) -> Outcome:
-        """Run the statement ``name`` (statements.py) with ``values``, in autocommit.
-
-        Only SQLAlchemy's execution layer is skipped (its cache look-up, execution context
-        and result objects cost 55 µs a statement); what it does on an error is done here:
-        the driver's error is raised as SQLAlchemy's (``DBAPIError.instance``, without the
-        values: a session id is a credential), and a lost connection is thrown away with
-        the pool's idle ones, which lost theirs too (a restarted server), so that the next
-        request connects anew.
-        """
-        dialect = self.engine.dialect
-        driver_error = dialect.loaded_dbapi.Error
-        try:
-            connection = self.take()
-        except driver_error as error:  # connecting failed
-            raise as_sqlalchemy_error(error, dialect, "connect") from error
-        try:
-            statement = compiled_for(dialect)[name]
-            cursor = connection.cursor()
-            try:
-                cursor.execute(statement.sql, statement.values(values))
-                rows = cursor.fetchall() if cursor.description else []
-                return Outcome(rows, cursor.rowcount)
-            finally:
-                cursor.close()
-        except driver_error as error:
-            if dialect.is_disconnect(error, connection.dbapi_connection, None):
-                connection.invalidate(error)
-                self.engine.dispose()
-            raise as_sqlalchemy_error(error, dialect, name) from error
-        finally:
-            self.give_back(connection)
-
-    def close(self) -> None:
-        """Close every connection (a command's last step)."""
-        kept = getattr(self.local, "kept", None)
-        self.local.kept = None
-        if kept is not None:
-            kept[1].close()
-        self.engine.dispose()
-
-
-def as_sqlalchemy_error(error: Exception, dialect: Any, statement: str) -> DBAPIError:
-    """The driver's ``error`` as SQLAlchemy raises it (OperationalError, IntegrityError...:
-    its ``orig`` is the driver's), naming the ``statement`` but none of its values."""
-    return DBAPIError.instance(
-        statement, None, error, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
-    )
 
 
 def dispose_in_child(engine: weakref.ref) -> None:

@@ -1,6 +1,6 @@
 """The SQL store: what the session engine asks of a store, on the sessions table.
 
-One statement per round trip (statements.py), on the engine's connections (engine.py).
+One statement per round trip (statements.py), on each thread's connection (connections.py).
 The table is made at start-up when missing; if the database is down then, at the first
 request that reaches it (schema.py).
 """
@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from ..settings import SessionSettings, reissue_time
-from .engine import Connections, Outcome, make_connections
+from .connections import Connections, Outcome, make_connections
 from .schema import create_table, table_missing
 from .settings import read_database_settings
 from .statements import CLEAR_BATCH, counter_parameter
