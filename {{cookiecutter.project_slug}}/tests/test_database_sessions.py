@@ -4,6 +4,7 @@ fault-tolerant; on SQLite and on PostgreSQL (every test runs on both)."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import http.client
 import json
 import logging
@@ -558,14 +559,15 @@ def test_a_thread_keeps_its_connection_between_statements(app_settings) -> None:
 
 
 @pytest.mark.parametrize(
-    ("pool_size", "max_overflow", "kept"), [(1, 0, 0), (2, 0, 1), (1, 1, 1), (3, 9, 3)]
+    ("pool_size", "max_overflow", "kept"),
+    [(1, 0, 0), (2, 0, 0), (1, 1, 1), (3, 1, 1), (3, 9, 3)],
 )
 def test_threads_keep_connections_the_pool_can_spare(
     app_settings, pool_size: int, max_overflow: int, kept: int
 ) -> None:
     """A kept connection is idle between its thread's statements, and no other thread may
-    use it: the threads keep the pool's steady size at most, and leave one connection
-    for the others when there is no overflow (a pool of one is never kept)."""
+    use it: the threads keep no more than the overflow, so that the others always share
+    pool_size connections at least (with no overflow, none is kept)."""
     settings = {
         **app_settings,
         "session.database_pool_size": str(pool_size),
@@ -596,6 +598,137 @@ def test_threads_keep_connections_the_pool_can_spare(
             done.result()
     assert kept_now == kept
     store.engine.dispose()
+
+
+# Another program holding a session's row (a batch job, a migration).
+LOCK_ROW = "SELECT 1 FROM {} WHERE id = %s FOR UPDATE"
+
+
+class GreenletTimeout(BaseException):
+    """What gevent's Timeout is: a BaseException thrown into the code that waits."""
+
+
+def interrupt(_signal: int, _frame: object) -> None:
+    raise GreenletTimeout
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_statement_interrupted_midway_leaves_no_broken_connection_kept(
+    app_settings, stored
+) -> None:
+    """A BaseException (a gevent Timeout, a signal's) leaves the statement in flight on
+    its connection: kept, it would fail every later statement of the thread."""
+    store = store_of(app_settings)
+    session_id = secrets.token_urlsafe(32)
+    first_visit(store, session_id)
+    with psycopg.connect(libpq_url(app_settings["session.database_url"])) as locker:
+        locker.execute(LOCK_ROW.format(sessions.name), [session_id])
+        previous = signal.signal(signal.SIGALRM, interrupt)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            with pytest.raises(GreenletTimeout):
+                store.increment(session_id, "visits", 1, new=False)  # waits for the lock
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        locker.rollback()
+    # The interrupted increment may have run once the lock was released (as a request
+    # that timed out may have): the thread goes on counting, on a connection that works.
+    first, second = (store.increment(session_id, "visits", 1, new=False) for _ in range(2))
+    assert (first in (2, 3), second) == (True, first + 1)
+    store.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_no_request_waits_for_a_connection_an_idle_thread_keeps(app_settings, stored) -> None:
+    """Two idle threads, two requests held by another program's row locks: a third
+    request, on a session nobody holds, gets the pool's third connection at once."""
+    settings = {
+        **app_settings,
+        "session.database_pool_size": "3",
+        "session.database_max_overflow": "0",
+        "session.database_timeout": "0.5",
+    }
+    store = store_of(settings)
+    locked, free = [secrets.token_urlsafe(32) for _ in range(2)], secrets.token_urlsafe(32)
+    for session_id in [*locked, free]:
+        first_visit(store, session_id)
+    store.close()  # this thread keeps no connection either
+    served, finish = threading.Barrier(3), threading.Event()
+
+    def serve_once_then_idle() -> None:
+        store.increment(free, "visits", 1, new=False)
+        served.wait()
+        finish.wait()
+
+    threads = ThreadPoolExecutor(4)
+    idle = [threads.submit(serve_once_then_idle) for _ in range(2)]
+    locker = psycopg.connect(libpq_url(settings["session.database_url"]))
+    try:
+        served.wait(timeout=5)
+        for session_id in locked:
+            locker.execute(LOCK_ROW.format(sessions.name), [session_id])
+        held = [threads.submit(store.increment, id_, "visits", 1, False) for id_ in locked]
+        time.sleep(0.1)
+        assert store.increment(free, "visits", 1, new=False) == 4
+    finally:
+        locker.close()
+        finish.set()
+        threads.shutdown()
+    for request in [*held, *idle]:
+        with contextlib.suppress(sqlalchemy.exc.OperationalError):  # the lock timeout
+            request.result()
+    store.engine.dispose()
+
+
+def app_backends(admin: psycopg.Connection) -> set[int]:
+    """The server's client backends but ``admin``'s own."""
+    rows = admin.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    )
+    return {pid for (pid,) in rows}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_lost_connection_leaves_no_connection_open_past_the_pool(app_settings, stored) -> None:
+    """The server ends a backend twenty times (a proxy's idle timeout, a network blip):
+    the other threads' connections, kept from the pool the loss replaced, are closed,
+    not left open until a garbage collection (collections are rare in a busy app)."""
+    settings = {**app_settings, "session.database_pool_size": "3"}
+    stored.engine.dispose()
+    store = store_of(settings)
+    session_id = secrets.token_urlsafe(32)
+    first_visit(store, session_id)
+    admin = psycopg.connect(libpq_url(settings["session.database_url"]), autocommit=True)
+    others = list(app_backends(admin))  # the other tests' (their threads keep some)
+    workers = [ThreadPoolExecutor(1) for _ in range(3)]  # the same three threads each time
+
+    def every_worker_visits() -> None:
+        for worker in workers:  # one at a time: each keeps its connection
+            with contextlib.suppress(sqlalchemy.exc.OperationalError):  # the lost one
+                worker.submit(store.increment, session_id, "visits", 1, False).result()
+
+    gc.disable()
+    try:
+        for _ in range(20):
+            every_worker_visits()
+            admin.execute(
+                "SELECT pg_terminate_backend(max(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND state = 'idle'"
+                " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+                " AND pid <> ALL(%s)",
+                [others],
+            )
+        every_worker_visits()
+        open_backends = len(app_backends(admin) - set(others))
+    finally:
+        gc.enable()
+        for worker in workers:
+            worker.shutdown()
+    admin.close()
+    store.close()
+    assert open_backends <= 3
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
@@ -859,6 +992,10 @@ def test_fork_handlers_run_for_live_objects_only(app_settings) -> None:
     call_if_alive(weakref.WeakMethod(watchdog.start_afresh))
     assert (watchdog.running, watchdog.thread) == ({}, None)
     assert first_visit(store, "after") == 1
+    pool, kept, _ = store.connections.local.kept  # as the forked child finds its thread's
+    store.connections.local.kept = (pool, kept, -1)
+    assert first_visit(store, "in the child") == 1
+    assert kept.is_valid  # left alone: the parent's
     store.engine.dispose()
 
 
@@ -1120,6 +1257,19 @@ def test_a_visit_renews_the_expiry_once_a_tenth_of_the_timeout_went_by(
     stored.set(session_id, "expiry", int(time.time()) + timeout - timeout // 10 - 5)
     assert counter(visit_with(app, cookie)) == 4
     assert stored.row(session_id).expiry >= int(time.time()) + timeout - 5
+
+
+def test_a_lowered_timeout_ends_a_session_that_long_after_its_last_request(
+    app_settings, stored
+) -> None:
+    """An operator shortens session.timeout (after an incident, say): a session stored
+    under the longer one must not live on until its old expiry."""
+    old_app = main({}, **{**app_settings, "session.timeout": "7200"})
+    cookie = valid_cookie(old_app)
+    new_app = main({}, **{**app_settings, "session.timeout": "600"})
+    assert counter(visit_with(new_app, cookie)) == 3  # the last request, under 600 s
+    stored.age(601)
+    assert counter(visit_with(new_app, cookie)) == 1
 
 
 def test_the_expiry_never_passes_the_absolute_end(app, app_settings, stored) -> None:

@@ -5,6 +5,7 @@ cursors.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -26,8 +27,8 @@ def make_connections(settings: DatabaseSettings) -> Connections:
         checks.append(opened_the_file_at(sqlite_path(settings)))
     if settings.pool_pre_ping:
         checks.append(answers_a_ping(engine))
-    # The pool's steady size, less one when there is no overflow to serve the others.
-    keep = min(settings.pool_size, settings.pool_size + settings.max_overflow - 1)
+    # No more than the overflow: the connections not kept are always at least pool_size.
+    keep = min(settings.pool_size, settings.max_overflow)
 
     def still_good(connection: Any) -> bool:
         return all(check(connection) for check in checks)
@@ -61,12 +62,13 @@ class Connections:
 
     Checking a connection out of SQLAlchemy's pool and back in cost 18 µs a statement, as
     much as SQLite's own work for a counter page (BENCHMARKS.md): a thread keeps the
-    connection it used while at most ``keep`` connections are out of the pool; beyond
-    that, a thread gives its connection back after each statement, and the pool always
-    has one connection at least for the threads that keep none (no thread waits for a
-    connection another one merely keeps). A kept connection is given up when the
-    engine's pool was replaced (a forked process, a lost server), or when ``still_good``
-    (the SQLite file check, or the pre-ping) says it must be.
+    connection it used while at most ``keep`` connections are out of the pool (no more
+    than the overflow: the threads that keep none share ``pool_size`` connections at
+    least, none of them idle in a thread's keeping; with no overflow, none is kept).
+    Beyond that, a thread gives its connection back after each statement. A kept
+    connection is given up when the engine's pool was replaced (a lost server, or a
+    forked process), or when ``still_good`` (the SQLite file check, or the pre-ping) says
+    it must be.
     """
 
     def __init__(self, engine: Engine, keep: int, still_good: Callable[[Any], bool]) -> None:
@@ -80,15 +82,17 @@ class Connections:
         kept = getattr(self.local, "kept", None)
         if kept is not None:
             self.local.kept = None
-            pool, connection = kept
-            if pool is not self.engine.pool:
-                # Left alone: in a forked process, closing it would end the parent's
+            pool, connection, pid = kept
+            if pid != os.getpid():
+                # Left alone in a forked process: closing it would end the parent's
                 # session with the server (the driver closes it when collected, but only
                 # in the process that opened it).
                 return self.engine.raw_connection()
-            if self.still_good(connection):
+            if pool is self.engine.pool and self.still_good(connection):
                 return connection
-            connection.invalidate()  # opened anew when the pool hands it out again
+            # Closed now (a lost server's pool was replaced: left open, it would wait for
+            # a garbage collection), and opened anew when the pool hands it out again.
+            connection.invalidate()
             connection.close()
         return self.engine.raw_connection()
 
@@ -96,7 +100,7 @@ class Connections:
         """Keep ``connection`` for this thread's next statement, or return it to the pool."""
         pool = self.engine.pool
         if connection.is_valid and pool.checkedout() <= self.keep:
-            self.local.kept = (pool, connection)
+            self.local.kept = (pool, connection, os.getpid())
         else:
             connection.close()
 
@@ -130,6 +134,11 @@ class Connections:
                 connection.invalidate(error)
                 self.engine.dispose()
             raise as_sqlalchemy_error(error, dialect, name) from error
+        except BaseException:
+            # Not the driver's (a gevent Timeout, a signal's): the statement may still be
+            # in flight on the connection, which no later one could use.
+            connection.invalidate()
+            raise
         finally:
             self.give_back(connection)
 

@@ -180,7 +180,10 @@ class Statements:
         # last renewed; until then the indexed expiry is left alone (no index write in
         # SQLite, an update PostgreSQL makes in place). The store runs the statement of a
         # session not due first; when it finds none, the ``_renewing`` one.
-        not_due = and_(live, sessions.c.expiry >= now + IDLE - RENEWAL)
+        # (Due too when the expiry lies past a whole idle timeout from now: one stored
+        # under a longer session.timeout than today's, which renewing shortens.)
+        renewal_not_due = sessions.c.expiry.between(now + IDLE - RENEWAL, now + IDLE)
+        not_due = and_(live, renewal_not_due)
         renew = update(sessions).where(live)
         self.load = select(data, sessions.c.created).where(not_due)
         self.load_renewing = renew.values(expiry=renewed).returning(data, sessions.c.created)
