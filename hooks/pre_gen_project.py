@@ -73,7 +73,7 @@ QUERY_PARAMETER = re.compile(r"[?&;](?P<name>[^=&;#]*)=(?P<value>[^&;#]*)")
 # projects), and the generated tests' own helper modules, which pytest puts on sys.path.
 TAKEN_NAMES = frozenset(
     """
-    attrs bs4 cffi chameleon coverage exceptiongroup greenlet hupper hypothesis iniconfig
+    attrs bs4 cffi chameleon coverage exceptiongroup greenlet hiredis hupper hypothesis iniconfig
     nacl packaging paste pastedeploy pip pkg_resources plaster plaster_pastedeploy pluggy
     psycopg psycopg_binary py pycparser pygments pyramid pyramid_chameleon
     pyramid_nacl_session pytest pytest_cov redis ruff setuptools sortedcontainers soupsieve

@@ -639,6 +639,58 @@ def test_a_statement_interrupted_midway_leaves_no_broken_connection_kept(
     store.close()
 
 
+def test_a_connection_a_base_exception_interrupts_is_thrown_away(
+    app_settings, monkeypatch
+) -> None:
+    """Whatever the statement was doing when it was interrupted (above, on PostgreSQL),
+    its connection is never kept: closed, and the thread's next statement gets another."""
+    store = store_of(app_settings)
+    session_id = secrets.token_urlsafe(32)
+    first_visit(store, session_id)
+    _, kept, _ = store.connections.local.kept
+
+    class Interrupted:
+        """The kept connection, its next statement interrupted."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(kept, name)
+
+        def cursor(self) -> None:
+            raise GreenletTimeout
+
+    def take_interrupted() -> Interrupted:
+        store.connections.local.kept = None  # taken, as take() takes it
+        return Interrupted()
+
+    monkeypatch.setattr(store.connections, "take", take_interrupted)
+    with pytest.raises(GreenletTimeout):
+        store.increment(session_id, "visits", 1, new=False)
+    monkeypatch.undo()
+    assert (kept.is_valid, getattr(store.connections.local, "kept", None)) == (False, None)
+    assert store.increment(session_id, "visits", 1, new=False) == 2
+    store.close()
+
+
+def test_a_kept_connection_that_fails_the_pre_ping_is_replaced(app_settings, monkeypatch) -> None:
+    store = store_of({**app_settings, "session.database_pool_pre_ping": "true"})
+    session_id = secrets.token_urlsafe(32)
+    first_visit(store, session_id)
+    _, kept, _ = store.connections.local.kept
+    dialect, pings = store.engine.dialect, []
+    ping = dialect.do_ping
+
+    def no_answer_once(connection: Any) -> bool:
+        pings.append(connection)
+        if len(pings) == 1:
+            raise dialect.loaded_dbapi.OperationalError("the server closed the connection")
+        return ping(connection)
+
+    monkeypatch.setattr(dialect, "do_ping", no_answer_once)
+    assert store.increment(session_id, "visits", 1, new=False) == 2
+    assert (len(pings), kept.is_valid) == (1, False)  # a new one is not pinged
+    store.close()
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_no_request_waits_for_a_connection_an_idle_thread_keeps(app_settings, stored) -> None:
     """Two idle threads, two requests held by another program's row locks: a third

@@ -19,7 +19,7 @@ from ..settings import SessionSettings, reissue_time
 from .connections import Connections, Outcome, make_connections
 from .schema import create_table, table_missing
 from .settings import read_database_settings
-from .statements import CLEAR_BATCH, counter_parameter
+from .statements import CLEAR_BATCH, counter_parameter, statements_for
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,9 @@ class DatabaseStore:
         self.absolute_timeout = absolute_timeout
         self.renewal = reissue_time(timeout)
         self.dialect = self.engine.dialect.name
+        # Built now (once per process): statements that cannot be built fail the app's
+        # start, not its first request. Each is compiled for the driver at first use.
+        statements_for(self.dialect)
         self.clear_batch = CLEAR_BATCH
         self.table_ready = False
         self._lock = threading.Lock()
