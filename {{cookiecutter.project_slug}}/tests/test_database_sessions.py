@@ -639,6 +639,21 @@ def test_a_statement_interrupted_midway_leaves_no_broken_connection_kept(
     store.close()
 
 
+def test_a_connection_lost_under_a_thread_is_a_store_error_then_replaced(app_settings) -> None:
+    """The server restarted, or a proxy dropped the connection: that statement fails (a
+    503), the pool's idle connections go with it, and the next one connects anew."""
+    store = store_of(app_settings)
+    session_id = secrets.token_urlsafe(32)
+    first_visit(store, session_id)
+    _, kept, _ = store.connections.local.kept
+    kept.dbapi_connection.close()
+    with pytest.raises(sqlalchemy.exc.DBAPIError) as lost:
+        store.increment(session_id, "visits", 1, new=False)
+    assert "closed" in str(lost.value.orig) and not kept.is_valid
+    assert store.increment(session_id, "visits", 1, new=False) == 2
+    store.close()
+
+
 def test_a_connection_a_base_exception_interrupts_is_thrown_away(
     app_settings, monkeypatch
 ) -> None:
