@@ -673,9 +673,9 @@ def test_a_connection_a_base_exception_interrupts_is_thrown_away(
         def cursor(self) -> None:
             raise GreenletTimeout
 
-    def take_interrupted() -> Interrupted:
+    def take_interrupted() -> tuple[Any, Interrupted]:
         store.connections.local.kept = None  # taken, as take() takes it
-        return Interrupted()
+        return store.engine.pool, Interrupted()
 
     monkeypatch.setattr(store.connections, "take", take_interrupted)
     with pytest.raises(GreenletTimeout):
@@ -683,6 +683,77 @@ def test_a_connection_a_base_exception_interrupts_is_thrown_away(
     monkeypatch.undo()
     assert (kept.is_valid, getattr(store.connections.local, "kept", None)) == (False, None)
     assert store.increment(session_id, "visits", 1, new=False) == 2
+    store.close()
+
+
+def test_a_check_interrupted_midway_throws_the_kept_connection_away(
+    app_settings, monkeypatch
+) -> None:
+    """A BaseException in the pre-ping may leave its reply due on the connection."""
+    store = store_of(app_settings)
+    session_id = secrets.token_urlsafe(32)
+    first_visit(store, session_id)
+    _, kept, _ = store.connections.local.kept
+
+    def interrupted(_connection: Any) -> bool:
+        raise GreenletTimeout
+
+    monkeypatch.setattr(store.connections, "still_good", interrupted)
+    with pytest.raises(GreenletTimeout):
+        store.increment(session_id, "visits", 1, new=False)
+    monkeypatch.undo()
+    assert not kept.is_valid
+    assert store.increment(session_id, "visits", 1, new=False) == 2
+    store.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_statement_that_outlives_its_pool_keeps_no_connection(app_settings, stored) -> None:
+    """The pool is replaced (another thread's connection was lost) while a statement
+    runs: its connection, of the old pool, is closed, neither kept nor left open."""
+    store = store_of(app_settings)
+    session_id = secrets.token_urlsafe(32)
+    first_visit(store, session_id)
+    store.close()
+    with psycopg.connect(libpq_url(app_settings["session.database_url"])) as locker:
+        locker.execute(LOCK_ROW.format(sessions.name), [session_id])
+        with ThreadPoolExecutor(1) as thread:
+            waiting = thread.submit(store.increment, session_id, "visits", 1, False)
+            time.sleep(0.2)
+            store.engine.dispose()  # as a lost connection's statement does
+            locker.rollback()
+            assert waiting.result() == 2
+            kept = thread.submit(lambda: getattr(store.connections.local, "kept", None))
+            assert kept.result() is None
+    assert store.engine.pool.checkedout() == 0
+    store.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_forked_child_closes_none_of_the_parents_connections(app_settings, stored) -> None:
+    """With the pool full when the process forks, the child's pool closes a connection
+    it is given back: without care, psycopg would end the parent's session with the
+    server over the socket both processes hold."""
+    settings = {
+        **app_settings,
+        "session.database_pool_size": "1",
+        "session.database_max_overflow": "1",
+    }
+    store = store_of(settings)
+    session_id = secrets.token_urlsafe(32)
+    first_visit(store, session_id)  # this thread keeps its connection
+    with ThreadPoolExecutor(1) as another_thread:  # one more: back to a full pool
+        another_thread.submit(store.ping).result()
+    child = os.fork()
+    if child == 0:  # serves a request on this thread, then exits
+        status = 1
+        try:
+            status = 0 if store.increment(session_id, "visits", 1, new=False) == 2 else 1
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.increment(session_id, "visits", 1, new=False) == 3
     store.close()
 
 
@@ -1063,6 +1134,12 @@ def test_fork_handlers_run_for_live_objects_only(app_settings) -> None:
     store.connections.local.kept = (pool, kept, -1)
     assert first_visit(store, "in the child") == 1
     assert kept.is_valid  # left alone: the parent's
+    parents = store.engine.raw_connection()
+    own = store.engine.dialect.do_close.__self__
+    own.opened_in[id(parents.dbapi_connection)] = -1  # as a forked child finds it
+    store.engine.dialect.do_close(parents.dbapi_connection)
+    assert parents.cursor().execute("SELECT 1").fetchall() == [(1,)]  # still open
+    parents.close()
     store.engine.dispose()
 
 
@@ -1337,6 +1414,29 @@ def test_a_lowered_timeout_ends_a_session_that_long_after_its_last_request(
     assert counter(visit_with(new_app, cookie)) == 3  # the last request, under 600 s
     stored.age(601)
     assert counter(visit_with(new_app, cookie)) == 1
+
+
+@pytest.mark.parametrize(
+    ("absolute_timeout", "statements"),
+    [(604800, [2, 1, 1]), (1200, [1, 1, 1])],
+    ids=["due-once", "capped-from-the-start"],
+)
+def test_a_session_near_its_absolute_end_costs_one_statement_a_page(
+    app_settings, stored, absolute_timeout: int, statements: list[int]
+) -> None:
+    """Its expiry, capped at the absolute end, cannot move ahead: renewing it on every
+    page would cost a statement and a write each (absolute = idle timeout is allowed)."""
+    store = make_database_store(app_settings, {}, 1200, absolute_timeout)
+    session_id = secrets.token_urlsafe(32)
+    first_visit(store, session_id)
+    stored.age(200)  # a renewal due after 120 s, if the absolute end allows one
+    sent, per_page = watch_statements(store), []
+    for _ in statements:
+        before = len(sent)
+        store.increment(session_id, "visits", 1, new=False)
+        per_page.append(len(sent) - before)
+    assert per_page == statements
+    store.close()
 
 
 def test_the_expiry_never_passes_the_absolute_end(app, app_settings, stored) -> None:

@@ -77,29 +77,37 @@ class Connections:
         self.still_good = still_good
         self.local = threading.local()
 
-    def take(self) -> Any:
-        """The thread's kept connection, or one from the pool."""
+    def take(self) -> tuple[Any, Any]:
+        """The thread's kept connection, or one from the pool; and the pool it is of."""
         kept = getattr(self.local, "kept", None)
         if kept is not None:
             self.local.kept = None
             pool, connection, pid = kept
             if pid != os.getpid():
-                # Left alone in a forked process: closing it would end the parent's
-                # session with the server (the driver closes it when collected, but only
-                # in the process that opened it).
-                return self.engine.raw_connection()
-            if pool is self.engine.pool and self.still_good(connection):
-                return connection
+                # Left alone in a forked process: it is the parent's (engine.py closes
+                # none of the parent's connections in a child).
+                return self.engine.pool, self.engine.raw_connection()
+            try:
+                if pool is self.engine.pool and self.still_good(connection):
+                    return pool, connection
+            except BaseException:
+                connection.invalidate()  # a ping interrupted midway: a reply may be due
+                raise
             # Closed now (a lost server's pool was replaced: left open, it would wait for
             # a garbage collection), and opened anew when the pool hands it out again.
             connection.invalidate()
             connection.close()
-        return self.engine.raw_connection()
-
-    def give_back(self, connection: Any) -> None:
-        """Keep ``connection`` for this thread's next statement, or return it to the pool."""
         pool = self.engine.pool
-        if connection.is_valid and pool.checkedout() <= self.keep:
+        return pool, self.engine.raw_connection()
+
+    def give_back(self, pool: Any, connection: Any) -> None:
+        """Keep ``connection`` (of ``pool``) for this thread's next statement, or return it
+        to the pool; one of a pool replaced meanwhile is closed, neither kept nor left in
+        the old pool."""
+        if connection.is_valid and pool is not self.engine.pool:
+            connection.invalidate()
+            connection.close()
+        elif connection.is_valid and pool.checkedout() <= self.keep:
             self.local.kept = (pool, connection, os.getpid())
         else:
             connection.close()
@@ -117,7 +125,7 @@ class Connections:
         dialect = self.engine.dialect
         driver_error = dialect.loaded_dbapi.Error
         try:
-            connection = self.take()
+            pool, connection = self.take()
         except driver_error as error:  # connecting failed
             raise as_sqlalchemy_error(error, dialect, "connect") from error
         try:
@@ -140,7 +148,7 @@ class Connections:
             connection.invalidate()
             raise
         finally:
-            self.give_back(connection)
+            self.give_back(pool, connection)
 
     def close(self) -> None:
         """Close every connection (a command's last step)."""

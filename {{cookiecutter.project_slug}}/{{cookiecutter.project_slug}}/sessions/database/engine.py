@@ -66,6 +66,7 @@ def make_engine(settings: DatabaseSettings) -> Engine:
         engine = create_engine(url, connect_args={"timeout": settings.timeout}, **pool)
         event.listen(engine, "connect", sqlite_tuner(settings.timeout))
         watch_sqlite_file(engine, path)
+        close_in_own_process_only(engine)
         return engine
     milliseconds = max(1, round(settings.timeout * 1000))
     timeouts = f"-c statement_timeout={milliseconds} -c lock_timeout={milliseconds}"
@@ -78,10 +79,44 @@ def make_engine(settings: DatabaseSettings) -> Engine:
     }
     engine = create_engine(settings.url, connect_args=connect_args, **pool)
     # A process forked after connections were pooled (gunicorn --preload) must not talk
-    # over its parent's sockets: it starts with a pool of its own (SQLAlchemy's recipe).
+    # over its parent's sockets: it starts with a pool of its own (SQLAlchemy's recipe),
+    # and closes none of the parent's (close_in_own_process_only).
     forked = weakref.ref(engine)
     os.register_at_fork(after_in_child=lambda: dispose_in_child(forked))
+    close_in_own_process_only(engine)
     return engine
+
+
+def close_in_own_process_only(engine: Engine) -> None:
+    """Close a driver connection only in the process that opened it (OwnConnections)."""
+    own = OwnConnections(engine.dialect.do_close)
+    event.listen(engine, "connect", own.note)
+    engine.dialect.do_close = own.close
+
+
+class OwnConnections:
+    """Which process opened each driver connection, and a close that leaves another
+    process's alone.
+
+    A forked child has copies of its parent's connections (the pool's, the threads'
+    kept ones); the child's pool may close one (a full pool given one more back), and
+    psycopg's close() ends the server's session over the socket the parent still uses.
+    Each connection's opening process is noted at connect; another process's connection
+    is left for its socket to close when the child exits.
+    """
+
+    def __init__(self, close: Callable[[Any], None]) -> None:
+        self.close_connection = close
+        self.opened_in: dict[int, int] = {}
+
+    def note(self, connection: Any, _record: object) -> None:
+        """The ``connect`` event: ``connection`` is this process's."""
+        self.opened_in[id(connection)] = os.getpid()
+
+    def close(self, connection: Any) -> None:
+        """The dialect's close, for this process's connections only."""
+        if self.opened_in.pop(id(connection), os.getpid()) == os.getpid():
+            self.close_connection(connection)
 
 
 def dispose_in_child(engine: weakref.ref) -> None:

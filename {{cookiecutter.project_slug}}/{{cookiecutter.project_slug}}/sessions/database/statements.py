@@ -30,6 +30,7 @@ from sqlalchemy import (
     func,
     literal_column,
     not_,
+    or_,
     select,
     true,
     update,
@@ -181,9 +182,13 @@ class Statements:
         # SQLite, an update PostgreSQL makes in place). The store runs the statement of a
         # session not due first; when it finds none, the ``_renewing`` one.
         # (Due too when the expiry lies past a whole idle timeout from now: one stored
-        # under a longer session.timeout than today's, which renewing shortens.)
+        # under a longer session.timeout than today's, which renewing shortens. Never due
+        # once it is the absolute end, which no renewal moves.)
+        capped = and_(
+            sessions.c.expiry == sessions.c.created + LIFETIME, sessions.c.expiry <= now + IDLE
+        )
         renewal_not_due = sessions.c.expiry.between(now + IDLE - RENEWAL, now + IDLE)
-        not_due = and_(live, renewal_not_due)
+        not_due = and_(live, or_(renewal_not_due, capped))
         renew = update(sessions).where(live)
         self.load = select(data, sessions.c.created).where(not_due)
         self.load_renewing = renew.values(expiry=renewed).returning(data, sessions.c.created)
