@@ -707,6 +707,17 @@ def test_a_check_interrupted_midway_throws_the_kept_connection_away(
     store.close()
 
 
+def test_a_connection_of_a_replaced_pool_is_closed_not_kept(app_settings) -> None:
+    store = store_of(app_settings)
+    first_visit(store)
+    store.close()
+    pool, connection = store.connections.take()
+    store.engine.dispose()  # meanwhile, another thread's lost connection replaced the pool
+    store.connections.give_back(pool, connection)
+    assert (connection.is_valid, getattr(store.connections.local, "kept", None)) == (False, None)
+    store.close()
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_statement_that_outlives_its_pool_keeps_no_connection(app_settings, stored) -> None:
     """The pool is replaced (another thread's connection was lost) while a statement
