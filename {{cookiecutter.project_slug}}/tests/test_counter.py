@@ -9,7 +9,7 @@ from helpers import TEST_VIEWS, app_with_test_views, counter, post_form, session
 from pyramid.renderers import get_renderer
 from pyramid.request import Request
 
-from {{ cookiecutter.project_slug }} import TEMPLATES, main
+from {{ cookiecutter.project_slug }} import LOADED_MACRO, TEMPLATES, main
 from {{ cookiecutter.project_slug }}.sessions import increment_counter, reset_counter
 
 
@@ -61,6 +61,11 @@ def test_every_template_is_compiled_before_the_first_request(app) -> None:
         spec = f"{{ cookiecutter.project_slug }}:templates/{template.name}"
         renderer = get_renderer(spec, registry=app.registry)
         assert renderer.implementation()._cooked, f"{template.name} is left to a request"
+        for loaded in LOADED_MACRO.findall(template.read_text(encoding="utf-8")):
+            # Chameleon loads a copy of it for each template that does ("load: ..."),
+            # compiled at that template's first render unless main() did it.
+            macro = renderer.implementation()._loader(loaded)
+            assert macro._cooked, f"{template.name}'s {loaded} is left to a request"
 
 
 def add_to_cart(request: Request) -> dict:

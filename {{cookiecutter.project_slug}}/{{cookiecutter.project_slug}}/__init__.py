@@ -8,6 +8,7 @@ behind ``request.session``; ``hardening/`` the checks every request passes.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pyramid.config import Configurator
@@ -36,14 +37,21 @@ def includeme(config: Configurator) -> None:
 
 
 TEMPLATES = Path(__file__).parent / "templates"
+# The templates a page loads its macro from (``use-macro="load: layout.pt"``).
+LOADED_MACRO = re.compile(r'use-macro="load: ([\w.-]+)"')
 
 
 def compile_templates(registry: Registry) -> None:
     """Compile every page template now, in one thread: Chameleon compiling a template in
-    several request threads at once can fail, a 500 among the first requests after a start."""
+    several request threads at once can fail (Python before 3.13: "AST constructor
+    recursion depth mismatch"), a 500 among the first requests after a start. That
+    includes the copy of the layout each page loads (Chameleon's loader, one per page)."""
     for template in sorted(TEMPLATES.glob("*.pt")):
         renderer = get_renderer(f"{__name__}:templates/{template.name}", registry=registry)
-        renderer.implementation().cook_check()
+        page = renderer.implementation()
+        page.cook_check()
+        for loaded in LOADED_MACRO.findall(template.read_text(encoding="utf-8")):
+            page._loader(loaded).cook_check()
 
 
 def main(global_config: dict, **settings: str) -> Router:
