@@ -83,20 +83,19 @@ class Connections:
         if kept is not None:
             self.local.kept = None
             pool, connection, pid = kept
-            if pid != os.getpid():
-                # Left alone in a forked process: it is the parent's (engine.py closes
-                # none of the parent's connections in a child).
-                return self.engine.pool, self.engine.raw_connection()
-            try:
-                if pool is self.engine.pool and self.still_good(connection):
-                    return pool, connection
-            except BaseException:
-                connection.invalidate()  # a ping interrupted midway: a reply may be due
-                raise
-            # Closed now (a lost server's pool was replaced: left open, it would wait for
-            # a garbage collection), and opened anew when the pool hands it out again.
-            connection.invalidate()
-            connection.close()
+            # In a forked process it is the parent's: left alone (engine.py closes none of
+            # the parent's connections in a child).
+            if pid == os.getpid():
+                try:
+                    if pool is self.engine.pool and self.still_good(connection):
+                        return pool, connection
+                except BaseException:
+                    connection.invalidate()  # a ping interrupted midway: a reply may be due
+                    raise
+                # Closed now (a lost server's pool was replaced: left open, it would wait
+                # for a garbage collection), and opened anew when the pool hands it out.
+                connection.invalidate()
+                connection.close()
         pool = self.engine.pool
         return pool, self.engine.raw_connection()
 
