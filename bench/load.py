@@ -55,6 +55,8 @@ CSRF_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 SIGNED_IN = "Signed in as <strong>"
 DEMO_USER = {"login": "editor", "password": "editor"}
 COUNTER = re.compile(r'<strong id="counter">(\d+)</strong>')
+# The sign-in form's message when it refused (a wrong password, say).
+ALERT = re.compile(r'role="alert">([^<]*)<')
 # The deployments of each server-side factory's sessions (session_store has their
 # faults); the first is the default.
 STORES = {"redis": ("server", "sentinel"), "database": DATABASES}
@@ -106,12 +108,19 @@ class Tally:
 
     outcomes: list[tuple[float, str]] = field(default_factory=list)
     sessions_lost: int = 0
+    sign_in_failures: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, outcome: str) -> None:
         """Record ``outcome``: 'ok', '503' or an error description."""
         with self.lock:
             self.outcomes.append((time.monotonic(), outcome))
+
+    def fail_sign_in(self, why: str) -> None:
+        """Record a browser that could not sign in, and why (``sign_in``)."""
+        with self.lock:
+            self.outcomes.append((time.monotonic(), "sign-in failed"))
+            self.sign_in_failures.append(why)
 
     def lose_session(self) -> None:
         """Record a browser whose counter went back (went_back)."""
@@ -140,17 +149,26 @@ def went_back(count: int, last_count: int) -> bool:
     return last_count > 0 and count <= last_count
 
 
-def sign_in(browser: Browser, tally: Tally) -> bool:
-    """Sign in as the demo user, as a person does: the form, then its POST; whether the
-    sign-in page redirected (a 303: signed in)."""
+def sign_in(browser: Browser, tally: Tally) -> str:
+    """Sign in as the demo user, as a person does: the form, then its POST. "" when the
+    sign-in page redirected (a 303: signed in), else what came instead (``failure``)."""
     status, page = browser.request("GET", "/login")
     tally.add(outcome_of(status))
     token = CSRF_TOKEN.search(page)
     if not token:
-        return False
-    status, _ = browser.request("POST", "/login", {**DEMO_USER, "csrf_token": token.group(1)})
+        return failure("GET /login", status, page)
+    form = {**DEMO_USER, "csrf_token": token.group(1)}
+    status, page = browser.request("POST", "/login", form)
     tally.add(outcome_of(status))
-    return status == 303
+    return "" if status == 303 else failure("POST /login", status, page)
+
+
+def failure(request: str, status: int, page: str) -> str:
+    """A failed sign-in, for the report: the request, its status and the page's alert (or
+    its start), so that a failure seen once in CI says what the app answered."""
+    alert = ALERT.search(page)
+    shown = alert.group(1) if alert else " ".join(page.split())[:200]
+    return f"{request} {status}: {shown}"
 
 
 def browse(
@@ -165,14 +183,15 @@ def browse(
     browser = Browser(base_url)
     visit, last_count, lost = 0, 0, False
     try:
-        signed_in = signs_in and sign_in(browser, tally)
+        refused = sign_in(browser, tally) if signs_in else ""
         status, _ = browser.request("GET", "/")
         tally.add(outcome_of(status))
     except (OSError, http.client.HTTPException) as error:
         tally.add(f"{type(error).__name__}")
-        signed_in = False
-    if signs_in and not signed_in:
-        tally.add("sign-in failed")
+        refused = f"{type(error).__name__} {error}"
+    if refused:
+        tally.fail_sign_in(refused)
+    signed_in = signs_in and not refused
     ready.wait()  # every browser gets here, signed in or not
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -197,10 +216,17 @@ def browse(
         tally.lose_session()
 
 
-def run_load(base_url: str, clients: int, seconds: float, signing_in: int = 0) -> Tally:
+def run_load(
+    base_url: str,
+    clients: int,
+    seconds: float,
+    signing_in: int = 0,
+    at_start: Callable[[], object] | None = None,
+) -> Tally:
     """Run ``clients`` browsers for ``seconds`` (``browse``), the first ``signing_in``
-    of them signed in, and return what happened."""
-    tally, ready = Tally(), threading.Barrier(clients)
+    of them signed in, and return what happened; ``at_start`` is called as the timed run
+    starts (every browser has its first page)."""
+    tally, ready = Tally(), threading.Barrier(clients, action=at_start)
     threads = [
         threading.Thread(
             target=browse,
@@ -313,6 +339,7 @@ class Report:
     sessions_lost: int = 0
     must_keep_sessions: bool = False
     app_bugs: list[str] = field(default_factory=list)
+    sign_in_failures: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -326,6 +353,7 @@ class Report:
         errors = sum(self.errors.values())
         detail = f" {dict(self.errors)}" if errors else ""
         detail += "".join(f"\n    {bug}" for bug in self.app_bugs[:3])
+        detail += "".join(f"\n    {why}" for why in sorted(set(self.sign_in_failures))[:3])
         window = "-" if self.outage_seconds is None else f"{self.outage_seconds:.1f}"
         kept = f"{self.clients - self.sessions_lost}/{self.clients}"
         return (
@@ -374,17 +402,33 @@ def load_project(
         if warm_up_seconds:
             run_load(url, clients, warm_up_seconds)
         rss_start = rss_kib(server.pid)
-        record: dict[str, float] = {}
-        fault = inject_fault(store.fault, seconds / 4, record) if store.fault else None
-        started = time.monotonic()
-        tally = run_load(url, clients, seconds, signing_in=clients // 2)
-        elapsed = time.monotonic() - started
+        tally, record, elapsed = faulted_load(url, clients, seconds, store.fault)
         rss_end = rss_kib(server.pid)
-        if fault is not None:
-            fault.join()
         log.seek(0)
         bugs = app_bugs(log.read().decode(errors="replace"))
     return report(store, tally, record, elapsed, (rss_start, rss_end), clients, bugs)
+
+
+def faulted_load(
+    url: str, clients: int, seconds: float, fault: Fault | None
+) -> tuple[Tally, dict[str, float], float]:
+    """``run_load`` with half the browsers signing in, and ``fault`` (if any) injected a
+    quarter of the way into the timed run: after the sign-ins, which a busy machine's
+    scrypt can make longer than a quarter. The tally, when the run started and the fault
+    came (``record``), and the timed run's seconds."""
+    record: dict[str, float] = {}
+    injected: list[threading.Thread] = []
+
+    def start() -> None:
+        record["start"] = time.monotonic()
+        if fault is not None:
+            injected.append(inject_fault(fault, seconds / 4, record))
+
+    tally = run_load(url, clients, seconds, signing_in=clients // 2, at_start=start)
+    elapsed = time.monotonic() - record["start"]
+    for thread in injected:
+        thread.join()
+    return tally, record, elapsed
 
 
 def app_bugs(log: str) -> list[str]:
@@ -434,6 +478,7 @@ def report(
         sessions_lost=tally.sessions_lost,
         must_keep_sessions=store.keeps_sessions,
         app_bugs=list(bugs),
+        sign_in_failures=tally.sign_in_failures,
     )
 
 
