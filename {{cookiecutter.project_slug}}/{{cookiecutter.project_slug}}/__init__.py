@@ -37,8 +37,10 @@ def includeme(config: Configurator) -> None:
 
 
 TEMPLATES = Path(__file__).parent / "templates"
-# The templates a page loads its macro from (``use-macro="load: layout.pt"``).
-LOADED_MACRO = re.compile(r'use-macro="load: ([\w.-]+)"')
+# The templates a page loads its macro from (``use-macro="load: layout.pt"``), as
+# Chameleon's loader is called: with what follows "load:", the space included (the
+# loader keeps one copy per name as given).
+LOADED_MACRO = re.compile(r'use-macro="load:([^"]+)"')
 
 
 def compile_templates(registry: Registry) -> None:
