@@ -654,6 +654,31 @@ def test_a_connection_lost_under_a_thread_is_a_store_error_then_replaced(app_set
     store.close()
 
 
+def test_a_lost_connection_closes_the_connections_other_threads_keep(app_settings) -> None:
+    """A lost connection replaces the pool, whose other connections are lost too (a
+    restarted server): those idle in other threads' keeping are closed at once. Left
+    until each thread's next statement, the new pool's connections would come on top of
+    them, past pool_size + max_overflow at the server."""
+    settings = {
+        **app_settings,
+        "session.database_pool_size": "2",
+        "session.database_max_overflow": "2",
+    }
+    store = store_of(settings)
+    with ThreadPoolExecutor(1) as idle_thread:
+        idle_thread.submit(first_visit, store, "idle").result()
+        kept_there = idle_thread.submit(lambda: store.connections.local.kept[1]).result()
+        first_visit(store, "here")
+        _, kept_here, _ = store.connections.local.kept
+        kept_here.dbapi_connection.close()
+        with pytest.raises(sqlalchemy.exc.DBAPIError):
+            store.increment("here", "visits", 1, new=False)
+        assert not kept_there.is_valid
+        counted = idle_thread.submit(store.increment, "idle", "visits", 1, new=False)
+        assert counted.result() == 2
+    store.close()
+
+
 def test_a_connection_a_base_exception_interrupts_is_thrown_away(
     app_settings, monkeypatch
 ) -> None:
@@ -765,6 +790,31 @@ def test_a_forked_child_closes_none_of_the_parents_connections(app_settings, sto
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert store.increment(session_id, "visits", 1, new=False) == 3
+    store.close()
+
+
+def test_a_forked_worker_opens_connections_of_its_own(app_settings) -> None:
+    """gunicorn --preload forks workers after the app pooled connections: a worker never
+    uses one its parent opened (SQLite: a connection carried across a fork can corrupt the
+    file, SQLite's docs warn; PostgreSQL: two processes on one socket)."""
+    store = store_of(app_settings)
+    first_visit(store, "forked")  # this thread keeps its connection
+    with ThreadPoolExecutor(1) as another_thread:  # and the pool one more, idle
+        another_thread.submit(store.ping).result()
+    opened_in = store.engine.dialect.do_close.__self__.opened_in
+    child = os.fork()
+    if child == 0:  # a request on this thread, then which process opened its connection
+        status = 1
+        try:
+            counted = store.increment("forked", "visits", 1, new=False)
+            _, connection, _ = store.connections.local.kept
+            opened_here = opened_in.get(id(connection.dbapi_connection)) == os.getpid()
+            status = 0 if (counted, opened_here) == (2, True) else 1
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.increment("forked", "visits", 1, new=False) == 3
     store.close()
 
 

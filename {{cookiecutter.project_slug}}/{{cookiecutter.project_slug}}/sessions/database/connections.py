@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -68,7 +69,7 @@ class Connections:
     Beyond that, a thread gives its connection back after each statement. A kept
     connection is given up when the engine's pool was replaced (a lost server, or a
     forked process), or when ``still_good`` (the SQLite file check, or the pre-ping) says
-    it must be.
+    it must be; a lost connection closes those every thread keeps idle (``close_idle``).
     """
 
     def __init__(self, engine: Engine, keep: int, still_good: Callable[[Any], bool]) -> None:
@@ -76,6 +77,10 @@ class Connections:
         self.keep = keep
         self.still_good = still_good
         self.local = threading.local()
+        # Every thread's kept connection while it waits for the thread's next statement
+        # (weakly: a thread that ends takes its own along), under ``lock``.
+        self.idle: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
+        self.lock = threading.Lock()
 
     def take(self) -> tuple[Any, Any]:
         """The thread's kept connection, or one from the pool; and the pool it is of."""
@@ -83,9 +88,11 @@ class Connections:
         if kept is not None:
             self.local.kept = None
             pool, connection, pid = kept
+            with self.lock:
+                closed = self.idle.pop(id(connection), None) is None  # by close_idle
             # In a forked process it is the parent's: left alone (engine.py closes none of
             # the parent's connections in a child).
-            if pid == os.getpid():
+            if pid == os.getpid() and not closed:
                 try:
                     if pool is self.engine.pool and self.still_good(connection):
                         return pool, connection
@@ -107,6 +114,8 @@ class Connections:
             connection.invalidate()
             connection.close()
         elif connection.is_valid and pool.checkedout() <= self.keep:
+            with self.lock:
+                self.idle[id(connection)] = connection
             self.local.kept = (pool, connection, os.getpid())
         else:
             connection.close()
@@ -140,6 +149,7 @@ class Connections:
             if dialect.is_disconnect(error, connection.dbapi_connection, None):
                 connection.invalidate(error)
                 self.engine.dispose()
+                self.close_idle()
             raise as_sqlalchemy_error(error, dialect, name) from error
         except BaseException:
             # Not the driver's (a gevent Timeout, a signal's): the statement may still be
@@ -149,12 +159,22 @@ class Connections:
         finally:
             self.give_back(pool, connection)
 
+    def close_idle(self) -> None:
+        """Close the connections every thread keeps idle: after a lost connection, those
+        of the pool it replaced, which lost theirs too (a restarted server). Left open
+        until each thread's next statement, the new pool's would come on top of them,
+        past pool_size + max_overflow at the server."""
+        with self.lock:
+            idle = list(self.idle.values())
+            self.idle.clear()
+        for connection in idle:
+            connection.invalidate()
+            connection.close()
+
     def close(self) -> None:
         """Close every connection (a command's last step)."""
-        kept = getattr(self.local, "kept", None)
         self.local.kept = None
-        if kept is not None:
-            kept[1].close()
+        self.close_idle()
         self.engine.dispose()
 
 

@@ -66,8 +66,7 @@ def make_engine(settings: DatabaseSettings) -> Engine:
         engine = create_engine(url, connect_args={"timeout": settings.timeout}, **pool)
         event.listen(engine, "connect", sqlite_tuner(settings.timeout))
         watch_sqlite_file(engine, path)
-        close_in_own_process_only(engine)
-        return engine
+        return in_own_process_only(engine)
     milliseconds = max(1, round(settings.timeout * 1000))
     timeouts = f"-c statement_timeout={milliseconds} -c lock_timeout={milliseconds}"
     connect_args = {
@@ -78,20 +77,24 @@ def make_engine(settings: DatabaseSettings) -> Engine:
         "cursor_factory": watched_cursor(StatementWatchdog(WATCHDOG_FACTOR * settings.timeout)),
     }
     engine = create_engine(settings.url, connect_args=connect_args, **pool)
-    # A process forked after connections were pooled (gunicorn --preload) must not talk
-    # over its parent's sockets: it starts with a pool of its own (SQLAlchemy's recipe),
-    # and closes none of the parent's (close_in_own_process_only).
+    return in_own_process_only(engine)
+
+
+def in_own_process_only(engine: Engine) -> Engine:
+    """``engine``, whose connections serve only the process that opened them.
+
+    A process forked after connections were pooled (gunicorn --preload) must not use its
+    parent's: PostgreSQL's would be two processes on one socket, and SQLite's docs warn
+    that a connection carried across a fork can corrupt the file. The child starts with a
+    pool of its own (SQLAlchemy's recipe), and closes none of the parent's
+    (OwnConnections).
+    """
     forked = weakref.ref(engine)
     os.register_at_fork(after_in_child=lambda: dispose_in_child(forked))
-    close_in_own_process_only(engine)
-    return engine
-
-
-def close_in_own_process_only(engine: Engine) -> None:
-    """Close a driver connection only in the process that opened it (OwnConnections)."""
     own = OwnConnections(engine.dialect.do_close)
     event.listen(engine, "connect", own.note)
     engine.dialect.do_close = own.close
+    return engine
 
 
 class OwnConnections:
