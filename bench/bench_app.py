@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import sqlite3
 import sys
 import time
@@ -65,6 +66,7 @@ def make_app(package: str, ini: str, factory: str = "") -> Router:
                 counter=1,
                 categories=views.CATEGORIES,
                 csrf_token=FIXED_TOKEN,
+                **account_corner(pages, None),
             )
 
     settings = get_appsettings(ini)
@@ -81,6 +83,14 @@ def make_app(package: str, ini: str, factory: str = "") -> Router:
         for name, view_class in pages_without_session.items():
             add_counter_page(config, package, name, view_class)
     return config.make_wsgi_app()
+
+
+def account_corner(pages: ModuleType, userid: str | None) -> dict:
+    """The layout's account corner as the counter page shows it to ``userid`` (None: a
+    visitor's "Sign in" link), so that /limit and /floor render the same page as / does
+    (``show_flash=False`` alone leaves the corner out); an older checkout has none."""
+    account = getattr(pages, "Account", None)
+    return {} if account is None else {"account": account(userid)}
 
 
 def project_module(package: str, *paths: str) -> ModuleType:
@@ -131,12 +141,13 @@ def on_the_floor(views: type, pages: ModuleType, app_views: ModuleType, floor: o
     """The ``views`` class whose counter page does its session work on ``floor``."""
 
     class FloorViews(views):
-        """/limit plus the floor's session work: the count, the CSRF token, the cookie."""
+        """/limit plus the floor's session work: the count, the CSRF token, who is signed
+        in, the cookie."""
 
         def counter_page(self, title: str) -> dict:
             request = self.request
             header = request.headers.get("Cookie", "")
-            count, token, cookie = floor.visit(header)
+            count, token, userid, cookie = floor.visit(header)
             if cookie != floor_pages.cookie_in(header):
                 set_cookie = f"{floor_pages.COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Lax"
                 request.response.headerlist.append(("Set-Cookie", set_cookie))
@@ -147,6 +158,7 @@ def on_the_floor(views: type, pages: ModuleType, app_views: ModuleType, floor: o
                 counter=count,
                 categories=app_views.CATEGORIES,
                 csrf_token=token,
+                **account_corner(pages, userid),
             )
 
     return FloorViews
@@ -390,6 +402,7 @@ def in_process(package: str, ini: str, seconds: float, factory: str) -> dict:
         loads["stock"] = stock_page(package, ini, factory)
         floor_cookie = request_cookie(send("get", "/floor", ""), "")
         loads["floor"] = lambda: send("get", "/floor", floor_cookie)
+    check_same_page(loads, "counter", ("limit", "ping", "floor"))
     return {
         "rounds": [
             {name: rate(load, seconds) for name, load in loads.items()} for _ in range(ROUNDS)
@@ -399,6 +412,24 @@ def in_process(package: str, ini: str, seconds: float, factory: str) -> dict:
         "floor_cookie": floor_cookie,
         "token": token,
     }
+
+
+# What differs between the counter page and the pages it is measured against: the CSRF
+# token and the count (with "time" or "times" after it).
+VARYING = re.compile(r'value="[0-9a-f]{40}"|<strong id="counter">\d+</strong>\s*times?')
+
+
+def check_same_page(
+    loads: dict[str, Callable[[], webtest.TestResponse]], page: str, others: tuple[str, ...]
+) -> None:
+    """Refuse to measure a page against ``others`` that render another page (a layout
+    part left out is work the comparison would charge to the sessions). The page is
+    shown twice: the first time shows the messages the set-up queued."""
+    loads[page]()
+    shape = VARYING.sub("", loads[page]().text)
+    for other in others:
+        if other in loads and VARYING.sub("", loads[other]().text) != shape:
+            raise RuntimeError(f"/{other} renders another page than the counter page")
 
 
 def stock_page(package: str, ini: str, factory: str) -> Callable[[], object]:

@@ -30,6 +30,7 @@ COOKIE = "floor"
 COUNTER = "_c_visits"
 CSRF = "_csrft_"
 FLASH = "_f_"
+USERID = "auth.userid"  # where the app's security policy keeps the signed-in user
 TO_BASE64URL = bytes.maketrans(b"+/", b"-_")
 FROM_BASE64URL = bytes.maketrans(b"-_", b"+/")
 
@@ -104,8 +105,9 @@ class CookieFloor:
         self.sealer, self.timeout, self.absolute_timeout = sealer, timeout, absolute_timeout
         self.encode = json.JSONEncoder(separators=(",", ":")).encode
 
-    def visit(self, cookie_header: str) -> tuple[int, str, str]:
-        """The count, the CSRF token and the new cookie value."""
+    def visit(self, cookie_header: str) -> tuple[int, str, str | None, str]:
+        """The count, the CSRF token, the signed-in user (None: a visitor) and the new
+        cookie value."""
         now = int(time.time())
         value = cookie_in(cookie_header)
         payload = self.sealer.verify(value) if value else None
@@ -115,7 +117,8 @@ class CookieFloor:
         data = session[2]
         data[COUNTER] = count = data.get(COUNTER, 0) + 1
         _ = FLASH in data  # no message queued: nothing shown
-        return count, data[CSRF], self.sealer.sign(self.encode([now, session[1], data]).encode())
+        cookie = self.sealer.sign(self.encode([now, session[1], data]).encode())
+        return count, data[CSRF], data.get(USERID), cookie
 
     def live(self, session: Any, now: int) -> bool:
         accessed, created = session[0], session[1]
@@ -178,7 +181,7 @@ class ServerFloor:
         self.signer = Signer(secret)
         self.local = threading.local()
 
-    def visit(self, cookie_header: str) -> tuple[int, str, str]:
+    def visit(self, cookie_header: str) -> tuple[int, str, str | None, str]:
         value = cookie_in(cookie_header)
         session_id = self.signer.verify(value) if value else None
         found = self.count(session_id.decode()) if session_id else None
@@ -186,11 +189,11 @@ class ServerFloor:
             session_id = secrets.token_urlsafe(32).encode()
             token = secrets.token_hex(20)
             self.create(session_id.decode(), json.dumps({CSRF: token}))
-            return 1, token, self.signer.sign(session_id)
+            return 1, token, None, self.signer.sign(session_id)
         data, count = found
         session = json.loads(data)
         _ = FLASH in session
-        return count, session[CSRF], value
+        return count, session[CSRF], session.get(USERID), value
 
     def count(self, session_id: str) -> tuple[bytes | str, int] | None:
         raise NotImplementedError
