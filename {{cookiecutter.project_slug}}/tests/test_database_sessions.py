@@ -45,6 +45,7 @@ from helpers import (
 )
 from pyramid.interfaces import ISessionFactory
 from pyramid.request import Request
+from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -63,7 +64,10 @@ from {{ cookiecutter.project_slug }}.sessions.database.schema import (
     create_table,
     sessions,
 )
-from {{ cookiecutter.project_slug }}.sessions.database.statements import compiled_for
+from {{ cookiecutter.project_slug }}.sessions.database.statements import (
+    compiled_for,
+    statements_for,
+)
 from {{ cookiecutter.project_slug }}.sessions.database.store import (
     DatabaseStore,
     error_reason,
@@ -790,6 +794,37 @@ def test_a_forked_child_closes_none_of_the_parents_connections(app_settings, sto
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert store.increment(session_id, "visits", 1, new=False) == 3
+    store.close()
+
+
+# A value of each kind a statement binds, for a plan: only its type matters.
+PLANNED_VALUES = {"session_id": "x", "new_id": "y", "keep": "z", "owner": "u", "counter": "c"}
+# The statements that may read the expiry index: clear-sessions', for the expired rows.
+READ_THE_EXPIRY_INDEX = {"clear_expired"}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_no_statement_on_a_session_ranges_over_the_expiry_index(app_settings) -> None:
+    """PostgreSQL caches a generic plan of each statement a connection repeats, made from
+    the statistics of the moment: with a new table's (none yet), the statements naming
+    one session ranged over the expiry index (every live session) instead of looking the
+    id up. Each must find its rows by the id, or the user, whatever the statistics."""
+    store = store_of(app_settings)
+    for _ in range(300):
+        first_visit(store)  # live sessions, and no ANALYZE since
+    dialect = psycopg_dialect.dialect(paramstyle="numeric_dollar")  # PREPARE's $1, $2...
+    statements = vars(statements_for("postgresql"))
+    with psycopg.connect(libpq_url(app_settings["session.database_url"])) as connection:
+        connection.execute("SET plan_cache_mode = force_generic_plan")
+        for name, statement in statements.items():
+            if name in READ_THE_EXPIRY_INDEX or not isinstance(statement, sqlalchemy.Executable):
+                continue
+            compiled = statement.compile(dialect=dialect)
+            values = [PLANNED_VALUES.get(value, "1") for value in compiled.positiontup]
+            connection.execute(f"PREPARE planned_{name} AS {compiled}")
+            listed = f"({', '.join(repr(value) for value in values)})" if values else ""
+            plan = connection.execute(f"EXPLAIN EXECUTE planned_{name}{listed}").fetchall()
+            assert "_expiry" not in str(plan), f"{name}: {plan}"
     store.close()
 
 
