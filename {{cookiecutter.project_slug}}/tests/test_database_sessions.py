@@ -704,6 +704,7 @@ def test_a_connection_a_base_exception_interrupts_is_thrown_away(
 
     def take_interrupted() -> tuple[Any, Interrupted]:
         store.connections.local.kept = None  # taken, as take() takes it
+        store.connections.idle.pop(id(kept))
         return store.engine.pool, Interrupted()
 
     monkeypatch.setattr(store.connections, "take", take_interrupted)

@@ -3,6 +3,7 @@ environment and never shown, the environment's URL wins."""
 
 from __future__ import annotations
 
+import configparser
 import os
 
 import pytest
@@ -139,11 +140,20 @@ def test_defaults_and_given_pool_settings() -> None:
     )
 
 
-def test_the_development_database_is_a_file_in_the_project() -> None:
+def test_the_development_database_is_where_the_answer_put_it() -> None:
+    """An SQLite file the answer named by a relative path is the project's (``%(here)s``,
+    not the directory the server runs in); an absolute path or a PostgreSQL URL is kept
+    as it was given."""
+    project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ini = configparser.RawConfigParser()
+    ini.read(os.path.join(project, "development.ini"), encoding="utf-8")
+    written = ini.get("app:main", "session.database_url")
     url = development_settings()["session.database_url"]
-    assert url.startswith("sqlite:///") or url.startswith("postgresql+psycopg://")
-    if url.startswith("sqlite:///"):
-        assert url.startswith(f"sqlite:///{os.path.dirname(os.path.dirname(__file__))}/")
+    if written.startswith("sqlite:///%(here)s/"):
+        assert url == written.replace("%(here)s", project).replace("%%", "%")
+    else:
+        assert written.startswith(("sqlite:////", "postgresql+psycopg://"))
+        assert url == written.replace("%%", "%")
 
 
 def test_the_shell_cannot_choose_the_database_under_test() -> None:
