@@ -39,6 +39,7 @@ from bench.harness import (
     UV_DIRECTORY,
     clean_environment,
     free_port,
+    project_python,
     readme_command_blocks,
     run_readme_command,
     served_sqlite_file,
@@ -132,6 +133,22 @@ def test_sql_project_passes_without_postgresql_then_with_it(cookies) -> None:
     output = passing_tests(POSTGRESQL_TESTS_ONLY, project, clean_environment())
     assert re.search(rf"\b{skipped} passed\b", output), "not the tests skipped without it"
     assert not re.search(r"\bskipped\b", output), output[-3000:]
+    settings_tests_pass_with_an_absolute_sqlite_file(cookies, project)
+
+
+def settings_tests_pass_with_an_absolute_sqlite_file(cookies, installed: Path) -> None:
+    """The answer's other form, sqlite:////path: the only tests it changes (the settings'
+    own) pass in its project too, run with the installed project's environment (the
+    answer changes no code)."""
+    absolute = f"sqlite:///{installed.parent / 'elsewhere' / 'sessions.sqlite3'}"
+    result = cookies.bake(extra_context={**ANSWERS, "session_store_url": absolute})
+    assert result.exit_code == 0, result.exception
+    command = [str(project_python(installed)), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    command += ["--no-cov", "tests/test_database_settings.py"]
+    ran = subprocess.run(
+        command, cwd=result.project_path, env=clean_environment(), capture_output=True, text=True
+    )
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
 
 
 @pytest.mark.slow
