@@ -621,8 +621,10 @@ def test_a_statement_interrupted_midway_leaves_no_broken_connection_kept(
     app_settings, stored
 ) -> None:
     """A BaseException (a gevent Timeout, a signal's) leaves the statement in flight on
-    its connection: kept, it would fail every later statement of the thread."""
-    store = store_of(app_settings)
+    its connection: kept, it would fail every later statement of the thread; left running
+    on the server (closing the socket does not stop a statement waiting for a lock), it
+    would land later, after writes that came after it."""
+    store = store_of({**app_settings, "session.database_timeout": "5"})  # the lock's wait
     session_id = secrets.token_urlsafe(32)
     first_visit(store, session_id)
     with psycopg.connect(libpq_url(app_settings["session.database_url"])) as locker:
@@ -635,11 +637,14 @@ def test_a_statement_interrupted_midway_leaves_no_broken_connection_kept(
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        deadline = time.monotonic() + 1
+        while locker.execute(waiting).fetchone()[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert locker.execute(waiting).fetchone() == (0,), "the statement still waits"
         locker.rollback()
-    # The interrupted increment may have run once the lock was released (as a request
-    # that timed out may have): the thread goes on counting, on a connection that works.
     first, second = (store.increment(session_id, "visits", 1, new=False) for _ in range(2))
-    assert (first in (2, 3), second) == (True, first + 1)
+    assert (first, second) == (2, 3)  # the interrupted one never counted
     store.close()
 
 
@@ -681,6 +686,46 @@ def test_a_lost_connection_closes_the_connections_other_threads_keep(app_setting
         counted = idle_thread.submit(store.increment, "idle", "visits", 1, new=False)
         assert counted.result() == 2
     store.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_lost_connection_keeps_the_server_connections_in_the_limit(app_settings) -> None:
+    """A connection lost while the server stays up (pg_terminate_backend, the watchdog
+    cutting a socket): its statement fails, and the pool makes its connections from
+    before anew as it hands them out, in the same pool. A new pool opened its own beside
+    the old one's still in use: 3 server connections for a limit of 2."""
+    setup = store_of(app_settings)
+    first_visit(setup, "locked")
+    setup.close()
+    url = f"{app_settings['session.database_url']}?application_name=limited"
+    limits = {"pool_size": "1", "max_overflow": "1", "timeout": "4"}
+    settings = {f"session.database_{name}": value for name, value in limits.items()}
+    store = store_of({**app_settings, **settings, "session.database_url": url})
+    first_visit(store, "here")  # this thread keeps its connection
+    with psycopg.connect(libpq_url(url).replace("limited", "locker")) as locker:
+        locker.execute(LOCK_ROW.format(sessions.name), ["locked"])
+        with ThreadPoolExecutor(3) as requests:
+            waiting = [requests.submit(count_visit, store, "locked")]  # the other one
+            time.sleep(0.3)
+            _, kept, _ = store.connections.local.kept
+            kept.dbapi_connection.close()  # lost
+            with pytest.raises(sqlalchemy.exc.DBAPIError):
+                count_visit(store, "here")
+            waiting += [requests.submit(count_visit, store, "locked") for _ in range(2)]
+            time.sleep(0.3)  # both connect, or wait for a connection
+            most, count = 0, "SELECT pid FROM pg_stat_activity WHERE application_name = 'limited'"
+            for _ in range(20):
+                most = max(most, len(locker.execute(count).fetchall()))
+                time.sleep(0.05)
+            locker.rollback()
+            assert sorted(outcome.result() for outcome in waiting) == [2, 3, 4]
+    assert most <= 2, f"{most} server connections for a limit of 2"
+    store.close()
+
+
+def count_visit(store: DatabaseStore, session_id: str) -> int | None:
+    """One more visit on the session ``session_id``, as a request counts it."""
+    return store.increment(session_id, "visits", 1, new=False)
 
 
 def test_a_connection_a_base_exception_interrupts_is_thrown_away(

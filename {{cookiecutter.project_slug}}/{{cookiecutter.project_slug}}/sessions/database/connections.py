@@ -5,6 +5,7 @@ cursors.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import weakref
@@ -34,7 +35,7 @@ def make_connections(settings: DatabaseSettings) -> Connections:
     def still_good(connection: Any) -> bool:
         return all(check(connection) for check in checks)
 
-    return Connections(engine, keep, still_good)
+    return Connections(engine, keep, still_good, settings.timeout)
 
 
 def answers_a_ping(engine: Engine) -> Callable[[Any], bool]:
@@ -67,15 +68,23 @@ class Connections:
     than the overflow: the threads that keep none share ``pool_size`` connections at
     least, none of them idle in a thread's keeping; with no overflow, none is kept).
     Beyond that, a thread gives its connection back after each statement. A kept
-    connection is given up when the engine's pool was replaced (a lost server, or a
-    forked process), or when ``still_good`` (the SQLite file check, or the pre-ping) says
-    it must be; a lost connection closes those every thread keeps idle (``close_idle``).
+    connection is given up when the engine's pool was replaced (a forked process, or the
+    command's ``close``), or when ``still_good`` (the SQLite file check, or the pre-ping)
+    says it must be; a lost connection closes those every thread keeps idle
+    (``close_idle``).
     """
 
-    def __init__(self, engine: Engine, keep: int, still_good: Callable[[Any], bool]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        keep: int,
+        still_good: Callable[[Any], bool],
+        cancel_timeout: float,
+    ) -> None:
         self.engine = engine
         self.keep = keep
         self.still_good = still_good
+        self.cancel_timeout = cancel_timeout  # for an interrupted statement
         self.local = threading.local()
         # Every thread's kept connection while it waits for the thread's next statement
         # (weakly: a thread that ends takes its own along), under ``lock``.
@@ -99,7 +108,7 @@ class Connections:
                 except BaseException:
                     connection.invalidate()  # a ping interrupted midway: a reply may be due
                     raise
-                # Closed now (a lost server's pool was replaced: left open, it would wait
+                # Closed now (its pool was replaced: left open, it would wait
                 # for a garbage collection), and opened anew when the pool hands it out.
                 connection.invalidate()
                 connection.close()
@@ -127,8 +136,8 @@ class Connections:
         and result objects cost 55 µs a statement); what it does on an error is done here:
         the driver's error is raised as SQLAlchemy's (``DBAPIError.instance``, without the
         values: a session id is a credential), and a lost connection is thrown away with
-        the pool's idle ones, which lost theirs too (a restarted server), so that the next
-        request connects anew.
+        the others made before it, which lost theirs too (a restarted server), so that the
+        next request connects anew.
         """
         dialect = self.engine.dialect
         driver_error = dialect.loaded_dbapi.Error
@@ -148,12 +157,19 @@ class Connections:
         except driver_error as error:
             if dialect.is_disconnect(error, connection.dbapi_connection, None):
                 connection.invalidate(error)
-                self.engine.dispose()
+                # As SQLAlchemy does: the pool makes its connections from before this
+                # one anew as it hands them out, within its limits (a new pool would
+                # open its own beside the old one's still in use: past pool_size +
+                # max_overflow at the server).
+                self.engine.pool._invalidate(connection, error)
                 self.close_idle()
             raise as_sqlalchemy_error(error, dialect, name) from error
         except BaseException:
             # Not the driver's (a gevent Timeout, a signal's): the statement may still be
-            # in flight on the connection, which no later one could use.
+            # in flight on the connection, which no later one could use, and run on in
+            # the server (closing the socket does not stop one that waits for a lock):
+            # stopped there, it never lands after the writes that come after it.
+            cancel(connection.dbapi_connection, self.cancel_timeout)
             connection.invalidate()
             raise
         finally:
@@ -161,9 +177,8 @@ class Connections:
 
     def close_idle(self) -> None:
         """Close the connections every thread keeps idle: after a lost connection, those
-        of the pool it replaced, which lost theirs too (a restarted server). Left open
-        until each thread's next statement, the new pool's would come on top of them,
-        past pool_size + max_overflow at the server."""
+        made before it, which lost theirs too (a restarted server), and which the pool
+        cannot make anew while threads keep them."""
         with self.lock:
             idle = list(self.idle.values())
             self.idle.clear()
@@ -176,6 +191,16 @@ class Connections:
         self.local.kept = None
         self.close_idle()
         self.engine.dispose()
+
+
+def cancel(connection: Any, timeout: float) -> None:
+    """Ask the server to stop the statement ``connection`` runs, if any, waiting
+    ``timeout`` seconds at most (psycopg's ``cancel_safe``; SQLite's statements run in the
+    thread that asked, so none is still running by then)."""
+    cancel_safe = getattr(connection, "cancel_safe", None)
+    if cancel_safe is not None:
+        with contextlib.suppress(Exception):  # a server out of reach: the socket closes
+            cancel_safe(timeout=timeout)
 
 
 def as_sqlalchemy_error(error: Exception, dialect: Any, statement: str) -> DBAPIError:
