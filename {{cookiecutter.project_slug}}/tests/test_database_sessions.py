@@ -899,6 +899,36 @@ def test_a_forked_worker_opens_connections_of_its_own(app_settings) -> None:
     store.close()
 
 
+def test_a_process_forked_while_a_thread_holds_the_lock_serves(app_settings) -> None:
+    """A fork copies a lock another thread holds, held for good in the child (nobody
+    there releases it): the child must start with its own."""
+    store = store_of(app_settings)
+    first_visit(store, "forked")
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store.connections.lock:
+            holding.set()
+            release.wait()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait()
+    child = os.fork()
+    if child == 0:  # a request on this thread; SIGALRM ends a child that hangs
+        status = 1
+        try:
+            signal.alarm(5)
+            status = 0 if count_visit(store, "forked") == 2 else 1
+        finally:
+            os._exit(status)
+    release.set()
+    holder.join()
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    store.close()
+
+
 def test_a_kept_connection_that_fails_the_pre_ping_is_replaced(app_settings, monkeypatch) -> None:
     store = store_of({**app_settings, "session.database_pool_pre_ping": "true"})
     session_id = secrets.token_urlsafe(32)

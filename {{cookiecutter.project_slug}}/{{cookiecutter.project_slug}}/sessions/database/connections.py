@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from .engine import make_engine, opened_the_file_at, sqlite_path
+from .engine import call_if_alive, make_engine, opened_the_file_at, sqlite_path
 from .settings import DatabaseSettings
 from .statements import compiled_for
 
@@ -86,6 +86,14 @@ class Connections:
         self.still_good = still_good
         self.cancel_timeout = cancel_timeout  # for an interrupted statement
         self.local = threading.local()
+        self.start_afresh()
+        after_fork = weakref.WeakMethod(self.start_afresh)
+        os.register_at_fork(after_in_child=lambda: call_if_alive(after_fork))
+
+    def start_afresh(self) -> None:
+        """No connection kept idle, and a lock of its own: at first, and in a process
+        forked from this one, where another thread may have held the parent's lock (held
+        for good in the child) and its kept connections are the parent's."""
         # Every thread's kept connection while it waits for the thread's next statement
         # (weakly: a thread that ends takes its own along), under ``lock``.
         self.idle: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
