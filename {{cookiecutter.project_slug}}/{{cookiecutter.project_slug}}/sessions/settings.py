@@ -56,7 +56,7 @@ class SessionSettings:
 
 def generate_secret_hint() -> str:
     """The command that prints a fresh secret of the right form."""
-    return f"python -c 'import secrets; print(secrets.token_hex({SECRET_BYTES}))'"
+    return f"python3 -c 'import secrets; print(secrets.token_hex({SECRET_BYTES}))'"
 
 
 def check_secret(name: str, secret: str) -> str:
