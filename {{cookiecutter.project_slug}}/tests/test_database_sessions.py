@@ -51,6 +51,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from {{ cookiecutter.project_slug }} import main
 from {{ cookiecutter.project_slug }}.sessions import increment_counter
+from {{ cookiecutter.project_slug }}.sessions.database import (
+    connections as database_connections,
+)
 from {{ cookiecutter.project_slug }}.sessions.database import store as database_store
 from {{ cookiecutter.project_slug }}.sessions.database.engine import (
     WATCHDOG_FACTOR,
@@ -728,11 +731,18 @@ def count_visit(store: DatabaseStore, session_id: str) -> int | None:
     return store.increment(session_id, "visits", 1, new=False)
 
 
+def interrupted_again(_connection: Any, _timeout: float) -> None:
+    """A second interruption while the store asks the server to cancel the statement."""
+    raise GreenletTimeout
+
+
+@pytest.mark.parametrize("while_cancelling", [False, True], ids=["once", "again"])
 def test_a_connection_a_base_exception_interrupts_is_thrown_away(
-    app_settings, monkeypatch
+    app_settings, monkeypatch, while_cancelling: bool
 ) -> None:
     """Whatever the statement was doing when it was interrupted (above, on PostgreSQL),
-    its connection is never kept: closed, and the thread's next statement gets another."""
+    its connection is never kept: closed, and the thread's next statement gets another;
+    also when a second interruption comes while the statement is being cancelled."""
     store = store_of(app_settings)
     session_id = secrets.token_urlsafe(32)
     first_visit(store, session_id)
@@ -753,6 +763,8 @@ def test_a_connection_a_base_exception_interrupts_is_thrown_away(
         return store.engine.pool, Interrupted()
 
     monkeypatch.setattr(store.connections, "take", take_interrupted)
+    if while_cancelling:
+        monkeypatch.setattr(database_connections, "cancel", interrupted_again)
     with pytest.raises(GreenletTimeout):
         store.increment(session_id, "visits", 1, new=False)
     monkeypatch.undo()

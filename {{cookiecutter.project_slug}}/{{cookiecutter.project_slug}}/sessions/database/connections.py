@@ -176,9 +176,12 @@ class Connections:
             # Not the driver's (a gevent Timeout, a signal's): the statement may still be
             # in flight on the connection, which no later one could use, and run on in
             # the server (closing the socket does not stop one that waits for a lock):
-            # stopped there, it never lands after the writes that come after it.
-            cancel(connection.dbapi_connection, self.cancel_timeout)
-            connection.invalidate()
+            # stopped there, it never lands after the writes that come after it. (A
+            # second interruption while it waits for the cancel still throws it away.)
+            try:
+                cancel(connection.dbapi_connection, self.cancel_timeout)
+            finally:
+                connection.invalidate()
             raise
         finally:
             self.give_back(pool, connection)
