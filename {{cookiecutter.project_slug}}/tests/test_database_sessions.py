@@ -941,6 +941,39 @@ def test_a_process_forked_while_a_thread_holds_the_lock_serves(app_settings) -> 
     store.close()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_worker_forked_from_an_sqlite_app_keeps_its_writes(app_settings) -> None:
+    """SQLite keeps its file locks' bookkeeping per process: a child forked while the
+    parent has the file open inherits it and takes no lock of its own, so the parent
+    closing its last connection (a reload) removed the WAL under the child, whose writes
+    then went nowhere. The parent lets go of the file before a fork."""
+    store = store_of(app_settings)
+    first_visit(store, "forked")
+    to_child, from_parent = os.pipe()
+    to_parent, from_child = os.pipe()
+    child = os.fork()
+    if child == 0:  # counts, waits for the parent to close the file, counts on
+        status = 1
+        try:
+            counted = [count_visit(store, "forked")]
+            os.write(from_child, b"1")
+            os.read(to_child, 1)
+            counted += [count_visit(store, "forked") for _ in range(3)]
+            status = 0 if counted == [2, 3, 4, 5] else 1
+        finally:
+            os._exit(status)
+    os.read(to_parent, 1)
+    store.close()
+    os.write(from_parent, b"1")
+    _, status = os.waitpid(child, 0)
+    for descriptor in (to_child, from_parent, to_parent, from_child):
+        os.close(descriptor)
+    assert os.waitstatus_to_exitcode(status) == 0
+    fresh = store_of(app_settings)
+    assert count_visit(fresh, "forked") == 6  # the child's writes are all in the file
+    fresh.close()
+
+
 def test_a_kept_connection_that_fails_the_pre_ping_is_replaced(app_settings, monkeypatch) -> None:
     store = store_of({**app_settings, "session.database_pool_pre_ping": "true"})
     session_id = secrets.token_urlsafe(32)

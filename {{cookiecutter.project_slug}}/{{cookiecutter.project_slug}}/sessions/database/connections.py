@@ -35,7 +35,16 @@ def make_connections(settings: DatabaseSettings) -> Connections:
     def still_good(connection: Any) -> bool:
         return all(check(connection) for check in checks)
 
-    return Connections(engine, keep, still_good, settings.timeout)
+    connections = Connections(engine, keep, still_good, settings.timeout)
+    if settings.dialect == "sqlite":
+        # SQLite keeps the bookkeeping of its file locks per process: a child forked
+        # while this process has the file open inherits it and takes no lock of its own,
+        # and once this process closes the file (a reload) the child writes to a WAL
+        # that is gone. This process lets go of the file before a fork (gunicorn
+        # --preload), and opens it again at its next statement.
+        before_fork = weakref.WeakMethod(connections.let_go)
+        os.register_at_fork(before=lambda: call_if_alive(before_fork))
+    return connections
 
 
 def answers_a_ping(engine: Engine) -> Callable[[Any], bool]:
@@ -196,6 +205,15 @@ class Connections:
         for connection in idle:
             connection.invalidate()
             connection.close()
+
+    def let_go(self) -> None:
+        """Close every connection no statement is using: the idle ones the threads keep
+        and the pool's. (Not while another thread takes or keeps one: a process that
+        forks while it serves keeps what it has open.)"""
+        if self.lock.acquire(blocking=False):
+            self.lock.release()
+            self.close_idle()
+            self.engine.pool.dispose()
 
     def close(self) -> None:
         """Close every connection (a command's last step)."""
