@@ -974,6 +974,61 @@ def test_a_worker_forked_from_an_sqlite_app_keeps_its_writes(app_settings) -> No
     fresh.close()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_store_dropped_unclosed_lets_go_of_the_file_before_a_fork(app_settings) -> None:
+    """An app rebuilt in the same process drops its old store without closing it, whose
+    engine may outlive it a while (a reference cycle): its pool lets go of the file
+    before a fork too, or the child's writes would be lost as above."""
+    store = store_of(app_settings)
+    first_visit(store, "forked")
+    old_engine = store.engine  # alive, as a cycle keeps it until a collection
+    del store
+    gc.collect()
+    store = store_of(app_settings)  # the app rebuilt
+    to_child, from_parent = os.pipe()
+    to_parent, from_child = os.pipe()
+    child = os.fork()
+    if child == 0:
+        status = 1
+        try:
+            counted = [count_visit(store, "forked")]
+            os.write(from_child, b"1")
+            os.read(to_child, 1)
+            counted += [count_visit(store, "forked") for _ in range(3)]
+            status = 0 if counted == [2, 3, 4, 5] else 1
+        finally:
+            os._exit(status)
+    os.read(to_parent, 1)
+    old_engine.dispose()
+    store.close()
+    os.write(from_parent, b"1")
+    _, status = os.waitpid(child, 0)
+    for descriptor in (to_child, from_parent, to_parent, from_child):
+        os.close(descriptor)
+    assert os.waitstatus_to_exitcode(status) == 0
+    fresh = store_of(app_settings)
+    assert count_visit(fresh, "forked") == 6
+    fresh.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_fork_while_a_connection_is_in_use_keeps_the_pools_count(app_settings) -> None:
+    """Closing the pool while a connection is out resets its count (SQLAlchemy's
+    QueuePool.dispose), and the limits would no longer hold: before a fork the pool lets
+    go of the file only when no connection is in use."""
+    store = store_of(app_settings)
+    first_visit(store, "counted")
+    in_use = store.engine.raw_connection()  # a statement running in another thread
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    os.waitpid(child, 0)
+    in_use.close()
+    assert store.engine.pool.checkedout() == 0
+    assert count_visit(store, "counted") == 2
+    store.close()
+
+
 def test_a_kept_connection_that_fails_the_pre_ping_is_replaced(app_settings, monkeypatch) -> None:
     store = store_of({**app_settings, "session.database_pool_pre_ping": "true"})
     session_id = secrets.token_urlsafe(32)

@@ -37,11 +37,9 @@ def make_connections(settings: DatabaseSettings) -> Connections:
 
     connections = Connections(engine, keep, still_good, settings.timeout)
     if settings.dialect == "sqlite":
-        # SQLite keeps the bookkeeping of its file locks per process: a child forked
-        # while this process has the file open inherits it and takes no lock of its own,
-        # and once this process closes the file (a reload) the child writes to a WAL
-        # that is gone. This process lets go of the file before a fork (gunicorn
-        # --preload), and opens it again at its next statement.
+        # Before a fork (gunicorn --preload), the threads' idle connections go back, so
+        # that the pool can let go of the file (engine.py's close_pool_before_fork: run
+        # after this, as fork runs its "before" handlers last registered first).
         before_fork = weakref.WeakMethod(connections.let_go)
         os.register_at_fork(before=lambda: call_if_alive(before_fork))
     return connections
@@ -207,13 +205,11 @@ class Connections:
             connection.close()
 
     def let_go(self) -> None:
-        """Close every connection no statement is using: the idle ones the threads keep
-        and the pool's. (Not while another thread takes or keeps one: a process that
-        forks while it serves keeps what it has open.)"""
+        """Close the connections the threads keep idle, unless another thread is taking
+        or keeping one right now (a process that forks while it serves)."""
         if self.lock.acquire(blocking=False):
             self.lock.release()
             self.close_idle()
-            self.engine.pool.dispose()
 
     def close(self) -> None:
         """Close every connection (a command's last step)."""

@@ -91,6 +91,14 @@ def in_own_process_only(engine: Engine) -> Engine:
     """
     forked = weakref.ref(engine)
     os.register_at_fork(after_in_child=lambda: dispose_in_child(forked))
+    if engine.dialect.name == "sqlite":
+        # SQLite keeps the bookkeeping of its file locks per process: a child forked
+        # while this process has the file open inherits it and takes no lock of its own,
+        # and once this process closes the file (a reload) the child writes to a WAL
+        # that is gone. The pool lets go of the file before a fork (after the store's
+        # threads gave back the connections they keep idle: connections.py), tied to the
+        # engine, which may outlive a store the app dropped without closing it.
+        os.register_at_fork(before=lambda: close_pool_before_fork(forked))
     own = OwnConnections(engine.dialect.do_close)
     event.listen(engine, "connect", own.note)
     engine.dialect.do_close = own.close
@@ -120,6 +128,15 @@ class OwnConnections:
         """The dialect's close, for this process's connections only."""
         if self.opened_in.pop(id(connection), os.getpid()) == os.getpid():
             self.close_connection(connection)
+
+
+def close_pool_before_fork(engine: weakref.ref) -> None:
+    """Close the pool's connections before a fork, unless one is in use (a process that
+    forks while it serves: the pool's count of them would be upset, and the file stays
+    open all the same); the pool opens them again at the next statement."""
+    alive_engine = engine()
+    if alive_engine is not None and alive_engine.pool.checkedout() == 0:
+        alive_engine.pool.dispose()
 
 
 def dispose_in_child(engine: weakref.ref) -> None:
