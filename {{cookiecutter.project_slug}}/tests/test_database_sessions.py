@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -657,7 +657,7 @@ def test_a_connection_lost_under_a_thread_is_a_store_error_then_replaced(app_set
     store = store_of(app_settings)
     session_id = secrets.token_urlsafe(32)
     first_visit(store, session_id)
-    _, kept, _ = store.connections.local.kept
+    _, kept = store.connections.local.kept
     kept.dbapi_connection.close()
     with pytest.raises(sqlalchemy.exc.DBAPIError) as lost:
         store.increment(session_id, "visits", 1, new=False)
@@ -681,7 +681,7 @@ def test_a_lost_connection_closes_the_connections_other_threads_keep(app_setting
         idle_thread.submit(first_visit, store, "idle").result()
         kept_there = idle_thread.submit(lambda: store.connections.local.kept[1]).result()
         first_visit(store, "here")
-        _, kept_here, _ = store.connections.local.kept
+        _, kept_here = store.connections.local.kept
         kept_here.dbapi_connection.close()
         with pytest.raises(sqlalchemy.exc.DBAPIError):
             store.increment("here", "visits", 1, new=False)
@@ -710,7 +710,7 @@ def test_a_lost_connection_keeps_the_server_connections_in_the_limit(app_setting
         with ThreadPoolExecutor(3) as requests:
             waiting = [requests.submit(count_visit, store, "locked")]  # the other one
             time.sleep(0.3)
-            _, kept, _ = store.connections.local.kept
+            _, kept = store.connections.local.kept
             kept.dbapi_connection.close()  # lost
             with pytest.raises(sqlalchemy.exc.DBAPIError):
                 count_visit(store, "here")
@@ -746,7 +746,7 @@ def test_a_connection_a_base_exception_interrupts_is_thrown_away(
     store = store_of(app_settings)
     session_id = secrets.token_urlsafe(32)
     first_visit(store, session_id)
-    _, kept, _ = store.connections.local.kept
+    _, kept = store.connections.local.kept
 
     class Interrupted:
         """The kept connection, its next statement interrupted."""
@@ -780,7 +780,7 @@ def test_a_check_interrupted_midway_throws_the_kept_connection_away(
     store = store_of(app_settings)
     session_id = secrets.token_urlsafe(32)
     first_visit(store, session_id)
-    _, kept, _ = store.connections.local.kept
+    _, kept = store.connections.local.kept
 
     def interrupted(_connection: Any) -> bool:
         raise GreenletTimeout
@@ -900,7 +900,7 @@ def test_a_forked_worker_opens_connections_of_its_own(app_settings) -> None:
         status = 1
         try:
             counted = store.increment("forked", "visits", 1, new=False)
-            _, connection, _ = store.connections.local.kept
+            _, connection = store.connections.local.kept
             opened_here = opened_in.get(id(connection.dbapi_connection)) == os.getpid()
             status = 0 if (counted, opened_here) == (2, True) else 1
         finally:
@@ -941,18 +941,14 @@ def test_a_process_forked_while_a_thread_holds_the_lock_serves(app_settings) -> 
     store.close()
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_a_worker_forked_from_an_sqlite_app_keeps_its_writes(app_settings) -> None:
-    """SQLite keeps its file locks' bookkeeping per process: a child forked while the
-    parent has the file open inherits it and takes no lock of its own, so the parent
-    closing its last connection (a reload) removed the WAL under the child, whose writes
-    then went nowhere. The parent lets go of the file before a fork."""
-    store = store_of(app_settings)
-    first_visit(store, "forked")
+def child_counts_while_the_parent_lets_go(store: DatabaseStore, let_go: Callable) -> int:
+    """Fork a child that counts a visit of the session "forked", waits while the parent
+    runs ``let_go`` (closes the file), then counts three more; its exit code (0: it
+    counted 2, 3, 4, 5)."""
     to_child, from_parent = os.pipe()
     to_parent, from_child = os.pipe()
     child = os.fork()
-    if child == 0:  # counts, waits for the parent to close the file, counts on
+    if child == 0:
         status = 1
         try:
             counted = [count_visit(store, "forked")]
@@ -963,12 +959,23 @@ def test_a_worker_forked_from_an_sqlite_app_keeps_its_writes(app_settings) -> No
         finally:
             os._exit(status)
     os.read(to_parent, 1)
-    store.close()
+    let_go()
     os.write(from_parent, b"1")
     _, status = os.waitpid(child, 0)
     for descriptor in (to_child, from_parent, to_parent, from_child):
         os.close(descriptor)
-    assert os.waitstatus_to_exitcode(status) == 0
+    return os.waitstatus_to_exitcode(status)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_worker_forked_from_an_sqlite_app_keeps_its_writes(app_settings) -> None:
+    """SQLite keeps its file locks' bookkeeping per process: a child forked while the
+    parent has the file open inherits it and takes no lock of its own, so the parent
+    closing its last connection (a reload) removed the WAL under the child, whose writes
+    then went nowhere. The parent lets go of the file before a fork."""
+    store = store_of(app_settings)
+    first_visit(store, "forked")
+    assert child_counts_while_the_parent_lets_go(store, store.close) == 0
     fresh = store_of(app_settings)
     assert count_visit(fresh, "forked") == 6  # the child's writes are all in the file
     fresh.close()
@@ -985,27 +992,12 @@ def test_a_store_dropped_unclosed_lets_go_of_the_file_before_a_fork(app_settings
     del store
     gc.collect()
     store = store_of(app_settings)  # the app rebuilt
-    to_child, from_parent = os.pipe()
-    to_parent, from_child = os.pipe()
-    child = os.fork()
-    if child == 0:
-        status = 1
-        try:
-            counted = [count_visit(store, "forked")]
-            os.write(from_child, b"1")
-            os.read(to_child, 1)
-            counted += [count_visit(store, "forked") for _ in range(3)]
-            status = 0 if counted == [2, 3, 4, 5] else 1
-        finally:
-            os._exit(status)
-    os.read(to_parent, 1)
-    old_engine.dispose()
-    store.close()
-    os.write(from_parent, b"1")
-    _, status = os.waitpid(child, 0)
-    for descriptor in (to_child, from_parent, to_parent, from_child):
-        os.close(descriptor)
-    assert os.waitstatus_to_exitcode(status) == 0
+
+    def close_both() -> None:
+        old_engine.dispose()
+        store.close()
+
+    assert child_counts_while_the_parent_lets_go(store, close_both) == 0
     fresh = store_of(app_settings)
     assert count_visit(fresh, "forked") == 6
     fresh.close()
@@ -1033,7 +1025,7 @@ def test_a_kept_connection_that_fails_the_pre_ping_is_replaced(app_settings, mon
     store = store_of({**app_settings, "session.database_pool_pre_ping": "true"})
     session_id = secrets.token_urlsafe(32)
     first_visit(store, session_id)
-    _, kept, _ = store.connections.local.kept
+    _, kept = store.connections.local.kept
     dialect, pings = store.engine.dialect, []
     ping = dialect.do_ping
 
@@ -1402,8 +1394,8 @@ def test_fork_handlers_run_for_live_objects_only(app_settings) -> None:
     call_if_alive(weakref.WeakMethod(watchdog.start_afresh))
     assert (watchdog.running, watchdog.thread) == ({}, None)
     assert first_visit(store, "after") == 1
-    pool, kept, _ = store.connections.local.kept  # as the forked child finds its thread's
-    store.connections.local.kept = (pool, kept, -1)
+    _, kept = store.connections.local.kept  # the forked child finds its thread's,
+    store.connections.start_afresh()  # and nothing kept idle (its fork handler)
     assert first_visit(store, "in the child") == 1
     assert kept.is_valid  # left alone: the parent's
     parents = store.engine.raw_connection()

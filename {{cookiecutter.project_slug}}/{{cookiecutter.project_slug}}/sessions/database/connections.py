@@ -111,12 +111,12 @@ class Connections:
         kept = getattr(self.local, "kept", None)
         if kept is not None:
             self.local.kept = None
-            pool, connection, pid = kept
+            pool, connection = kept
             with self.lock:
-                closed = self.idle.pop(id(connection), None) is None  # by close_idle
-            # In a forked process it is the parent's: left alone (engine.py closes none of
-            # the parent's connections in a child).
-            if pid == os.getpid() and not closed:
+                # Not there: close_idle closed it, or this is a forked process, which
+                # starts with none (start_afresh) and leaves the parent's alone.
+                still_kept = self.idle.pop(id(connection), None) is not None
+            if still_kept:
                 try:
                     if pool is self.engine.pool and self.still_good(connection):
                         return pool, connection
@@ -125,8 +125,7 @@ class Connections:
                     raise
                 # Closed now (its pool was replaced: left open, it would wait
                 # for a garbage collection), and opened anew when the pool hands it out.
-                connection.invalidate()
-                connection.close()
+                throw_away(connection)
         pool = self.engine.pool
         return pool, self.engine.raw_connection()
 
@@ -135,12 +134,11 @@ class Connections:
         to the pool; one of a pool replaced meanwhile is closed, neither kept nor left in
         the old pool."""
         if connection.is_valid and pool is not self.engine.pool:
-            connection.invalidate()
-            connection.close()
+            throw_away(connection)
         elif connection.is_valid and pool.checkedout() <= self.keep:
             with self.lock:
                 self.idle[id(connection)] = connection
-            self.local.kept = (pool, connection, os.getpid())
+            self.local.kept = (pool, connection)
         else:
             connection.close()
 
@@ -201,8 +199,7 @@ class Connections:
             idle = list(self.idle.values())
             self.idle.clear()
         for connection in idle:
-            connection.invalidate()
-            connection.close()
+            throw_away(connection)
 
     def let_go(self) -> None:
         """Close the connections the threads keep idle, unless another thread is taking
@@ -216,6 +213,13 @@ class Connections:
         self.local.kept = None
         self.close_idle()
         self.engine.dispose()
+
+
+def throw_away(connection: Any) -> None:
+    """Close ``connection`` for good: its pool makes a new one in its place (closed alone,
+    it would go back to the pool as it is)."""
+    connection.invalidate()
+    connection.close()
 
 
 def cancel(connection: Any, timeout: float) -> None:
