@@ -31,18 +31,22 @@ def make_connections(settings: DatabaseSettings) -> Connections:
         checks.append(answers_a_ping(engine))
     # No more than the overflow: the connections not kept are always at least pool_size.
     keep = min(settings.pool_size, settings.max_overflow)
-
-    def still_good(connection: Any) -> bool:
-        return all(check(connection) for check in checks)
-
-    connections = Connections(engine, keep, still_good, settings.timeout)
+    connections = Connections(engine, keep, all_of(checks), settings.timeout)
     if settings.dialect == "sqlite":
         # Before a fork (gunicorn --preload), the threads' idle connections go back, so
         # that the pool can let go of the file (engine.py's close_pool_before_fork: run
         # after this, as fork runs its "before" handlers last registered first).
-        before_fork = weakref.WeakMethod(connections.let_go)
+        before_fork = weakref.WeakMethod(connections.close_idle)
         os.register_at_fork(before=lambda: call_if_alive(before_fork))
     return connections
+
+
+def all_of(checks: list[Callable[[Any], bool]]) -> Callable[[Any], bool]:
+    """Whether a connection passes every one of ``checks`` (none: always; one: that one,
+    called directly, as it is before every statement)."""
+    if len(checks) == 1:
+        return checks[0]
+    return lambda connection: all(check(connection) for check in checks)
 
 
 def answers_a_ping(engine: Engine) -> Callable[[Any], bool]:
@@ -65,20 +69,35 @@ class Outcome(NamedTuple):
     rowcount: int
 
 
+class Kept(NamedTuple):
+    """The connection a thread keeps between its statements, the pool it is of, and the
+    registry of idle connections it was put in."""
+
+    pool: Any
+    connection: Any
+    idle: dict[int, Any]
+
+    def __del__(self) -> None:
+        """The thread ended (its ``threading.local`` goes, and this with it): its
+        connection leaves the registry, and SQLAlchemy gives it back to its pool once it
+        is collected."""
+        self.idle.pop(id(self.connection), None)
+
+
 class Connections:
     """The engine's pooled connections, each thread keeping the one it has, and the
     statements run on their cursors (``run``).
 
     Checking a connection out of SQLAlchemy's pool and back in cost 18 µs a statement, as
     much as SQLite's own work for a counter page (BENCHMARKS.md): a thread keeps the
-    connection it used while at most ``keep`` connections are out of the pool (no more
-    than the overflow: the threads that keep none share ``pool_size`` connections at
-    least, none of them idle in a thread's keeping; with no overflow, none is kept).
-    Beyond that, a thread gives its connection back after each statement. A kept
-    connection is given up when the engine's pool was replaced (a forked process, or the
-    command's ``close``), or when ``still_good`` (the SQLite file check, or the pre-ping)
-    says it must be; a lost connection closes those every thread keeps idle
-    (``close_idle``).
+    connection it used if at most ``keep`` connections were out of the pool when it
+    first kept it (no more than the overflow: the threads that keep none share
+    ``pool_size`` connections at least, none of them idle in a thread's keeping; with no
+    overflow, none is kept). Beyond that, a thread gives its connection back after each
+    statement. A kept connection is given up when the engine's pool was replaced (a
+    forked process, or the command's ``close``), or when ``still_good`` (the SQLite file
+    check, or the pre-ping) says it must be; a lost connection closes those every thread
+    keeps idle (``close_idle``).
     """
 
     def __init__(
@@ -98,34 +117,32 @@ class Connections:
         os.register_at_fork(after_in_child=lambda: call_if_alive(after_fork))
 
     def start_afresh(self) -> None:
-        """No connection kept idle, and a lock of its own: at first, and in a process
-        forked from this one, where another thread may have held the parent's lock (held
-        for good in the child) and its kept connections are the parent's."""
-        # Every thread's kept connection while it waits for the thread's next statement
-        # (weakly: a thread that ends takes its own along), under ``lock``.
-        self.idle: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
-        self.lock = threading.Lock()
+        """No connection kept idle: at first, and in a process forked from this one,
+        whose kept connections are the parent's."""
+        # Every thread's kept connection while it waits for the thread's next statement,
+        # by its id. Whoever takes one out (dict.pop and popitem are atomic: no lock) has
+        # it to itself: its thread, to use it, or close_idle, to close it.
+        self.idle: dict[int, Any] = {}
 
     def take(self) -> tuple[Any, Any]:
         """The thread's kept connection, or one from the pool; and the pool it is of."""
         kept = getattr(self.local, "kept", None)
         if kept is not None:
-            self.local.kept = None
-            pool, connection = kept
-            with self.lock:
-                # Not there: close_idle closed it, or this is a forked process, which
-                # starts with none (start_afresh) and leaves the parent's alone.
-                still_kept = self.idle.pop(id(connection), None) is not None
-            if still_kept:
+            # None: close_idle closed it, or this is a forked process, which starts with
+            # none (start_afresh) and leaves the parent's alone.
+            connection = self.idle.pop(id(kept.connection), None)
+            if connection is not None:
                 try:
-                    if pool is self.engine.pool and self.still_good(connection):
-                        return pool, connection
+                    if kept.pool is self.engine.pool and self.still_good(connection):
+                        return kept.pool, connection
                 except BaseException:
+                    self.local.kept = None
                     connection.invalidate()  # a ping interrupted midway: a reply may be due
                     raise
                 # Closed now (its pool was replaced: left open, it would wait
                 # for a garbage collection), and opened anew when the pool hands it out.
                 throw_away(connection)
+            self.local.kept = None
         pool = self.engine.pool
         return pool, self.engine.raw_connection()
 
@@ -133,12 +150,18 @@ class Connections:
         """Keep ``connection`` (of ``pool``) for this thread's next statement, or return it
         to the pool; one of a pool replaced meanwhile is closed, neither kept nor left in
         the old pool."""
+        kept = getattr(self.local, "kept", None)
+        if connection.is_valid and pool is self.engine.pool:
+            if kept is not None:  # kept already: counted when it was first kept
+                self.idle[id(connection)] = connection
+                return
+            if pool.checkedout() <= self.keep:
+                self.local.kept = Kept(pool, connection, self.idle)
+                self.idle[id(connection)] = connection
+                return
+        self.local.kept = None
         if connection.is_valid and pool is not self.engine.pool:
             throw_away(connection)
-        elif connection.is_valid and pool.checkedout() <= self.keep:
-            with self.lock:
-                self.idle[id(connection)] = connection
-            self.local.kept = (pool, connection)
         else:
             connection.close()
 
@@ -194,24 +217,23 @@ class Connections:
     def close_idle(self) -> None:
         """Close the connections every thread keeps idle: after a lost connection, those
         made before it, which lost theirs too (a restarted server), and which the pool
-        cannot make anew while threads keep them."""
-        with self.lock:
-            idle = list(self.idle.values())
-            self.idle.clear()
-        for connection in idle:
+        cannot make anew while threads keep them; before a fork, so that the pool can let
+        go of an SQLite file. A connection in use is not idle: its thread has it."""
+        while (connection := self.any_idle()) is not None:
             throw_away(connection)
 
-    def let_go(self) -> None:
-        """Close the connections the threads keep idle, unless another thread is taking
-        or keeping one right now (a process that forks while it serves)."""
-        if self.lock.acquire(blocking=False):
-            self.lock.release()
-            self.close_idle()
+    def any_idle(self) -> Any:
+        """One of the connections kept idle, taken out of the registry; None when none
+        is left."""
+        try:
+            return self.idle.popitem()[1]
+        except KeyError:
+            return None
 
     def close(self) -> None:
         """Close every connection (a command's last step)."""
-        self.local.kept = None
         self.close_idle()
+        self.local.kept = None
         self.engine.dispose()
 
 

@@ -34,6 +34,12 @@ log = logging.getLogger(__name__)
 # A statement the server's own timeouts should have ended gets this many times the
 # timeout before the watchdog cuts its connection.
 WATCHDOG_FACTOR = 1.5
+# Why a process forked while its parent had the SQLite file open cannot use it.
+FORKED_WITH_THE_FILE_OPEN = (
+    "this process was forked while its parent had the SQLite file open (a request in "
+    "flight), and SQLite cannot share an open file across a fork: fork before the app "
+    "serves (as gunicorn --preload does), or start processes with spawn"
+)
 # What SQLite keeps beside a database file in WAL mode, and only while it exists.
 WAL_FILES = ("-wal", "-shm")
 
@@ -64,9 +70,10 @@ def make_engine(settings: DatabaseSettings) -> Engine:
         path = sqlite_path(settings)
         url = settings.url.set(database=path)
         engine = create_engine(url, connect_args={"timeout": settings.timeout}, **pool)
+        in_own_process_only(engine)  # first: a forked child may refuse to open the file
         event.listen(engine, "connect", sqlite_tuner(settings.timeout))
         watch_sqlite_file(engine, path)
-        return in_own_process_only(engine)
+        return engine
     milliseconds = max(1, round(settings.timeout * 1000))
     timeouts = f"-c statement_timeout={milliseconds} -c lock_timeout={milliseconds}"
     connect_args = {
@@ -91,17 +98,21 @@ def in_own_process_only(engine: Engine) -> Engine:
     """
     forked = weakref.ref(engine)
     os.register_at_fork(after_in_child=lambda: dispose_in_child(forked))
+    own = OwnConnections(engine.dialect.do_close)
+    event.listen(engine, "connect", own.note)
+    engine.dialect.do_close = own.close
     if engine.dialect.name == "sqlite":
         # SQLite keeps the bookkeeping of its file locks per process: a child forked
         # while this process has the file open inherits it and takes no lock of its own,
         # and once this process closes the file (a reload) the child writes to a WAL
         # that is gone. The pool lets go of the file before a fork (after the store's
         # threads gave back the connections they keep idle: connections.py), tied to the
-        # engine, which may outlive a store the app dropped without closing it.
+        # engine, which may outlive a store the app dropped without closing it; a child
+        # forked while the file was open all the same refuses to use it.
         os.register_at_fork(before=lambda: close_pool_before_fork(forked))
-    own = OwnConnections(engine.dialect.do_close)
-    event.listen(engine, "connect", own.note)
-    engine.dialect.do_close = own.close
+        after_fork = weakref.WeakMethod(own.note_fork)
+        os.register_at_fork(after_in_child=lambda: call_if_alive(after_fork))
+        event.listen(engine, "do_connect", own.refuse_an_inherited_file)
     return engine
 
 
@@ -119,6 +130,8 @@ class OwnConnections:
     def __init__(self, close: Callable[[Any], None]) -> None:
         self.close_connection = close
         self.opened_in: dict[int, int] = {}
+        # Forked while an ancestor had connections open (SQLite: refuse_an_inherited_file).
+        self.inherited = False
 
     def note(self, connection: Any, _record: object) -> None:
         """The ``connect`` event: ``connection`` is this process's."""
@@ -128,6 +141,22 @@ class OwnConnections:
         """The dialect's close, for this process's connections only."""
         if self.opened_in.pop(id(connection), os.getpid()) == os.getpid():
             self.close_connection(connection)
+
+    def note_fork(self) -> None:
+        """In a forked child: whether the parent still had connections open at the fork
+        (the connections it had let go of before it are closed)."""
+        self.inherited = self.inherited or bool(self.opened_in)
+
+    def refuse_an_inherited_file(self, *_connecting: object) -> None:
+        """The ``do_connect`` event of an SQLite engine: refuse to open the file in a
+        child forked while the parent had it open (one of its connections in use: a
+        process that forks while it serves). Whatever such a child wrote would be lost
+        once the parent closed the file, a sign-out among it: every statement fails
+        instead, and says why."""
+        if self.inherited:
+            import sqlite3  # only SQLite gets here
+
+            raise sqlite3.OperationalError(FORKED_WITH_THE_FILE_OPEN)
 
 
 def close_pool_before_fork(engine: weakref.ref) -> None:
