@@ -671,10 +671,13 @@ def test_an_app_error_is_the_500_page_and_one_log_line(app_settings, caplog, pat
     assert record.exc_info is None
 
 
-def test_development_logs_the_traceback_of_a_500(app_settings, caplog) -> None:
-    """development.ini asks for a 500's traceback in its log line: your bug, in full."""
+@pytest.mark.parametrize("asked", ["true", "yes", "on", "1"])
+def test_development_logs_the_traceback_of_a_500(app_settings, caplog, asked: str) -> None:
+    """development.ini asks for a 500's traceback in its log line: your bug, in full (as
+    every yes/no setting, any of Pyramid's words for yes asks for it)."""
     assert app_settings["app.log_tracebacks"] == "true"
-    testapp = app_with_test_views(app_settings, failing=failing_view)
+    settings = {**app_settings, "app.log_tracebacks": asked}
+    testapp = app_with_test_views(settings, failing=failing_view)
     with caplog.at_level(logging.INFO):
         testapp.get(f"{TEST_VIEWS}/failing", {"q": "mine"}, status=500)
     [record] = caplog.records

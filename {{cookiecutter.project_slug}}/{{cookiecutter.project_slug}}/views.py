@@ -9,6 +9,7 @@ from pyramid.csrf import get_csrf_token
 from pyramid.exceptions import URLDecodeError
 from pyramid.httpexceptions import HTTPBadRequest, HTTPClientError, HTTPNotFound, HTTPSeeOther
 from pyramid.request import Request
+from pyramid.settings import asbool
 from pyramid.view import exception_view_config, notfound_view_config, view_config, view_defaults
 
 from . import sessions
@@ -156,7 +157,7 @@ def raised_at(error: BaseException) -> str:
 def logs_tracebacks(request: Request) -> bool:
     """Whether a 500's log line carries its traceback: ``app.log_tracebacks`` (true in
     development.ini, where you want to see your bug; never in production.ini)."""
-    return request.registry.settings.get("app.log_tracebacks", "false").lower() == "true"
+    return asbool(request.registry.settings.get("app.log_tracebacks", "false"))
 
 
 @exception_view_config(Exception, renderer=ERROR_TEMPLATE)
