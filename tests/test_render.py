@@ -281,6 +281,18 @@ def test_pre_commit_config_runs_ruff(rendered) -> None:
     assert {"ruff", "ruff-format", "detect-private-key"} <= hooks
 
 
+def test_pre_commit_runs_the_ruff_the_project_installs(rendered) -> None:
+    """A commit hook on another ruff than CI's would format code that CI then refuses
+    (ruff's style changes with its minor version)."""
+    _, project = rendered
+    config = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
+    [rev] = [repo["rev"] for repo in config["repos"] if repo["repo"].endswith("/ruff-pre-commit")]
+    version = rev.removeprefix("v")
+    major, minor, _ = version.split(".")
+    testing = read_pyproject(project)["project"]["optional-dependencies"]["testing"]
+    assert f"ruff>={version},<{major}.{int(minor) + 1}" in testing
+
+
 def test_rendered_project_is_ruff_clean(rendered) -> None:
     _, project = rendered
     assert_ruff_clean(project)
