@@ -186,7 +186,7 @@ class Connections:
             cursor = connection.cursor()
             try:
                 cursor.execute(statement.sql, statement.values(values))
-                rows = cursor.fetchall() if cursor.description else []
+                rows = cursor.fetchall() if statement.returns_rows else []
                 return Outcome(rows, cursor.rowcount)
             finally:
                 cursor.close()

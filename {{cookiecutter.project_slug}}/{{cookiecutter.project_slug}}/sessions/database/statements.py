@@ -307,6 +307,9 @@ class DriverStatement:
     constants: Mapping[str, Any]
     # For a driver that takes positional values (sqlite3's ``?``): their names in order.
     order: Callable[[Mapping[str, Any]], tuple] | None
+    # Whether it gives rows (a SELECT, a RETURNING): known here, the cursor's
+    # ``description`` is not asked (psycopg builds its columns' descriptions anew).
+    returns_rows: bool
 
     def values(self, given: Mapping[str, Any]) -> tuple | dict[str, Any]:
         """What the driver's ``execute`` takes for the values ``given`` by name."""
@@ -322,7 +325,8 @@ def driver_statement(statement: Executable, dialect: Dialect) -> DriverStatement
     constants = {
         name: value for name, value in compiled.params.items() if not compiled.binds[name].required
     }
-    return DriverStatement(str(compiled), constants, order)
+    returns_rows = bool(statement.exported_columns)
+    return DriverStatement(str(compiled), constants, order, returns_rows)
 
 
 def in_order(names: list[str]) -> Callable[[Mapping[str, Any]], tuple]:
