@@ -66,6 +66,8 @@ GITHUB_ACTIONS_FILES = (".github",)
 # The answers, kept in the project under a "cookiecutter" key (they hold no secret): the
 # generated README's `cruft link` reads them, so template updates use the project's own.
 ANSWERS_FILE = ".cookiecutter.json"
+# Ports under this one take root to listen on (Linux), and a proxy in front takes 80 and 443.
+PRIVILEGED_PORTS = 1024
 
 
 def remove(path: Path) -> None:
@@ -149,6 +151,14 @@ def next_steps(project: Path, answers: dict[str, Any]) -> str:
         if answers["session_factory"] == "redis"
         else ""
     )
+    port = int(answers["http_port"])
+    port_note = (
+        f"\n  # port {port} is below 1024: only root may listen there on Linux, and"
+        " production.ini\n  # listens there too, behind a proxy that needs ports 80 and 443"
+        " (docs/production.md)"
+        if port < PRIVILEGED_PORTS
+        else ""
+    )
     return (
         f"\nCreated {project}\n\nNext steps:\n"
         f"  cd {shlex.quote(str(project))}\n"
@@ -156,7 +166,7 @@ def next_steps(project: Path, answers: dict[str, Any]) -> str:
         '  .venv/bin/pip install -e ".[testing]"\n'
         "  .venv/bin/pytest\n"
         f"  .venv/bin/pserve development.ini --reload{redis_note}\n"
-        f"  # then open http://localhost:{answers['http_port']}/\n"
+        f"  # then open http://localhost:{port}/{port_note}\n"
         "\nOr with uv: uv sync, uv run pytest, uv run pserve development.ini --reload\n"
     )
 

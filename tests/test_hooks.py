@@ -990,6 +990,16 @@ def test_next_steps_are_printed(bake, capfd) -> None:
         "http://localhost:8080/",
     ):
         assert step in out
+    assert "below 1024" not in out
+
+
+def test_next_steps_say_what_a_privileged_port_takes(bake, capfd) -> None:
+    """An answer of 80 passes the checks (the tests never listen on it), but pserve needs
+    root to listen there, and production.ini's waitress would take it from the proxy."""
+    bake(http_port="80")
+    out = capfd.readouterr().out
+    assert "http://localhost:80/" in out
+    assert "port 80 is below 1024: only root may listen there" in out
 
 
 def test_answers_are_kept_without_secrets(bake) -> None:

@@ -344,6 +344,15 @@ def test_default_answers_render(bake) -> None:
     assert (result.project_path / "pyramid_sessions" / "sessions" / "cookie.py").exists()
 
 
+def test_a_name_with_nothing_to_derive_a_slug_from_renders(bake) -> None:
+    """An empty package name names no directory: cookiecutter stopped before the hook,
+    with "directory already exists" (and exit status 0) when the output directory
+    existed, as the README's ``-o ..`` does."""
+    result = bake(project_name="🚀🚀🚀")
+    assert result.exit_code == 0, result.exception
+    assert result.project_path.name == "pyramid_app"
+
+
 # "test_file.py::test_name", or "::test_name" for another test of the file named last.
 TEST_REFERENCE = re.compile(r"`(test_\w+\.py)?::(test_\w+)`")
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 {%- endif %}
 {%- if cookiecutter.session_factory == "database" %}
 from pathlib import Path
+from typing import Any
 {%- endif %}
 
 {% if cookiecutter.session_factory == "database" -%}
@@ -71,6 +72,7 @@ from {{ cookiecutter.project_slug }} import auth, main
 {%- if cookiecutter.session_factory == "redis" %}
 from {{ cookiecutter.project_slug }}.sessions.redis.store import KEY_PREFIX
 {%- elif cookiecutter.session_factory == "database" %}
+from {{ cookiecutter.project_slug }}.sessions.database import store as database_store
 from {{ cookiecutter.project_slug }}.sessions.database.schema import (
     TABLE_NAME,
     create_table,
@@ -292,6 +294,24 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'sessions.sqlite'}"
     request.getfixturevalue("postgres_admin").execute(f"DROP TABLE IF EXISTS {TABLE_NAME}")
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(autouse=True)
+def stores_are_closed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every store a test made (its app's, or its own) once the test is done: its
+    SQLite connections would otherwise be closed by the garbage collector, which Python
+    3.13 warns of, one line each, hundreds of them after the run's result."""
+    made = []
+    make_connections = database_store.make_connections
+
+    def making(settings: Any) -> Any:
+        made.append(make_connections(settings))
+        return made[-1]
+
+    monkeypatch.setattr(database_store, "make_connections", making)
+    yield
+    for connections in made:
+        connections.close()
 
 
 @pytest.fixture

@@ -1411,11 +1411,13 @@ def test_a_child_notes_at_the_fork_whether_the_file_was_open(app_settings) -> No
     assert first_visit(store, "forked") == 1
     assert not own.inherited
     own.note_fork()  # forked now: this thread's kept connection is open
+    kept = store.connections.local.kept.connection
     store.connections.start_afresh()
     store.engine.dispose(close=False)  # as the child's other fork handlers do
     with pytest.raises(sqlalchemy.exc.OperationalError, match="forked while its parent"):
         count_visit(store, "forked")
     own.inherited = False
+    kept.invalidate()  # the parent's, which the child's handlers leave open
     store.close()
 
 
