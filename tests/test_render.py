@@ -353,6 +353,24 @@ def test_a_name_with_nothing_to_derive_a_slug_from_renders(bake) -> None:
     assert result.project_path.name == "pyramid_app"
 
 
+# A Markdown link to a file of the project: [text](path) or [text](path#anchor).
+RELATIVE_LINK = re.compile(r"\]\((?![a-z]+:|#)([^)#\s]+)")
+
+
+def test_every_link_between_the_docs_finds_its_file(rendered) -> None:
+    """The docs of one store may name a page only another store has (a Redis project's
+    updating.md linked database.md)."""
+    _, project = rendered
+    dead = [
+        f"{page.relative_to(project)} -> {target}"
+        for page in project.rglob("*.md")
+        if ".venv" not in page.parts
+        for target in RELATIVE_LINK.findall(page.read_text(encoding="utf-8"))
+        if not (page.parent / target).exists()
+    ]
+    assert dead == []
+
+
 # "test_file.py::test_name", or "::test_name" for another test of the file named last.
 TEST_REFERENCE = re.compile(r"`(test_\w+\.py)?::(test_\w+)`")
 
