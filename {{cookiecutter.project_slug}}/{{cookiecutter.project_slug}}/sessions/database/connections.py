@@ -152,8 +152,8 @@ class Connections:
         the old pool."""
         kept = getattr(self.local, "kept", None)
         if connection.is_valid and pool is self.engine.pool:
-            if kept is not None:  # kept already: counted when it was first kept
-                self.idle[id(connection)] = connection
+            if kept is not None and kept.connection is connection:
+                self.idle[id(connection)] = connection  # counted when it was first kept
                 return
             if pool.checkedout() <= self.keep:
                 self.local.kept = Kept(pool, connection, self.idle)
