@@ -297,7 +297,12 @@ def check_redis_url(value: Any, variable: str = "<SLUG>_REDIS_URL") -> str | Non
     database = url.path.lstrip("/")
     if database and not database.isdigit():
         return f"{expected} (the database after the last / must be a number)"
-    return query_error(url, REDIS_QUERY, expected)
+    named_twice = database and "db" in parameter_names("?" + url.query)  # redis-py takes db=
+    return query_error(url, REDIS_QUERY, expected) or (
+        f"{expected} (the database once: after the last / or as db=, not both)"
+        if named_twice
+        else None
+    )
 
 
 def check_database_url(value: Any, variable: str = "<SLUG>_DATABASE_URL") -> str | None:
@@ -325,6 +330,8 @@ def check_database_url(value: Any, variable: str = "<SLUG>_DATABASE_URL") -> str
     if url.scheme == "sqlite":
         if not value.startswith("sqlite:///"):
             return f"{expected} (an SQLite URL is sqlite:/// and the path of a file)"
+        if url.query:  # the app sets the file's options itself (WAL, the busy timeout)
+            return f"{expected} (an SQLite URL takes no query parameters)"
         return check_sqlite_path(value.removeprefix("sqlite:///"))
     if not url.hostname or port == 0:
         return f"{expected} (a host, and a port from 1 to 65535 if any)"

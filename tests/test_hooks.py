@@ -125,6 +125,8 @@ BAD_REDIS_URLS = [
     ("rediss://localhost/0?ssl_cert_reqs=none", "only the query parameters db, client_name"),
     ("redis://localhost/0?db=abc", "a valid value for the query parameter db"),
     ("redis://localhost/0?socket_timeout=abc", "a valid value for the query parameter"),
+    # redis-py takes db= over the path: the URL would name two databases, and use one.
+    ("redis://localhost:6379/0?db=3", "the database once: after the last / or as db="),
     ("", "the scheme must be one of redis, rediss, unix"),
 ]
 GOOD_REDIS_URLS = [
@@ -163,7 +165,7 @@ BAD_DATABASE_URLS = [
     ("sqlite:///#sessions.db", "letters, digits, '.', '_', '-' and '/'"),
     ("sqlite:///!sessions.db", "letters, digits, '.', '_', '-' and '/'"),
     ("sqlite:///a%20b.db", "letters, digits, '.', '_', '-' and '/'"),
-    ("sqlite:///sessions.sqlite?mode=ro", "letters, digits, '.', '_', '-' and '/'"),
+    ("sqlite:///sessions.sqlite?mode=ro", "no query parameters"),
     ("sqlite:///pyproject.toml", "its name ending .sqlite, .sqlite3, .db, .db3"),
     ("sqlite:////var/lib/app/sessions", "its name ending .sqlite, .sqlite3, .db, .db3"),
     ("mysql://db.example/app", "it must start with sqlite:/// or postgresql+psycopg://"),
