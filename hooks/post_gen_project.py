@@ -122,7 +122,10 @@ def save_answers(project: Path, answers: dict[str, Any]) -> None:
     """Keep the answers and the template's commit, so that linking the project to the
     template for updates asks nothing and needs no commit looked up by hand."""
     kept = {key: value for key, value in answers.items() if not key.startswith("_")}
-    template = {"commit": template_commit(str(answers.get("_repo_dir", "")))}
+    # cruft renders with a context of its own (create, diff, update): no _repo_dir, and
+    # the commit it renders as _commit.
+    commit = answers.get("_commit") or template_commit(str(answers.get("_repo_dir", "")))
+    template = {"commit": commit}
     text = json.dumps({"cookiecutter": kept, "template": template}, indent=2, ensure_ascii=False)
     (project / ANSWERS_FILE).write_text(text + "\n", encoding="utf-8")
 
@@ -178,7 +181,8 @@ def main() -> int:
     keep_chosen_files(project, answers)
     write_development_secret(project, answers["session_factory"])
     save_answers(project, answers)
-    print(next_steps(project, answers))
+    if "_commit" not in answers:  # cruft's renders land in a temporary directory first
+        print(next_steps(project, answers))
     return 0
 
 

@@ -15,6 +15,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import TEMPLATE_DIR
@@ -188,11 +189,18 @@ def run_update_block(project: Path, command: str, env: dict[str, str], **values:
 # ---- what must hold after an update ------------------------------------------------
 
 
-def kept_state(project: Path) -> dict[str, bytes]:
-    """What an update must never change: the answers and the development secret."""
+def kept_state(project: Path) -> dict[str, Any]:
+    """What an update must never change: the answers and the development secret (the
+    answers file's template commit moves with the update)."""
     return {
-        name: (project / name).read_bytes() for name in (".cookiecutter.json", ".session_secret")
+        "answers": json.loads((project / ".cookiecutter.json").read_text())["cookiecutter"],
+        "secret": (project / ".session_secret").read_bytes(),
     }
+
+
+def made_from(project: Path) -> str | None:
+    """The template commit the project's .cookiecutter.json names (cruft link's)."""
+    return json.loads((project / ".cookiecutter.json").read_text())["template"]["commit"]
 
 
 def assert_answers_are_the_projects(project: Path) -> None:
@@ -217,6 +225,7 @@ def assert_the_update_kept_the_users_work(
     assert USER_ROUTE in (project / SLUG / "routes.py").read_text()
     assert USER_VIEW in (project / SLUG / "views.py").read_text()
     assert json.loads((project / ".cruft.json").read_text())["commit"] == newer
+    assert made_from(project) == newer
     assert_answers_are_the_projects(project)
     assert kept_state(project) == before
     assert (project / ".session_secret").stat().st_mode & 0o777 == 0o600
@@ -232,13 +241,13 @@ def test_a_cookiecutter_project_linked_as_documented_takes_a_newer_commit_and_ke
     template: Path, tmp_path: Path, env: dict[str, str]
 ) -> None:
     project = cookiecutter_project(template, tmp_path, env)
-    made_from = run(["git", "rev-parse", "HEAD"], template, env).strip()
+    first = run(["git", "rev-parse", "HEAD"], template, env).strip()
     commit_users_work(project, env)
     before = kept_state(project)
     newer = commit_newer_template(template, env)  # the template moves on before the link
 
     run_update_block(project, "cruft link", env, template=str(template))  # the commit: recorded
-    assert json.loads((project / ".cruft.json").read_text())["commit"] == made_from
+    assert json.loads((project / ".cruft.json").read_text())["commit"] == first
     run_update_block(project, "cruft update", env)
 
     assert_the_update_kept_the_users_work(project, before, newer, env)
@@ -248,6 +257,7 @@ def test_cruft_update_brings_a_newer_template_commit_in(
     template: Path, tmp_path: Path, env: dict[str, str]
 ) -> None:
     project = cruft_project(template, tmp_path, env)
+    assert made_from(project) == run(["git", "rev-parse", "HEAD"], template, env).strip()
     commit_users_work(project, env)
     before = kept_state(project)
     newer = commit_newer_template(template, env)
