@@ -21,6 +21,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import psycopg
@@ -57,6 +58,7 @@ from {{ cookiecutter.project_slug }}.sessions.database import (
 from {{ cookiecutter.project_slug }}.sessions.database import store as database_store
 from {{ cookiecutter.project_slug }}.sessions.database.engine import (
     WATCHDOG_FACTOR,
+    InheritedFile,
     StatementWatchdog,
     call_if_alive,
     dispose_in_child,
@@ -998,6 +1000,34 @@ def test_a_process_forked_while_the_file_is_in_use_refuses_it(app_settings) -> N
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_process_forked_while_another_store_has_the_file_open_refuses_it(
+    app_settings,
+) -> None:
+    """Two stores on one file (two apps in one process): SQLite's lock bookkeeping is per
+    process and file, so a request in flight on one makes the file unsafe for the other
+    in the child too (a red-team's: the child's writes through the other store were
+    lost once the parent closed both)."""
+    busy, other = store_of(app_settings), store_of(app_settings)
+    first_visit(other, "forked")
+    in_use = busy.engine.raw_connection()  # a statement running in another thread
+    child = os.fork()
+    if child == 0:
+        status = 1
+        try:
+            with pytest.raises(sqlalchemy.exc.OperationalError, match="forked while its parent"):
+                count_visit(other, "forked")
+            status = 0
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(child, 0)
+    in_use.close()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert count_visit(other, "forked") == 2  # the parent serves on
+    busy.close()
+    other.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_fork_while_a_connection_is_in_use_keeps_the_pools_count(app_settings) -> None:
     """Closing the pool while a connection is out resets its count (SQLAlchemy's
     QueuePool.dispose), and the limits would no longer hold: before a fork the pool lets
@@ -1366,6 +1396,57 @@ def test_a_cut_that_fails_is_logged_and_never_raises(caplog) -> None:
         unconnected.close()
 
 
+def watched_statement(fileno: int) -> Any:
+    """A stand-in for a psycopg cursor whose connection's socket is ``fileno``."""
+    connection = SimpleNamespace(closed=False, pgconn=SimpleNamespace(socket=fileno))
+    return SimpleNamespace(connection=connection)
+
+
+def test_a_start_interrupted_midway_leaves_no_clock_running(monkeypatch) -> None:
+    """An interruption (a gevent Timeout, a signal's exception) while the watchdog starts
+    its thread must not leave a clock that outlives the statement."""
+    watchdog = StatementWatchdog(1)
+
+    def interrupted(_thread: threading.Thread) -> None:
+        raise GreenletTimeout
+
+    monkeypatch.setattr(threading.Thread, "start", interrupted)
+    with pytest.raises(GreenletTimeout):
+        watchdog.start(watched_statement(-1))
+    assert watchdog.running == {}
+
+
+def test_the_watchdog_never_cuts_a_socket_its_connection_gave_up(monkeypatch) -> None:
+    """A clock left running by an interruption names a descriptor number: once its
+    connection closed, that number may be another connection's socket (a red-team's: a
+    fresh connection cut after the old deadline)."""
+    watchdog = StatementWatchdog(1)
+    monkeypatch.setattr(watchdog, "watch", lambda: None)  # the test ticks it itself
+    here, there = socket.socketpair()
+    statement = watched_statement(here.fileno())
+    watchdog.start(statement)
+    statement.connection.closed = True  # its connection closed, the number reused
+    watchdog.shut_down_overdue(time.monotonic() + 60)
+    here.sendall(b"x")
+    assert there.recv(1) == b"x"  # not shut down
+    lost = watched_statement(here.fileno())
+    watchdog.start(lost)
+    lost.connection.pgconn = LostConnection()
+    watchdog.shut_down_overdue(time.monotonic() + 60)
+    here.sendall(b"y")
+    assert there.recv(1) == b"y"
+    here.close()
+    there.close()
+
+
+class LostConnection:
+    """A psycopg pgconn whose connection is lost: it has no socket to tell."""
+
+    @property
+    def socket(self) -> int:
+        raise psycopg.OperationalError("the connection is lost")
+
+
 def test_fork_handlers_run_for_live_objects_only(app_settings) -> None:
     """What a forked process runs for the store (the fork test's child cannot report
     its coverage): live objects start afresh; collected ones are left alone."""
@@ -1384,7 +1465,7 @@ def test_fork_handlers_run_for_live_objects_only(app_settings) -> None:
     dispose_in_child(weakref.ref(store.engine))  # a new pool: the old one's connections
     assert store.engine.pool.checkedin() == 0  # stay open for the parent
     watchdog = StatementWatchdog(1)
-    watchdog.running[1] = (0.0, -1)
+    watchdog.running[1] = (0.0, None, -1)
     call_if_alive(weakref.WeakMethod(watchdog.start_afresh))
     assert (watchdog.running, watchdog.thread) == ({}, None)
     assert first_visit(store, "after") == 1
@@ -1401,23 +1482,33 @@ def test_fork_handlers_run_for_live_objects_only(app_settings) -> None:
     store.engine.dispose()
 
 
+def inherited_file(store: DatabaseStore) -> InheritedFile:
+    """What the engine of ``store`` knows of a file inherited across a fork."""
+    listeners = store.engine.dialect.dispatch.do_connect
+    [inherited] = [getattr(listener, "__self__", None) for listener in listeners][:1]
+    assert isinstance(inherited, InheritedFile)
+    return inherited
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_a_child_notes_at_the_fork_whether_the_file_was_open(app_settings) -> None:
+def test_a_child_notes_at_the_fork_whether_the_file_was_open(app_settings, tmp_path) -> None:
     """What the child of test_a_process_forked_while_the_file_is_in_use_refuses_it
-    runs, in this process (a forked child cannot report its coverage)."""
+    runs, in this process (a forked child cannot report its coverage): it looks at the
+    descriptors it has, not at what an engine noted (a thread may be opening or closing
+    a connection while the fork happens, and another engine may have the file open)."""
     store = store_of(app_settings)
-    own = store.engine.dialect.do_close.__self__
-    own.note_fork()  # forked before the first statement: nothing open
-    assert first_visit(store, "forked") == 1
-    assert not own.inherited
-    own.note_fork()  # forked now: this thread's kept connection is open
-    kept = store.connections.local.kept.connection
-    store.connections.start_afresh()
-    store.engine.dispose(close=False)  # as the child's other fork handlers do
+    inherited = inherited_file(store)
+    inherited.note_fork()  # forked before the first statement: nothing open
+    assert not inherited.inherited
+    opening = sqlite3.connect(inherited.path)  # opened by no engine's pool
+    inherited.note_fork()  # forked now
+    opening.close()
     with pytest.raises(sqlalchemy.exc.OperationalError, match="forked while its parent"):
-        count_visit(store, "forked")
-    own.inherited = False
-    kept.invalidate()  # the parent's, which the child's handlers leave open
+        first_visit(store, "forked")
+    other = InheritedFile(str(tmp_path / "elsewhere.sqlite"))
+    other.note_fork()  # another file, not there at all
+    assert not other.inherited
+    inherited.inherited = False
     store.close()
 
 

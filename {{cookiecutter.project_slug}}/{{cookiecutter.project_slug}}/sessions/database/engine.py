@@ -40,6 +40,8 @@ FORKED_WITH_THE_FILE_OPEN = (
     "flight), and SQLite cannot share an open file across a fork: fork before the app "
     "serves (as gunicorn --preload does), or start processes with spawn"
 )
+# Where this process's open descriptors are listed (Linux; else macOS's and the BSDs').
+DESCRIPTORS = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
 # What SQLite keeps beside a database file in WAL mode, and only while it exists.
 WAL_FILES = ("-wal", "-shm")
 
@@ -110,9 +112,10 @@ def in_own_process_only(engine: Engine) -> Engine:
         # engine, which may outlive a store the app dropped without closing it; a child
         # forked while the file was open all the same refuses to use it.
         os.register_at_fork(before=lambda: close_pool_before_fork(forked))
-        after_fork = weakref.WeakMethod(own.note_fork)
+        inherited = InheritedFile(engine.url.database)
+        after_fork = weakref.WeakMethod(inherited.note_fork)
         os.register_at_fork(after_in_child=lambda: call_if_alive(after_fork))
-        event.listen(engine, "do_connect", own.refuse_an_inherited_file)
+        event.listen(engine, "do_connect", inherited.refuse)
     return engine
 
 
@@ -130,8 +133,6 @@ class OwnConnections:
     def __init__(self, close: Callable[[Any], None]) -> None:
         self.close_connection = close
         self.opened_in: dict[int, int] = {}
-        # Forked while an ancestor had connections open (SQLite: refuse_an_inherited_file).
-        self.inherited = False
 
     def note(self, connection: Any, _record: object) -> None:
         """The ``connect`` event: ``connection`` is this process's."""
@@ -142,21 +143,50 @@ class OwnConnections:
         if self.opened_in.pop(id(connection), os.getpid()) == os.getpid():
             self.close_connection(connection)
 
-    def note_fork(self) -> None:
-        """In a forked child: whether the parent still had connections open at the fork
-        (the connections it had let go of before it are closed)."""
-        self.inherited = self.inherited or bool(self.opened_in)
 
-    def refuse_an_inherited_file(self, *_connecting: object) -> None:
-        """The ``do_connect`` event of an SQLite engine: refuse to open the file in a
-        child forked while the parent had it open (one of its connections in use: a
-        process that forks while it serves). Whatever such a child wrote would be lost
-        once the parent closed the file, a sign-out among it: every statement fails
-        instead, and says why."""
+class InheritedFile:
+    """Whether this process was forked while its parent had the SQLite file open, and the
+    refusal to open it then (a process that forks while it serves: a request in flight).
+
+    Whatever such a child wrote would be lost once the parent closed the file, a
+    sign-out among it: every statement fails instead, and says why. The child looks at
+    the descriptors it inherited, whichever connection, thread or engine of the parent
+    opened them, and whenever: one opened or closed by another thread while the fork
+    happened counts as the fork found it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.inherited = False
+
+    def note_fork(self) -> None:
+        """In a forked child: whether the parent had the file open at the fork."""
+        self.inherited = self.inherited or holds_the_file(self.path)
+
+    def refuse(self, *_connecting: object) -> None:
+        """The ``do_connect`` event: refuse to open the file in such a child."""
         if self.inherited:
             import sqlite3  # only SQLite gets here
 
             raise sqlite3.OperationalError(FORKED_WITH_THE_FILE_OPEN)
+
+
+def holds_the_file(path: str) -> bool:
+    """Whether this process has a descriptor of the SQLite file at ``path``, or of its WAL
+    files (Linux lists a process's descriptors in /proc/self/fd, macOS and the BSDs in
+    /dev/fd)."""
+    files = {identity[:2] for end in ("", *WAL_FILES) if (identity := file_identity(path + end))}
+    return any(descriptor_file(name) in files for name in os.listdir(DESCRIPTORS))
+
+
+def descriptor_file(name: str) -> tuple[int, int] | None:
+    """The device and inode of the file the descriptor ``name`` is open on; None once it is
+    closed (the listing's own descriptor)."""
+    try:
+        status = os.stat(int(name))
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
 
 
 def close_pool_before_fork(engine: weakref.ref) -> None:
@@ -195,19 +225,21 @@ class StatementWatchdog:
     def start_afresh(self) -> None:
         """No statement running, no thread yet: at first, and in a process forked from
         this one (gunicorn --preload), where neither the thread nor a lock it held exists."""
-        self.running: dict[int, tuple[float, int]] = {}
+        self.running: dict[int, tuple[float, Any, int]] = {}
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
 
     def start(self, cursor: Any) -> None:
         """Start the clock of the statement ``cursor`` runs."""
+        connection = cursor.connection
         with self.lock:
-            deadline = time.monotonic() + self.seconds
-            self.running[id(cursor)] = (deadline, cursor.connection.pgconn.socket)
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self.watch, name="statement-watchdog")
                 self.thread.daemon = True
                 self.thread.start()
+            # Last: a start interrupted above leaves no clock running.
+            deadline = time.monotonic() + self.seconds
+            self.running[id(cursor)] = (deadline, connection, connection.pgconn.socket)
 
     def stop(self, cursor: Any) -> None:
         """Stop the clock of the statement ``cursor`` ran, whatever its outcome."""
@@ -224,10 +256,11 @@ class StatementWatchdog:
         """Shut down the sockets of the statements past their deadline: psycopg then
         fails the statement, and SQLAlchemy throws the connection away."""
         with self.lock:
-            for key, (deadline, fileno) in list(self.running.items()):
+            for key, (deadline, connection, fileno) in list(self.running.items()):
                 if now > deadline:
                     del self.running[key]
-                    shut_down_socket(fileno)
+                    if still_its_socket(connection, fileno):
+                        shut_down_socket(fileno)
 
 
 def watched_cursor(watchdog: StatementWatchdog) -> type:
@@ -236,13 +269,25 @@ def watched_cursor(watchdog: StatementWatchdog) -> type:
 
     class WatchedCursor(psycopg.Cursor):
         def execute(self, query: Any, params: Any = None, **options: Any) -> Any:
-            watchdog.start(self)
             try:
+                watchdog.start(self)
                 return super().execute(query, params, **options)
             finally:
                 watchdog.stop(self)
 
     return WatchedCursor
+
+
+def still_its_socket(connection: Any, fileno: int) -> bool:
+    """Whether ``fileno`` is still ``connection``'s socket: one closed meanwhile may have
+    left its descriptor's number to another connection (a clock that an interruption
+    left running)."""
+    import psycopg  # only PostgreSQL gets here
+
+    try:
+        return not connection.closed and connection.pgconn.socket == fileno
+    except psycopg.Error:  # the connection is lost
+        return False
 
 
 def shut_down_socket(fileno: int) -> None:
