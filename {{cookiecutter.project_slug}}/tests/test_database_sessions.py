@@ -57,11 +57,12 @@ from {{ cookiecutter.project_slug }}.sessions.database import (
 )
 from {{ cookiecutter.project_slug }}.sessions.database import store as database_store
 from {{ cookiecutter.project_slug }}.sessions.database.engine import (
+    INHERITED_FILES,
     WATCHDOG_FACTOR,
-    InheritedFile,
     StatementWatchdog,
     call_if_alive,
     dispose_in_child,
+    note_inherited_files,
     shut_down_socket,
     switch_to_wal,
 )
@@ -1028,6 +1029,30 @@ def test_a_process_forked_while_another_store_has_the_file_open_refuses_it(
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_store_made_in_a_child_forked_with_the_file_open_refuses_it(app_settings) -> None:
+    """An app built in the child after the fork (a forked job runner) has an engine the
+    fork never saw: its connections are checked against the inherited descriptors too (a
+    red-team's: its writes were lost once the parent closed the file)."""
+    store = store_of(app_settings)
+    first_visit(store, "forked")
+    in_use = store.engine.raw_connection()  # a statement running in another thread
+    child = os.fork()
+    if child == 0:
+        status = 1
+        try:
+            made_here = store_of(app_settings)
+            with pytest.raises(sqlalchemy.exc.OperationalError, match="forked while its parent"):
+                count_visit(made_here, "forked")
+            status = 0
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(child, 0)
+    in_use.close()
+    assert os.waitstatus_to_exitcode(status) == 0
+    store.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_fork_while_a_connection_is_in_use_keeps_the_pools_count(app_settings) -> None:
     """Closing the pool while a connection is out resets its count (SQLAlchemy's
     QueuePool.dispose), and the limits would no longer hold: before a fork the pool lets
@@ -1482,33 +1507,29 @@ def test_fork_handlers_run_for_live_objects_only(app_settings) -> None:
     store.engine.dispose()
 
 
-def inherited_file(store: DatabaseStore) -> InheritedFile:
-    """What the engine of ``store`` knows of a file inherited across a fork."""
-    listeners = store.engine.dialect.dispatch.do_connect
-    [inherited] = [getattr(listener, "__self__", None) for listener in listeners][:1]
-    assert isinstance(inherited, InheritedFile)
-    return inherited
-
-
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_child_notes_at_the_fork_whether_the_file_was_open(app_settings, tmp_path) -> None:
     """What the child of test_a_process_forked_while_the_file_is_in_use_refuses_it
-    runs, in this process (a forked child cannot report its coverage): it looks at the
-    descriptors it has, not at what an engine noted (a thread may be opening or closing
-    a connection while the fork happens, and another engine may have the file open)."""
+    runs, in this process (a forked child cannot report its coverage): it notes the files
+    of the descriptors it has, not what an engine noted (a thread may be opening or
+    closing a connection while the fork happens, and another engine may have the file
+    open), and each new connection is checked against them."""
     store = store_of(app_settings)
-    inherited = inherited_file(store)
-    inherited.note_fork()  # forked before the first statement: nothing open
-    assert not inherited.inherited
-    opening = sqlite3.connect(inherited.path)  # opened by no engine's pool
-    inherited.note_fork()  # forked now
-    opening.close()
-    with pytest.raises(sqlalchemy.exc.OperationalError, match="forked while its parent"):
-        first_visit(store, "forked")
-    other = InheritedFile(str(tmp_path / "elsewhere.sqlite"))
-    other.note_fork()  # another file, not there at all
-    assert not other.inherited
-    inherited.inherited = False
+    store.close()  # nothing of the file open (the table was made at start-up)
+    elsewhere = sqlite3.connect(tmp_path / "elsewhere.sqlite")
+    try:
+        note_inherited_files()  # forked now, with another file open
+        assert first_visit(store, "forked") == 1
+        store.close()
+        opening = sqlite3.connect(app_settings["session.database_url"].removeprefix("sqlite:///"))
+        note_inherited_files()  # forked now, with a descriptor of the file open
+        opening.close()
+        with pytest.raises(sqlalchemy.exc.OperationalError, match="forked while its parent"):
+            count_visit(store, "forked")
+    finally:
+        INHERITED_FILES.clear()
+        elsewhere.close()
+    assert count_visit(store, "forked") == 2
     store.close()
 
 

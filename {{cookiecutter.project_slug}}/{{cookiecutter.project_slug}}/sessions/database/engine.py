@@ -9,6 +9,7 @@ timeouts, and a watchdog for a server that stops answering (``StatementWatchdog`
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -37,8 +38,9 @@ WATCHDOG_FACTOR = 1.5
 # Why a process forked while its parent had the SQLite file open cannot use it.
 FORKED_WITH_THE_FILE_OPEN = (
     "this process was forked while its parent had the SQLite file open (a request in "
-    "flight), and SQLite cannot share an open file across a fork: fork before the app "
-    "serves (as gunicorn --preload does), or start processes with spawn"
+    "flight, or any other descriptor of the file), and SQLite cannot share an open file "
+    "across a fork: fork before the app serves (as gunicorn --preload does), or start "
+    "processes with spawn"
 )
 # Where this process's open descriptors are listed (Linux; else macOS's and the BSDs').
 DESCRIPTORS = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
@@ -112,10 +114,9 @@ def in_own_process_only(engine: Engine) -> Engine:
         # engine, which may outlive a store the app dropped without closing it; a child
         # forked while the file was open all the same refuses to use it.
         os.register_at_fork(before=lambda: close_pool_before_fork(forked))
-        inherited = InheritedFile(engine.url.database)
-        after_fork = weakref.WeakMethod(inherited.note_fork)
-        os.register_at_fork(after_in_child=lambda: call_if_alive(after_fork))
-        event.listen(engine, "do_connect", inherited.refuse)
+        note_inherited_files_at_every_fork()
+        path = engine.url.database
+        event.listen(engine, "do_connect", lambda *_connecting: refuse_if_inherited(path))
     return engine
 
 
@@ -144,39 +145,42 @@ class OwnConnections:
             self.close_connection(connection)
 
 
-class InheritedFile:
-    """Whether this process was forked while its parent had the SQLite file open, and the
-    refusal to open it then (a process that forks while it serves: a request in flight).
+# The (device, inode) of every file this process inherited a descriptor of at a fork.
+INHERITED_FILES: set[tuple[int, int]] = set()
 
-    Whatever such a child wrote would be lost once the parent closed the file, a
-    sign-out among it: every statement fails instead, and says why. The child looks at
-    the descriptors it inherited, whichever connection, thread or engine of the parent
-    opened them, and whenever: one opened or closed by another thread while the fork
-    happened counts as the fork found it.
+
+@functools.cache
+def note_inherited_files_at_every_fork() -> None:
+    """Have every process forked from this one note the files it inherited descriptors
+    of (once per process, at the first SQLite engine)."""
+    os.register_at_fork(after_in_child=note_inherited_files)
+
+
+def note_inherited_files() -> None:
+    """In a forked child: the files of the descriptors it inherited, whichever connection,
+    thread or engine of the parent opened them, and whenever (one that another thread was
+    opening or closing while the fork happened counts as the fork found it). Linux lists a
+    process's descriptors in /proc/self/fd, macOS and the BSDs in /dev/fd."""
+    files = (descriptor_file(name) for name in os.listdir(DESCRIPTORS))
+    INHERITED_FILES.update(file for file in files if file is not None)
+
+
+def refuse_if_inherited(path: str) -> None:
+    """The ``do_connect`` event of an SQLite engine: refuse to open the file at ``path`` (or
+    a file whose WAL files are those) in a process forked while its parent had it open (a
+    process that forks while it serves: a request in flight).
+
+    SQLite keeps its locks' bookkeeping per process and file: whatever such a child wrote
+    would be lost once the parent closed the file, a sign-out among it. Every statement
+    fails instead, and says why; it is asked at every new connection, so that an engine
+    made in the child, or a file moved and put back meanwhile, is refused as well.
     """
+    ends = ("", *WAL_FILES)
+    files = {identity[:2] for end in ends if (identity := file_identity(path + end))}
+    if files & INHERITED_FILES:
+        import sqlite3  # only SQLite gets here
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.inherited = False
-
-    def note_fork(self) -> None:
-        """In a forked child: whether the parent had the file open at the fork."""
-        self.inherited = self.inherited or holds_the_file(self.path)
-
-    def refuse(self, *_connecting: object) -> None:
-        """The ``do_connect`` event: refuse to open the file in such a child."""
-        if self.inherited:
-            import sqlite3  # only SQLite gets here
-
-            raise sqlite3.OperationalError(FORKED_WITH_THE_FILE_OPEN)
-
-
-def holds_the_file(path: str) -> bool:
-    """Whether this process has a descriptor of the SQLite file at ``path``, or of its WAL
-    files (Linux lists a process's descriptors in /proc/self/fd, macOS and the BSDs in
-    /dev/fd)."""
-    files = {identity[:2] for end in ("", *WAL_FILES) if (identity := file_identity(path + end))}
-    return any(descriptor_file(name) in files for name in os.listdir(DESCRIPTORS))
+        raise sqlite3.OperationalError(FORKED_WITH_THE_FILE_OPEN)
 
 
 def descriptor_file(name: str) -> tuple[int, int] | None:
