@@ -161,8 +161,9 @@ def note_inherited_files() -> None:
     thread or engine of the parent opened them, and whenever (one that another thread was
     opening or closing while the fork happened counts as the fork found it). Linux lists a
     process's descriptors in /proc/self/fd, macOS and the BSDs in /dev/fd."""
-    files = (descriptor_file(name) for name in os.listdir(DESCRIPTORS))
-    INHERITED_FILES.update(file for file in files if file is not None)
+    # A descriptor closed meanwhile (the listing's own) names no file.
+    files = (file_identity(int(name)) for name in os.listdir(DESCRIPTORS))
+    INHERITED_FILES.update(file[:2] for file in files if file is not None)
 
 
 def refuse_if_inherited(path: str) -> None:
@@ -181,16 +182,6 @@ def refuse_if_inherited(path: str) -> None:
         import sqlite3  # only SQLite gets here
 
         raise sqlite3.OperationalError(FORKED_WITH_THE_FILE_OPEN)
-
-
-def descriptor_file(name: str) -> tuple[int, int] | None:
-    """The device and inode of the file the descriptor ``name`` is open on; None once it is
-    closed (the listing's own descriptor)."""
-    try:
-        status = os.stat(int(name))
-    except OSError:
-        return None
-    return status.st_dev, status.st_ino
 
 
 def close_pool_before_fork(engine: weakref.ref) -> None:
@@ -358,8 +349,9 @@ def switch_to_wal(cursor: Any, deadline: float) -> None:
             time.sleep(0.01)
 
 
-def file_identity(path: str) -> tuple[int, int, int] | None:
-    """Which file ``path`` names now, and its permissions; None when there is none."""
+def file_identity(path: str | int) -> tuple[int, int, int] | None:
+    """Which file ``path`` (or an open descriptor) names now, and its permissions; None
+    when there is none."""
     try:
         status = os.stat(path)
     except OSError:
