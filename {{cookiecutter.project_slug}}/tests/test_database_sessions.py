@@ -975,6 +975,27 @@ def test_a_store_dropped_unclosed_lets_go_of_the_file_before_a_fork(app_settings
     fresh.close()
 
 
+def refused_in_a_child_forked_mid_request(
+    busy: DatabaseStore, store_in_child: Callable[[], DatabaseStore]
+) -> bool:
+    """Fork while ``busy`` has a connection in use (a statement running in another
+    thread): whether the child's visit through ``store_in_child()`` is refused, saying
+    why."""
+    in_use = busy.engine.raw_connection()
+    child = os.fork()
+    if child == 0:
+        status = 1
+        try:
+            with pytest.raises(sqlalchemy.exc.OperationalError, match="forked while its parent"):
+                count_visit(store_in_child(), "forked")
+            status = 0
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(child, 0)
+    in_use.close()
+    return os.waitstatus_to_exitcode(status) == 0
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_process_forked_while_the_file_is_in_use_refuses_it(app_settings) -> None:
     """A process that forks while it serves (a request in flight holds a connection, so
@@ -983,19 +1004,7 @@ def test_a_process_forked_while_the_file_is_in_use_refuses_it(app_settings) -> N
     session came back). The child's statements fail instead, and say why."""
     store = store_of(app_settings)
     first_visit(store, "forked")
-    in_use = store.engine.raw_connection()  # a statement running in another thread
-    child = os.fork()
-    if child == 0:
-        status = 1
-        try:
-            with pytest.raises(sqlalchemy.exc.OperationalError, match="forked while its parent"):
-                count_visit(store, "forked")
-            status = 0
-        finally:
-            os._exit(status)
-    _, status = os.waitpid(child, 0)
-    in_use.close()
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert refused_in_a_child_forked_mid_request(store, lambda: store)
     assert count_visit(store, "forked") == 2  # the parent serves on
     store.close()
 
@@ -1010,19 +1019,7 @@ def test_a_process_forked_while_another_store_has_the_file_open_refuses_it(
     lost once the parent closed both)."""
     busy, other = store_of(app_settings), store_of(app_settings)
     first_visit(other, "forked")
-    in_use = busy.engine.raw_connection()  # a statement running in another thread
-    child = os.fork()
-    if child == 0:
-        status = 1
-        try:
-            with pytest.raises(sqlalchemy.exc.OperationalError, match="forked while its parent"):
-                count_visit(other, "forked")
-            status = 0
-        finally:
-            os._exit(status)
-    _, status = os.waitpid(child, 0)
-    in_use.close()
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert refused_in_a_child_forked_mid_request(busy, lambda: other)
     assert count_visit(other, "forked") == 2  # the parent serves on
     busy.close()
     other.close()
@@ -1035,20 +1032,7 @@ def test_a_store_made_in_a_child_forked_with_the_file_open_refuses_it(app_settin
     red-team's: its writes were lost once the parent closed the file)."""
     store = store_of(app_settings)
     first_visit(store, "forked")
-    in_use = store.engine.raw_connection()  # a statement running in another thread
-    child = os.fork()
-    if child == 0:
-        status = 1
-        try:
-            made_here = store_of(app_settings)
-            with pytest.raises(sqlalchemy.exc.OperationalError, match="forked while its parent"):
-                count_visit(made_here, "forked")
-            status = 0
-        finally:
-            os._exit(status)
-    _, status = os.waitpid(child, 0)
-    in_use.close()
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert refused_in_a_child_forked_mid_request(store, lambda: store_of(app_settings))
     store.close()
 
 
