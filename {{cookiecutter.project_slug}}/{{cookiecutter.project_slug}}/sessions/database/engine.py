@@ -176,6 +176,8 @@ def refuse_if_inherited(path: str) -> None:
     fails instead, and says why; it is asked at every new connection, so that an engine
     made in the child, or a file moved and put back meanwhile, is refused as well.
     """
+    if not INHERITED_FILES:  # not forked, or forked with no descriptor open: no stat
+        return
     ends = ("", *WAL_FILES)
     files = {identity[:2] for end in ends if (identity := file_identity(path + end))}
     if files & INHERITED_FILES:
