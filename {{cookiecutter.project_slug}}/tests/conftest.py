@@ -13,10 +13,8 @@ import subprocess
 import tempfile
 {%- if cookiecutter.session_factory not in ("redis", "database") %}
 import time
-from collections.abc import Callable
-{%- else %}
-from collections.abc import Callable, Iterator
 {%- endif %}
+from collections.abc import Callable, Iterator
 {%- if cookiecutter.session_factory == "database" %}
 from pathlib import Path
 from typing import Any
@@ -48,6 +46,7 @@ from helpers import (
     login_view,
 )
 from pyramid.request import Request
+from pyramid.router import Router
 {%- if cookiecutter.session_factory == "redis" %}
 from redis_servers import (
     NO_DELAY,
@@ -71,18 +70,20 @@ from redis_servers import (
 from {{ cookiecutter.project_slug }} import auth, main
 {%- if cookiecutter.session_factory == "redis" %}
 from {{ cookiecutter.project_slug }}.sessions.redis.store import KEY_PREFIX
+from {{ cookiecutter.project_slug }}.sessions.server import registry_store
 {%- elif cookiecutter.session_factory == "database" %}
 from {{ cookiecutter.project_slug }}.sessions.database import store as database_store
 from {{ cookiecutter.project_slug }}.sessions.database.schema import (
     TABLE_NAME,
     create_table,
 )
+from {{ cookiecutter.project_slug }}.sessions.server import registry_store
 {%- endif %}
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Let Chameleon keep the compiled templates on disk for this run: every test builds a
-    new app, which would compile them again (the suite took five times as long)."""
+    """Let Chameleon keep the compiled templates on disk for this run: every app a test
+    builds would compile them again (the suite took five times as long)."""
     if "CHAMELEON_CACHE" not in os.environ:
         os.environ["CHAMELEON_CACHE"] = cache = tempfile.mkdtemp(prefix="chameleon-")
         config.add_cleanup(lambda: shutil.rmtree(os.environ.pop("CHAMELEON_CACHE", cache)))
@@ -185,18 +186,24 @@ def age_sessions(redis_client: redis.Redis) -> Callable[[int], None]:
     return age
 
 
-@pytest.fixture
-def app_settings(redis_client: redis.Redis, redis_url: str) -> dict:
-    """development.ini's settings with a secret of the test's own, on the test Redis."""
+@pytest.fixture(scope="session")
+def run_settings(redis_url: str) -> dict:
+    """development.ini's settings with a secret of this run's own, on the test Redis."""
     return {**development_settings(), "session.redis_url": redis_url}
+
+
+@pytest.fixture
+def app_settings(run_settings: dict, redis_client: redis.Redis) -> dict:
+    """The run's settings, on an emptied Redis database: a copy the test may change."""
+    return dict(run_settings)
 {%- elif cookiecutter.session_factory == "database" %}
 
 
 # Every test of the store runs on both: the default file, and the server for scale.
 BACKENDS = ["sqlite", "postgresql"]
 # The tests of the pages (counter, forms, flash, CSRF, headers, limits, settings, sign-in)
-# run on SQLite alone: they reach the database through the same statements the store's
-# own tests run on both.
+# run on SQLite alone, on one file for the run: they reach the database through the same
+# statements the store's own tests run on both.
 PAGE_TEST_MODULES = {
     "test_counter",
     "test_flash",
@@ -286,14 +293,30 @@ def postgres_admin(postgres_url: str) -> Iterator[psycopg.Connection]:
         yield connection
 
 
+@pytest.fixture(scope="session")
+def run_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoredSessions]:
+    """The SQLite file of the page tests, one for the run, with its table."""
+    sessions = StoredSessions(f"sqlite:///{tmp_path_factory.mktemp('run') / 'sessions.sqlite'}")
+    with sessions.engine.begin() as connection:
+        create_table(connection)
+    yield sessions
+    sessions.engine.dispose()
+
+
 @pytest.fixture
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty session database: an SQLite file of the test's own, or PostgreSQL with
-    the sessions table dropped (the app makes it again)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'sessions.sqlite'}"
-    request.getfixturevalue("postgres_admin").execute(f"DROP TABLE IF EXISTS {TABLE_NAME}")
-    return request.getfixturevalue("postgres_url")
+    """An empty session database. For a page test, the run's SQLite file emptied (the
+    page tests share one app: see ``app``); for the store's tests, which make, lose and
+    fork with their files, an SQLite file of the test's own, or PostgreSQL with the
+    sessions table dropped (the app makes it again)."""
+    if request.param == "postgresql":
+        request.getfixturevalue("postgres_admin").execute(f"DROP TABLE IF EXISTS {TABLE_NAME}")
+        return request.getfixturevalue("postgres_url")
+    if request.module.__name__.rsplit(".", 1)[-1] in PAGE_TEST_MODULES:
+        run_database = request.getfixturevalue("run_database")
+        run_database.delete_all()
+        return run_database.engine.url.render_as_string()
+    return f"sqlite:///{tmp_path / 'sessions.sqlite'}"
 
 
 @pytest.fixture(autouse=True)
@@ -330,17 +353,30 @@ def age_sessions(stored) -> Callable[[int], None]:
     return stored.age
 
 
+@pytest.fixture(scope="session")
+def run_settings(run_database: StoredSessions) -> dict:
+    """development.ini's settings with a secret of this run's own, on the run's SQLite file."""
+    url = run_database.engine.url.render_as_string()
+    return {**development_settings(), "session.database_url": url}
+
+
 @pytest.fixture
-def app_settings(database_url: str) -> dict:
-    """development.ini's settings with a secret of the test's own, on the test database."""
-    return {**development_settings(), "session.database_url": database_url}
+def app_settings(run_settings: dict, database_url: str) -> dict:
+    """The run's settings on the test's database: a copy the test may change."""
+    return {**run_settings, "session.database_url": database_url}
 {%- else %}
 
 
-@pytest.fixture
-def app_settings() -> dict:
-    """development.ini's settings with a secret of the test's own."""
+@pytest.fixture(scope="session")
+def run_settings() -> dict:
+    """development.ini's settings with a secret of this run's own."""
     return development_settings()
+
+
+@pytest.fixture
+def app_settings(run_settings: dict) -> dict:
+    """The run's settings: a copy the test may change."""
+    return dict(run_settings)
 
 
 # Where the session factory reads the clock to decide that a session has expired.
@@ -368,10 +404,22 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(scope="session")
+def run_app(run_settings: dict) -> Iterator[Router]:
+    """The app built from the run's settings, once: building an app is most of a page
+    test's time (Pyramid's configuration, the store, the templates: 15-30 ms)."""
+    app = main({}, **run_settings)
+    yield app
+{%- if cookiecutter.session_factory in ("redis", "database") %}
+    registry_store(app.registry).close()
+{%- endif %}
+
+
 @pytest.fixture
-def app(app_settings: dict):
-    """A fresh WSGI application."""
-    return main({}, **app_settings)
+def app(app_settings: dict, run_settings: dict, run_app: Router) -> Router:
+    """The WSGI application of the test's settings: the run's app when they are the
+    run's (its store emptied for each test by ``app_settings``), else a fresh one."""
+    return run_app if app_settings == run_settings else main({}, **app_settings)
 
 
 @pytest.fixture
