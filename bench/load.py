@@ -172,11 +172,17 @@ def failure(request: str, status: int, page: str) -> str:
 
 
 def browse(
-    base_url: str, tally: Tally, seconds: float, signs_in: bool, ready: threading.Barrier
+    base_url: str,
+    tally: Tally,
+    seconds: float,
+    signs_in: bool,
+    ready: threading.Barrier,
+    pause: float = 0.0,
 ) -> None:
     """Be one browser: signed in first if ``signs_in``, and one page in; then, once every
-    browser is ``ready``, counter pages for ``seconds``, and now and then a flash form. A
-    browser that sees its count go back, or itself signed out, has lost its session.
+    browser is ``ready``, counter pages for ``seconds``, ``pause`` seconds after each, and
+    now and then a flash form. A browser that sees its count go back, or itself signed
+    out, has lost its session.
 
     The clock starts once every browser has its first page: a sign-in's scrypt, and the
     first requests of a server just started, would take much of a short run."""
@@ -212,6 +218,7 @@ def browse(
         except (OSError, http.client.HTTPException) as error:
             tally.add(f"{type(error).__name__}")
             time.sleep(0.05)
+        time.sleep(pause)
     if lost:
         tally.lose_session()
 
@@ -222,15 +229,16 @@ def run_load(
     seconds: float,
     signing_in: int = 0,
     at_start: Callable[[], object] | None = None,
+    pause: float = 0.0,
 ) -> Tally:
-    """Run ``clients`` browsers for ``seconds`` (``browse``), the first ``signing_in``
-    of them signed in, and return what happened; ``at_start`` is called as the timed run
-    starts (every browser has its first page)."""
+    """Run ``clients`` browsers for ``seconds`` (``browse``, ``pause`` seconds after each
+    page), the first ``signing_in`` of them signed in, and return what happened;
+    ``at_start`` is called as the timed run starts (every browser has its first page)."""
     tally, ready = Tally(), threading.Barrier(clients, action=at_start)
     threads = [
         threading.Thread(
             target=browse,
-            args=(base_url, tally, seconds, client < signing_in, ready),
+            args=(base_url, tally, seconds, client < signing_in, ready, pause),
             daemon=True,
         )
         for client in range(clients)
@@ -389,11 +397,12 @@ def load_project(
     seconds: float,
     store: SessionStore,
     warm_up_seconds: float = 1.0,
+    pause: float = 0.0,
 ) -> Report:
     """Serve an installed project with production.ini (the demo users let in) on ``store``
     and put it under load; inject the store's fault, if any, a quarter of the way in. The
     warm-up (imports, template compilation, pools) keeps them out of the figures; a test
-    may skip it."""
+    may skip it, and have each browser ``pause`` after each page (``browse``)."""
     env = production_env(project, factory, store.environment)
     with (
         tempfile.TemporaryFile() as log,
@@ -402,7 +411,7 @@ def load_project(
         if warm_up_seconds:
             run_load(url, clients, warm_up_seconds)
         rss_start = rss_kib(server.pid)
-        tally, record, elapsed = faulted_load(url, clients, seconds, store.fault)
+        tally, record, elapsed = faulted_load(url, clients, seconds, store.fault, pause)
         rss_end = rss_kib(server.pid)
         log.seek(0)
         bugs = app_bugs(log.read().decode(errors="replace"))
@@ -410,7 +419,7 @@ def load_project(
 
 
 def faulted_load(
-    url: str, clients: int, seconds: float, fault: Fault | None
+    url: str, clients: int, seconds: float, fault: Fault | None, pause: float = 0.0
 ) -> tuple[Tally, dict[str, float], float]:
     """``run_load`` with half the browsers signing in, and ``fault`` (if any) injected a
     quarter of the way into the timed run: after the sign-ins, which a busy machine's
@@ -424,7 +433,7 @@ def faulted_load(
         if fault is not None:
             injected.append(inject_fault(fault, seconds / 4, record))
 
-    tally = run_load(url, clients, seconds, signing_in=clients // 2, at_start=start)
+    tally = run_load(url, clients, seconds, clients // 2, start, pause)
     elapsed = time.monotonic() - record["start"]
     for thread in injected:
         thread.join()

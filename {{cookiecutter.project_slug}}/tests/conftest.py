@@ -159,13 +159,20 @@ def redis_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSDeploymen
         yield TLSDeployment(started(running, server), ca[0], wrong_ca)
 
 
-@pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    """A client on an emptied test database."""
+@pytest.fixture(scope="session")
+def run_redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """One client on the test Redis for the run: a connection costs round trips and a
+    read of redis-py's package metadata."""
     client = redis.Redis.from_url(redis_url)
-    client.flushdb()
     yield client
     client.close()
+
+
+@pytest.fixture
+def redis_client(run_redis_client: redis.Redis) -> redis.Redis:
+    """The run's client, on the test database emptied."""
+    run_redis_client.flushdb()
+    return run_redis_client
 
 
 @pytest.fixture
