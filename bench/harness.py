@@ -362,6 +362,16 @@ def clean_environment(**extra: str) -> dict[str, str]:
     return env
 
 
+def serving_environment(project: Path, **extra: str) -> dict[str, str]:
+    """``clean_environment`` for a process that serves ``project``, with Chameleon's cache
+    of compiled templates beside it (CHAMELEON_CACHE, as a deployment may set): the first
+    such process compiles every page (main() does, before any request), later ones load
+    them. Compiling took 0.4 s of CPU at each of the test suite's ~35 server starts."""
+    cache = project.parent / f"{project.name}-compiled-templates"
+    cache.mkdir(exist_ok=True)
+    return clean_environment(CHAMELEON_CACHE=str(cache), **extra)
+
+
 def run_readme_command(command: str, project: Path, **env: str) -> None:
     """Run one README command in ``project`` (``env`` added to the environment); raise
     with its output when it fails."""
@@ -401,7 +411,7 @@ def waitress_server(
     process. Its log lines (errors and warnings) go to ``stderr``, a file or DEVNULL."""
     port = free_port()
     command = [str(project_python(project)), "-c", SERVE_SCRIPT, ini, str(port), str(threads)]
-    env = clean_environment(**env)
+    env = serving_environment(project, **env)
     with running(command, port, cwd=project, env=env, stderr=stderr) as process:
         yield f"http://127.0.0.1:{port}", process
 

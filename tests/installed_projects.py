@@ -19,11 +19,11 @@ from playwright.sync_api import Browser as PlaywrightBrowser
 from playwright.sync_api import Page, expect, sync_playwright
 
 from bench.harness import (
-    clean_environment,
     production_env,
     project_env,
     project_python,
     running,
+    serving_environment,
     waitress_server,
 )
 from bench.load import (
@@ -73,7 +73,7 @@ LOAD_PAUSE_SECONDS = 0.05
 @contextmanager
 def serving(command: str, project: Path, port: int, sessions: SessionStore) -> Iterator[str]:
     """Run the README's serve command on ``sessions`` until the block ends; yield the URL."""
-    env = clean_environment(**project_env(project, sessions.environment))
+    env = serving_environment(project, **project_env(project, sessions.environment))
     with running(shlex.split(command), port, cwd=project, env=env):
         yield f"http://localhost:{port}"
 

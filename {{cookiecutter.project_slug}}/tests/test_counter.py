@@ -62,10 +62,12 @@ def test_the_page_counts_in_words(testapp: webtest.TestApp) -> None:
     assert "visited these pages 2 times in this session" in text(testapp.get("/"))
 
 
-def test_no_request_compiles_a_template(app, monkeypatch) -> None:
+def test_no_request_compiles_a_template(app_settings: dict, monkeypatch) -> None:
     """Chameleon compiling one template in several threads at once can fail (a 500 among
     the first requests after a start): main() compiles every page, and the copy of the
-    layout each page loads ("load: layout.pt"), before any request."""
+    layout each page loads ("load: layout.pt"), before any request. (A fresh app: the
+    run's has served other tests' requests.)"""
+    app = main({}, **app_settings)
     compiled = []
     cook = BaseTemplate.cook
 
