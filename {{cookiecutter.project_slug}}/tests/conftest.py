@@ -24,6 +24,9 @@ from typing import Any
 import psycopg
 {% endif -%}
 import pytest
+{% if cookiecutter.session_factory == "database" -%}
+import sqlalchemy
+{% endif -%}
 {% if cookiecutter.session_factory == "redis" -%}
 import redis
 {% endif -%}
@@ -77,6 +80,7 @@ from {{ cookiecutter.project_slug }}.sessions.database.schema import (
     TABLE_NAME,
     create_table,
 )
+from {{ cookiecutter.project_slug }}.sessions.database.statements import compiled_for
 from {{ cookiecutter.project_slug }}.sessions.server import registry_store
 {%- endif %}
 
@@ -352,6 +356,34 @@ def stored(database_url: str) -> Iterator[StoredSessions]:
         create_table(connection)  # as the app would: a test may look before it starts
     yield sessions
     sessions.engine.dispose()
+
+
+@pytest.fixture
+def watch_statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Any], list[str]]]:
+    """What lists the first word of each statement a store sends from then on: its round
+    trips (those it runs on a cursor itself, and those it leaves to SQLAlchemy). Undone
+    after the test: the store may be the run's app's."""
+    listening = []
+
+    def watch(store: Any) -> list[str]:
+        sent: list[str] = []
+        run = store.connections.run
+
+        def run_and_record(name: str, values: dict) -> Any:
+            sent.append(compiled_for(store.engine.dialect)[name].sql.split()[0])
+            return run(name, values)
+
+        def record(_connection: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+            sent.append(statement.split()[0])
+
+        monkeypatch.setattr(store.connections, "run", run_and_record)
+        sqlalchemy.event.listen(store.engine, "before_cursor_execute", record)
+        listening.append((store.engine, record))
+        return sent
+
+    yield watch
+    for engine, record in listening:
+        sqlalchemy.event.remove(engine, "before_cursor_execute", record)
 
 
 @pytest.fixture

@@ -70,10 +70,7 @@ from {{ cookiecutter.project_slug }}.sessions.database.schema import (
     create_table,
     sessions,
 )
-from {{ cookiecutter.project_slug }}.sessions.database.statements import (
-    compiled_for,
-    statements_for,
-)
+from {{ cookiecutter.project_slug }}.sessions.database.statements import statements_for
 from {{ cookiecutter.project_slug }}.sessions.database.store import (
     DatabaseStore,
     error_reason,
@@ -193,24 +190,6 @@ def test_no_log_line_names_a_session_id(testapp, stored, monkeypatch, caplog) ->
     assert fresh_id not in caplog.text
 
 
-def watch_statements(store: DatabaseStore) -> list[str]:
-    """The first word of each statement the store sends from now on: its round trips
-    (those it runs on a cursor itself, and those it leaves to SQLAlchemy)."""
-    sent: list[str] = []
-    run = store.connections.run
-
-    def run_and_record(name: str, values: dict) -> Any:
-        sent.append(compiled_for(store.engine.dialect)[name].sql.split()[0])
-        return run(name, values)
-
-    def record(_connection, _cursor, statement: str, *_rest) -> None:
-        sent.append(statement.split()[0])
-
-    store.connections.run = run_and_record
-    sqlalchemy.event.listen(store.engine, "before_cursor_execute", record)
-    return sent
-
-
 def first_visit(store: DatabaseStore, session_id: str | None = None) -> int:
     """A new session's first visit counted in ``store``: its row made."""
     return store.increment(session_id or secrets.token_urlsafe(32), "visits", 1, new=True)
@@ -222,21 +201,21 @@ def app_store(testapp: webtest.TestApp) -> DatabaseStore:
     return testapp.app.registry.getUtility(ISessionFactory).store.store
 
 
-def test_a_counter_page_costs_one_statement(testapp) -> None:
+def test_a_counter_page_costs_one_statement(testapp, watch_statements) -> None:
     testapp.get("/")
     sent = watch_statements(app_store(testapp))
     assert counter(testapp.get("/howdy")) == 2
     assert sent == ["UPDATE"]
 
 
-def test_a_new_visitor_costs_an_insert_and_a_save(testapp) -> None:
+def test_a_new_visitor_costs_an_insert_and_a_save(testapp, watch_statements) -> None:
     testapp.get("/")  # the table is made
     sent = watch_statements(app_store(testapp))
     assert counter(webtest.TestApp(testapp.app).get("/")) == 1
     assert sent == ["INSERT", "INSERT"]  # the row with its count, then its data
 
 
-def test_a_form_post_costs_a_load_and_a_save(testapp) -> None:
+def test_a_form_post_costs_a_load_and_a_save(testapp, watch_statements) -> None:
     token = csrf_token(testapp.get("/"))
     sent = watch_statements(app_store(testapp))
     post_form(testapp, "/flash", token, category="info", message="hello")
@@ -281,7 +260,7 @@ def test_the_database_failing_in_any_round_trip_is_a_503(
 
 
 def test_the_database_failing_for_a_new_visitor_is_a_503_without_a_write(
-    testapp, monkeypatch
+    testapp, monkeypatch, watch_statements
 ) -> None:
     testapp.get("/")
     store = app_store(testapp)
@@ -490,7 +469,7 @@ def test_the_switch_to_wal_waits_for_a_reader_until_the_deadline(
 
 
 def test_a_thread_that_finds_the_table_made_meanwhile_makes_it_no_second_time(
-    app_settings,
+    app_settings, watch_statements
 ) -> None:
     """It saw the table missing, then another thread made it before this one's turn."""
     store = store_of(app_settings)
@@ -1297,7 +1276,7 @@ def test_counting_twice_in_a_new_visitors_request_counts_two(app_settings) -> No
     assert counter(browser.get("/")) == 3
 
 
-def test_expired_sessions_are_cleared_in_batches(app_settings, stored) -> None:
+def test_expired_sessions_are_cleared_in_batches(app_settings, stored, watch_statements) -> None:
     """Each batch is one short statement: a big table never outlasts the statement
     timeout, and other writers wait for one batch at most."""
     store = store_of(app_settings)
@@ -1796,7 +1775,7 @@ def test_a_lowered_timeout_ends_a_session_that_long_after_its_last_request(
     ids=["due-once", "capped-from-the-start"],
 )
 def test_a_session_near_its_absolute_end_costs_one_statement_a_page(
-    app_settings, stored, absolute_timeout: int, statements: list[int]
+    app_settings, stored, watch_statements, absolute_timeout: int, statements: list[int]
 ) -> None:
     """Its expiry, capped at the absolute end, cannot move ahead: renewing it on every
     page would cost a statement and a write each (absolute = idle timeout is allowed)."""

@@ -22,7 +22,7 @@ import webtest
 {%- if cookiecutter.session_factory == "database" %}
 from helpers import assert_security_headers, session_cookie
 from sqlalchemy.exc import OperationalError
-from test_database_sessions import app_store, watch_statements
+from test_database_sessions import app_store
 {%- elif cookiecutter.session_factory == "redis" %}
 from helpers import assert_security_headers, development_settings, session_cookie
 from redis_servers import RedisServer
@@ -161,7 +161,9 @@ def test_readyz_answers_on_every_redis_topology(
 {%- elif cookiecutter.session_factory == "database" %}
 
 
-def test_readyz_costs_one_statement_and_healthz_none(testapp: webtest.TestApp) -> None:
+def test_readyz_costs_one_statement_and_healthz_none(
+    testapp: webtest.TestApp, watch_statements
+) -> None:
     sent = watch_statements(app_store(testapp))
     testapp.get("/healthz", status=200)
     assert sent == []

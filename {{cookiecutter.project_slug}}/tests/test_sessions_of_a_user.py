@@ -55,7 +55,7 @@ from pyramid.router import Router
 from test_clear_sessions import COMMAND, STORE_URL, write_ini
 {%- endif %}
 {%- if database %}
-from test_database_sessions import app_store, watch_statements
+from test_database_sessions import app_store
 {%- endif %}
 {%- if redis %}
 from test_redis_sessions import watch_round_trips
@@ -402,7 +402,7 @@ def test_signing_in_costs_one_round_trip_more_and_a_page_none(testapp, monkeypat
 {%- elif database %}
 
 
-def test_signing_in_costs_no_statement_more_and_a_page_none(testapp) -> None:
+def test_signing_in_costs_no_statement_more_and_a_page_none(testapp, watch_statements) -> None:
     token = csrf_token(testapp.get("/login"))
     sent = watch_statements(app_store(testapp))
     credentials = {"login": "alice", "password": TEST_USERS["alice"]}
