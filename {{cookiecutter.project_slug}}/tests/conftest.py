@@ -187,8 +187,9 @@ def stored(redis_client: redis.Redis) -> StoredSessions:
 
 @pytest.fixture
 def age_sessions(redis_client: redis.Redis) -> Callable[[int], None]:
-    """Make every stored session older by some seconds: Redis's clock cannot be moved, so
-    the creation time the sessions hold moves back instead."""
+    """Make every stored session older by some seconds, for its absolute timeout: Redis's
+    clock cannot be moved, so the creation time the sessions hold moves back instead. (The
+    idle timeout is each key's TTL, which this leaves alone: read it with ``ttl``.)"""
 
     def age(seconds: int) -> None:
         for key in redis_client.scan_iter(f"{KEY_PREFIX}*"):
@@ -199,13 +200,20 @@ def age_sessions(redis_client: redis.Redis) -> Callable[[int], None]:
 
 @pytest.fixture(scope="session")
 def run_settings(redis_url: str) -> dict:
-    """development.ini's settings with a secret of this run's own, on the test Redis."""
+    """development.ini's settings with a secret of this run's own (one for the whole
+    pytest run: pytest's "session" scope, not a web session), on the test Redis."""
     return {**development_settings(), "session.redis_url": redis_url}
 
 
 @pytest.fixture
 def app_settings(run_settings: dict, redis_client: redis.Redis) -> dict:
-    """The run's settings, on an emptied Redis database: a copy the test may change."""
+    """The run's settings, on an emptied Redis database.
+
+    A copy: to give a module's tests other settings, override this fixture there
+    (``app`` and ``testapp`` are then built from them); for one test, build its app with
+    ``main({}, **{**app_settings, ...})``. Changing it in a test's body comes too late:
+    ``app`` is built by then.
+    """
     return dict(run_settings)
 {%- elif cookiecutter.session_factory == "database" %}
 
@@ -394,27 +402,41 @@ def age_sessions(stored) -> Callable[[int], None]:
 
 @pytest.fixture(scope="session")
 def run_settings(run_database: StoredSessions) -> dict:
-    """development.ini's settings with a secret of this run's own, on the run's SQLite file."""
+    """development.ini's settings with a secret of this run's own (one for the whole
+    pytest run: pytest's "session" scope, not a web session), on the run's SQLite file."""
     url = run_database.engine.url.render_as_string()
     return {**development_settings(), "session.database_url": url}
 
 
 @pytest.fixture
 def app_settings(run_settings: dict, database_url: str) -> dict:
-    """The run's settings on the test's database: a copy the test may change."""
+    """The run's settings on the test's database.
+
+    A copy: to give a module's tests other settings, override this fixture there
+    (``app`` and ``testapp`` are then built from them); for one test, build its app with
+    ``main({}, **{**app_settings, ...})``. Changing it in a test's body comes too late:
+    ``app`` is built by then.
+    """
     return {**run_settings, "session.database_url": database_url}
 {%- else %}
 
 
 @pytest.fixture(scope="session")
 def run_settings() -> dict:
-    """development.ini's settings with a secret of this run's own."""
+    """development.ini's settings with a secret of this run's own (one for the whole
+    pytest run: pytest's "session" scope, not a web session)."""
     return development_settings()
 
 
 @pytest.fixture
 def app_settings(run_settings: dict) -> dict:
-    """The run's settings: a copy the test may change."""
+    """The run's settings.
+
+    A copy: to give a module's tests other settings, override this fixture there
+    (``app`` and ``testapp`` are then built from them); for one test, build its app with
+    ``main({}, **{**app_settings, ...})``. Changing it in a test's body comes too late:
+    ``app`` is built by then.
+    """
     return dict(run_settings)
 
 
@@ -455,10 +477,22 @@ def run_app(run_settings: dict) -> Iterator[Router]:
 
 
 @pytest.fixture
-def app(app_settings: dict, run_settings: dict, run_app: Router) -> Router:
+def app(app_settings: dict, run_settings: dict, run_app: Router) -> Iterator[Router]:
     """The WSGI application of the test's settings: the run's app when they are the
-    run's (its store emptied for each test by ``app_settings``), else a fresh one."""
-    return run_app if app_settings == run_settings else main({}, **app_settings)
+    run's{% if cookiecutter.session_factory in ("redis", "database") %} (its store emptied for each test by ``app_settings``){% endif %}, else a fresh one.
+    A test that changes the run's app's settings fails: every later test would see them."""
+    if app_settings != run_settings:
+        yield main({}, **app_settings)
+        return
+    settings = dict(run_app.registry.settings)
+    yield run_app
+    if run_app.registry.settings != settings:
+        run_app.registry.settings.clear()
+        run_app.registry.settings.update(settings)
+        pytest.fail(
+            "the test changed the settings of the app every test shares:"
+            " override the app_settings fixture instead (see its docstring)"
+        )
 
 
 @pytest.fixture
