@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -215,16 +216,35 @@ def test_hung_redis_is_a_503_within_the_socket_timeout(app_settings, outage_redi
     assert counter(testapp.get("/")) in (3, 4)
 
 
+class CountedLock:
+    """A lock that counts the threads that came to take it."""
+
+    def __init__(self) -> None:
+        self.lock, self.arrived = threading.Lock(), 0
+
+    def __enter__(self) -> None:
+        self.arrived += 1
+        self.lock.acquire()
+
+    def __exit__(self, *_exception: object) -> None:
+        self.lock.release()
+
+
 def test_the_client_is_made_once_for_all_threads(redis_url: str) -> None:
     """The first requests race to make the client; one makes it, the others use it."""
     made = []
 
     def connect() -> redis.Redis:
-        time.sleep(0.05)  # let the other threads arrive while this one connects
+        # Connect once every thread waits for the lock (a sleep instead let a busy
+        # machine's threads come after the client was made: no race, one branch unrun).
+        deadline = time.monotonic() + 10
+        while store._lock.arrived < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
         made.append(redis.Redis.from_url(redis_url))
         return made[-1]
 
     store = RedisStore(connect, 60, 60)
+    store._lock = CountedLock()
     with ThreadPoolExecutor(max_workers=4) as pool:
         clients = list(pool.map(lambda _: store.client, range(4)))
     assert len(made) == 1
