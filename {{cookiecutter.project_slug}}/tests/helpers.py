@@ -6,6 +6,10 @@ from __future__ import annotations
 import functools
 import re
 import secrets
+{% if cookiecutter.session_factory in ("redis", "database") -%}
+import threading
+import time
+{% endif -%}
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -263,4 +267,32 @@ STORE_FAILURE_PAGES = {
     "503-page-store-fails-in-the-view": store_fails_in_the_view,
     "503-page-store-fails-after-the-view": store_fails_after_the_view,
 }
+
+
+class CountedLock:
+    """A lock that counts every try to take it: a test of threads racing for a store's
+    lock waits until they all came to it (a sleep lets a busy machine's threads come late,
+    and the race the test is about never happens)."""
+
+    def __init__(self) -> None:
+        self.lock, self.tries = threading.Lock(), 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        self.tries += 1
+        return self.lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self.lock.release()
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *_exception: object) -> None:
+        self.release()
+
+    def wait_for_tries(self, tries: int) -> None:
+        """Return once the lock was tried ``tries`` times (10 s at most)."""
+        deadline = time.monotonic() + 10
+        while self.tries < tries and time.monotonic() < deadline:
+            time.sleep(0.01)
 {%- endif %}

@@ -33,6 +33,7 @@ from helpers import (
     COUNTER,
     STORE_FAILURE_PAGES,
     TEST_VIEWS,
+    CountedLock,
     app_with_test_views,
     assert_corruption_gives_a_fresh_session,
     assert_security_headers,
@@ -353,9 +354,10 @@ def test_a_thread_waiting_for_the_table_shares_the_failed_try(app_settings) -> N
     """A request that finds another thread making the table waits for it and, when that
     try failed, fails too (a 503) rather than trying again after it."""
     store = store_of(app_settings)
+    store._lock = CountedLock()
     store._lock.acquire()  # another thread is making the table...
     waiting = ThreadPoolExecutor(1).submit(store.prepare)
-    time.sleep(0.1)
+    store._lock.wait_for_tries(1 + 2)  # it found the lock taken, and waits for it
     store._lock.release()  # ...and gives up without it
     with pytest.raises(PoolTimeoutError, match="another thread could not make"):
         waiting.result(timeout=5)
@@ -429,11 +431,12 @@ def test_the_threads_of_a_process_make_the_table_once(app_settings, monkeypatch)
     made = []
 
     def slow_create_table(connection: sqlalchemy.Connection) -> None:
-        time.sleep(0.1)  # let the other threads arrive while the table is made
+        store._lock.wait_for_tries(1 + 3 * 2)  # the others tried, then wait for this one
         made.append(create_table(connection))
 
     monkeypatch.setattr(database_store, "create_table", slow_create_table)
     store = store_of(app_settings)
+    store._lock = CountedLock()
     with ThreadPoolExecutor(max_workers=4) as pool:
         counts = list(pool.map(lambda _: first_visit(store), range(4)))
     assert (counts, len(made)) == ([1, 1, 1, 1], 1)

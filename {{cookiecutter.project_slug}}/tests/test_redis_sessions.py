@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ import redis
 import webtest
 from helpers import (
     STORE_FAILURE_PAGES,
+    CountedLock,
     assert_corruption_gives_a_fresh_session,
     assert_security_headers,
     counter,
@@ -216,30 +216,12 @@ def test_hung_redis_is_a_503_within_the_socket_timeout(app_settings, outage_redi
     assert counter(testapp.get("/")) in (3, 4)
 
 
-class CountedLock:
-    """A lock that counts the threads that came to take it."""
-
-    def __init__(self) -> None:
-        self.lock, self.arrived = threading.Lock(), 0
-
-    def __enter__(self) -> None:
-        self.arrived += 1
-        self.lock.acquire()
-
-    def __exit__(self, *_exception: object) -> None:
-        self.lock.release()
-
-
 def test_the_client_is_made_once_for_all_threads(redis_url: str) -> None:
     """The first requests race to make the client; one makes it, the others use it."""
     made = []
 
     def connect() -> redis.Redis:
-        # Connect once every thread waits for the lock (a sleep instead let a busy
-        # machine's threads come after the client was made: no race, one branch unrun).
-        deadline = time.monotonic() + 10
-        while store._lock.arrived < 4 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        store._lock.wait_for_tries(4)  # every thread waits for this one
         made.append(redis.Redis.from_url(redis_url))
         return made[-1]
 
