@@ -433,7 +433,7 @@ def faulted_load(
         if fault is not None:
             injected.append(inject_fault(fault, seconds / 4, record))
 
-    tally = run_load(url, clients, seconds, clients // 2, start, pause)
+    tally = run_load(url, clients, seconds, signing_in=clients // 2, at_start=start, pause=pause)
     elapsed = time.monotonic() - record["start"]
     for thread in injected:
         thread.join()

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 {%- if cookiecutter.session_factory == "database" %}
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 {%- endif %}
 
@@ -248,6 +249,11 @@ def needs_postgresql(item: pytest.Item) -> bool:
     return not POSTGRESQL_FIXTURES.isdisjoint(getattr(item, "fixturenames", ()))
 
 
+def tests_the_pages(module: ModuleType) -> bool:
+    """Whether ``module`` is one of PAGE_TEST_MODULES."""
+    return module.__name__.rsplit(".", 1)[-1] in PAGE_TEST_MODULES
+
+
 def chooses_its_database(metafunc: pytest.Metafunc) -> bool:
     """Whether the test names its database itself (``parametrize("database_url", ...)``)."""
     markers = metafunc.definition.iter_markers("parametrize")
@@ -257,8 +263,7 @@ def chooses_its_database(metafunc: pytest.Metafunc) -> bool:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Give each test that takes ``database_url`` its databases: both, or SQLite alone."""
     if "database_url" in metafunc.fixturenames and not chooses_its_database(metafunc):
-        module = metafunc.module.__name__.rsplit(".", 1)[-1]
-        backends = ["sqlite"] if module in PAGE_TEST_MODULES else BACKENDS
+        backends = ["sqlite"] if tests_the_pages(metafunc.module) else BACKENDS
         metafunc.parametrize("database_url", backends, indirect=True)
 
 
@@ -315,11 +320,7 @@ def postgres_admin(postgres_url: str) -> Iterator[psycopg.Connection]:
 @pytest.fixture(scope="session")
 def run_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoredSessions]:
     """The SQLite file of the page tests, one for the run, with its table."""
-    sessions = StoredSessions(f"sqlite:///{tmp_path_factory.mktemp('run') / 'sessions.sqlite'}")
-    with sessions.engine.begin() as connection:
-        create_table(connection)
-    yield sessions
-    sessions.engine.dispose()
+    yield from stored_sessions(f"sqlite:///{tmp_path_factory.mktemp('run') / 'sessions.sqlite'}")
 
 
 @pytest.fixture
@@ -331,7 +332,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgresql":
         request.getfixturevalue("postgres_admin").execute(f"DROP TABLE IF EXISTS {TABLE_NAME}")
         return request.getfixturevalue("postgres_url")
-    if request.module.__name__.rsplit(".", 1)[-1] in PAGE_TEST_MODULES:
+    if tests_the_pages(request.module):
         run_database = request.getfixturevalue("run_database")
         run_database.delete_all()
         return run_database.engine.url.render_as_string()
@@ -359,9 +360,15 @@ def stores_are_closed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def stored(database_url: str) -> Iterator[StoredSessions]:
     """The test database's sessions table, read and written from outside the app."""
-    sessions = StoredSessions(database_url)
+    yield from stored_sessions(database_url)
+
+
+def stored_sessions(url: str) -> Iterator[StoredSessions]:
+    """The sessions table at ``url`` as another program sees it, until the generator
+    ends; made first, as the app would (a test may look before it starts)."""
+    sessions = StoredSessions(url)
     with sessions.engine.begin() as connection:
-        create_table(connection)  # as the app would: a test may look before it starts
+        create_table(connection)
     yield sessions
     sessions.engine.dispose()
 

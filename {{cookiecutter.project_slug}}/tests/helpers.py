@@ -15,6 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+{% if cookiecutter.session_factory in ("redis", "database") -%}
+import pytest
+{% endif -%}
 import webtest
 from pyramid.config import Configurator
 from pyramid.paster import get_appsettings
@@ -290,9 +293,11 @@ class CountedLock:
     def __exit__(self, *_exception: object) -> None:
         self.release()
 
-    def wait_for_tries(self, tries: int) -> None:
-        """Return once the lock was tried ``tries`` times (10 s at most)."""
-        deadline = time.monotonic() + 10
-        while self.tries < tries and time.monotonic() < deadline:
+    def wait_for_tries(self, tries: int, seconds: float = 10) -> None:
+        """Return once the lock was tried ``tries`` times; fail after ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while self.tries < tries:
+            if time.monotonic() > deadline:
+                pytest.fail(f"the lock was tried {self.tries} times in {seconds} s, not {tries}")
             time.sleep(0.01)
 {%- endif %}
