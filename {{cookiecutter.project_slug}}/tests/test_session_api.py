@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 import webtest
 from helpers import TEST_VIEWS, counter, csrf_token
@@ -50,6 +52,24 @@ def test_pyramids_csrf_api_keeps_the_token_in_the_session(app_settings: dict) ->
     renewed = new_csrf_token(request)
     assert renewed != token
     assert request.session["_csrft_"] == renewed
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/login"], ids=["a-page-that-changes-the-session", "a-page-that-reads-it"]
+)
+def test_a_page_leaves_nothing_for_the_garbage_collector(testapp, path: str) -> None:
+    """Every object of a request is freed as it ends: the request and its session hold
+    each other, and a cycle left on every page cost the garbage collector 6-15 µs a page
+    (BENCHMARKS.md)."""
+    testapp.get(path)  # the session exists, and every import is done
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            testapp.get(path)
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
 
 
 @pytest.mark.parametrize("value", [5, "text", {"a": 1}, None], ids=repr)

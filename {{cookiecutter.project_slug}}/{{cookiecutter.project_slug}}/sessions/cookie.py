@@ -147,7 +147,7 @@ class CookieSession(SessionAPI, dict):
     attributes: str
 
     def __init__(self, request: Request) -> None:
-        self.request = request
+        self.attach(request)
         now = int(time.time())
         loaded = self.load(request.environ.get("HTTP_COOKIE", ""))
         # Idle too long, or older than the absolute timeout however active: a new session.
@@ -218,7 +218,6 @@ class CookieSession(SessionAPI, dict):
         """The response callback that sends the session in its Set-Cookie header."""
         header = f"{self.cookie_name}={self.cookie_value()}{self.attributes}"
         response.headerlist.append(("Set-Cookie", header))
-        self.request = None  # the request holds the session: break the cycle for the GC
 
 
 def make_session_factory(settings: SessionSettings) -> type[CookieSession]:

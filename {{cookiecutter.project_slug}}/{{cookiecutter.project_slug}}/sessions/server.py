@@ -225,7 +225,7 @@ class ServerSession(SessionAPI, MutableMapping):
     record_client: bool
 
     def __init__(self, request: Request) -> None:
-        self.request = request
+        self.attach(request)
         self.owner: tuple[str, str] | None = None  # set by bind_user, saved with the data
         self.send_cookie = False
         self.session_id = self.cookie_session_id(request.environ.get("HTTP_COOKIE", ""))
@@ -414,7 +414,6 @@ class ServerSession(SessionAPI, MutableMapping):
     # saving
     def write_back(self, request: Request, response: Response) -> None:
         """The response callback that writes the session to the store and sends its cookie."""
-        self.request = None  # the request holds the session: break the cycle for the GC
         if isinstance(request.exception, SessionStoreUnavailable):
             return  # the store just failed this request: the 503 page goes out as it is
         if self.has_data_to_store():

@@ -72,12 +72,28 @@ def request_cookie(header: str, name: str) -> str | None:
 class SessionAPI:
     """Pyramid's ISession methods that do not depend on where the session is stored.
 
-    Mixed into a session class that has the dict methods they call, a ``request``, and a
-    ``write_back(request, response)`` method; flash queues and the CSRF token live in the
-    keys Pyramid's own sessions use.
+    Mixed into a session class that has the dict methods they call and a
+    ``write_back(request, response)`` method, and calls ``attach(request)`` as it is made;
+    flash queues and the CSRF token live in the keys Pyramid's own sessions use.
     """
 
     dirty = False
+    request: Request | None
+
+    def attach(self, request: Request) -> None:
+        """Belong to ``request`` until it is finished.
+
+        The request holds its session (``request.session``) and the session its request,
+        to add ``write_back`` to it: a reference cycle that only Python's garbage collector
+        could free, 6-15 µs a page of its time (BENCHMARKS.md). The session lets go of the
+        request when it is finished instead, and every object of the request is freed then.
+        """
+        self.request = request
+        request.add_finished_callback(self.detach)
+
+    def detach(self, request: Request) -> None:
+        """The request is finished (its finished callback): let go of it."""
+        self.request = None
 
     def changed(self) -> None:
         """Write the session back (``write_back``) when the response goes out."""
