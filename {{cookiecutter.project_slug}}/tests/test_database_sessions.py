@@ -91,8 +91,10 @@ def test_the_table_and_its_index_keep_their_full_names(stored) -> None:
 
 
 def test_counters_are_a_json_object_and_the_row_expires(testapp, stored, app_settings) -> None:
-    testapp.get("/")
+    """The row expires an idle timeout after the session was made or last renewed: the
+    second page renews it only once renewal is due, so it is timed from the first."""
     before = int(time.time())
+    testapp.get("/")
     testapp.get("/howdy")
     [session_id] = stored.ids()
     row = stored.row(session_id)
