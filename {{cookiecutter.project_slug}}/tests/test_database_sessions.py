@@ -1038,6 +1038,18 @@ def test_a_fork_while_a_connection_is_in_use_keeps_the_pools_count(app_settings)
     store.close()
 
 
+@pytest.mark.parametrize(
+    ("results", "passes"),
+    [((), True), ((True,), True), ((False,), False), ((True, True), True), ((True, False), False)],
+    ids=["no check", "one that passes", "one that fails", "two that pass", "one of two fails"],
+)
+def test_a_kept_connection_is_used_only_if_it_passes_every_check(results, passes) -> None:
+    """The checks a kept connection passes before each statement (the SQLite file, the
+    pre-ping): none on PostgreSQL without pre-ping."""
+    checks = [lambda _connection, result=result: result for result in results]
+    assert database_connections.all_of(checks)(object()) is passes
+
+
 def test_a_kept_connection_that_fails_the_pre_ping_is_replaced(app_settings, monkeypatch) -> None:
     store = store_of({**app_settings, "session.database_pool_pre_ping": "true"})
     session_id = secrets.token_urlsafe(32)

@@ -106,7 +106,7 @@ def parse_payload(payload: Any) -> tuple[int, int, dict] | None:
 
 def is_number(value: Any) -> bool:
     """Whether ``value`` is a finite JSON number (a timestamp, in a session payload)."""
-    return isinstance(value, int | float) and math.isfinite(value)
+    return type(value) is int or (isinstance(value, float) and math.isfinite(value))
 
 
 def drop_flash_queues(session: ISession) -> None:
@@ -196,7 +196,8 @@ class CookieSession(SessionAPI, dict):
     # writing the cookie
     def serialized(self) -> str:
         """The cookie value for the session as it is now."""
-        payload = (int(time.time()), self.created, dict(self))
+        # The session itself, not a copy: the JSON encoder takes a dict's subclass as a dict.
+        payload = (int(time.time()), self.created, self)
         return self.serializer.dumps(payload).decode("ascii")
 
     def cookie_value(self) -> str:
