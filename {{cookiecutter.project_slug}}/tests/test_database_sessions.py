@@ -1419,6 +1419,34 @@ def test_a_start_interrupted_midway_leaves_no_clock_running(monkeypatch) -> None
     with pytest.raises(GreenletTimeout):
         watchdog.start(watched_statement(-1))
     assert watchdog.running == {}
+    monkeypatch.undo()
+    statement = watched_statement(-1)
+    watchdog.start(statement)  # the thread is started at the next statement
+    watchdog.stop(statement)
+    assert watchdog.thread is not None and watchdog.thread.is_alive()
+
+
+def test_the_watch_goes_on_after_an_error_it_did_not_expect(monkeypatch, caplog) -> None:
+    """The watchdog's thread is started once, and no statement asks whether it still
+    runs: an error it did not expect is logged, and the next tick comes all the same."""
+    watchdog = StatementWatchdog(0.2)  # a tick every 0.05 s
+    ticks = []
+
+    def tick(now: float) -> None:
+        ticks.append(now)
+        if len(ticks) == 1:
+            raise RuntimeError("a bug")
+
+    monkeypatch.setattr(watchdog, "shut_down_overdue", tick)
+    statement = watched_statement(-1)
+    with caplog.at_level(logging.ERROR):
+        watchdog.start(statement)
+        watchdog.stop(statement)
+        deadline = time.monotonic() + 10
+        while len(ticks) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert len(ticks) >= 2
+    assert "statement watchdog: unexpected error; it goes on watching" in caplog.text
 
 
 def test_the_watchdog_never_cuts_a_socket_its_connection_gave_up(monkeypatch) -> None:

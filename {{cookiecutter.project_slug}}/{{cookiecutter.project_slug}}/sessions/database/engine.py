@@ -230,10 +230,11 @@ class StatementWatchdog:
         """Start the clock of the statement ``cursor`` runs."""
         connection = cursor.connection
         with self.lock:
-            if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self.watch, name="statement-watchdog")
-                self.thread.daemon = True
-                self.thread.start()
+            if self.thread is None:  # once: the thread never ends (``watch``)
+                thread = threading.Thread(target=self.watch, name="statement-watchdog")
+                thread.daemon = True
+                thread.start()
+                self.thread = thread  # once started: an interrupted start is tried again
             # Last: a start interrupted above leaves no clock running.
             deadline = time.monotonic() + self.seconds
             self.running[id(cursor)] = (deadline, connection, connection.pgconn.socket)
@@ -244,10 +245,15 @@ class StatementWatchdog:
             self.running.pop(id(cursor), None)
 
     def watch(self) -> None:
-        """Cut the connection of every statement past its deadline, forever."""
+        """Cut the connection of every statement past its deadline, forever: an error it
+        did not expect is logged, and the watch goes on (no statement asks whether the
+        thread still runs: that cost 1 µs a statement)."""
         while True:
             time.sleep(min(0.1, self.seconds / 4))
-            self.shut_down_overdue(time.monotonic())
+            try:
+                self.shut_down_overdue(time.monotonic())
+            except Exception:
+                log.exception("statement watchdog: unexpected error; it goes on watching")
 
     def shut_down_overdue(self, now: float) -> None:
         """Shut down the sockets of the statements past their deadline: psycopg then
