@@ -3,6 +3,10 @@
     python bench_app.py inprocess PACKAGE INI SECONDS [FACTORY]   in-process rates as JSON
                               (with FACTORY: also its stock library's page and its floor)
     python bench_app.py serve PACKAGE INI PORT THREADS [FACTORY]   serve the bench app
+    python bench_app.py pages PACKAGE INI FACTORY PATH COUNT      COUNT requests of PATH
+                              (after 200 unmeasured ones), to count the instructions a page
+                              executes: valgrind --tool=cachegrind --cache-sim=no, COUNT
+                              pages against 0, divided by COUNT (BENCHMARKS.md, eleventh session)
 
 The bench app is the generated app plus /limit: the counter page's template rendered with
 the same layout, but without touching the session (a fixed CSRF token, no flash, no
@@ -462,12 +466,24 @@ def stock_page(package: str, ini: str, factory: str) -> Callable[[], object]:
     return lambda: stock.get("/stock", headers={"Cookie": cookie})
 
 
+def replay(package: str, ini: str, factory: str, path: str, count: int) -> None:
+    """``count`` requests of the page ``path`` with one session's cookie, after 200 that
+    make the session and warm every cache: the same work in every run but for ``count``,
+    so that a difference of instruction counts is ``count`` pages' work."""
+    client = webtest.TestApp(make_app(package, ini, factory), lint=False, cookiejar=NoCookieJar())
+    cookie = request_cookie(client.get(path), "")
+    for _ in range(200 + count):
+        client.get(path, headers={"Cookie": cookie})
+
+
 def main(argv: list[str]) -> None:
-    """Dispatch ``inprocess`` or ``serve``."""
+    """Dispatch ``inprocess``, ``pages`` or ``serve``."""
     command, package, ini = argv[:3]
     if command == "inprocess":
         factory = argv[4] if len(argv) > 4 else ""
         print(json.dumps(in_process(package, ini, float(argv[3]), factory)))
+    elif command == "pages":
+        replay(package, ini, argv[3], argv[4], int(argv[5]))
     elif command == "serve":
         app = make_app(package, ini, argv[5] if len(argv) > 5 else "")
         waitress.serve(app, listen=f"127.0.0.1:{argv[3]}", threads=int(argv[4]), _quiet=True)
