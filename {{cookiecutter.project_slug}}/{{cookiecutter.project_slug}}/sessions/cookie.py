@@ -105,8 +105,9 @@ def parse_payload(payload: Any) -> tuple[int, int, dict] | None:
 
 
 def is_number(value: Any) -> bool:
-    """Whether ``value`` is a finite JSON number (a timestamp, in a session payload)."""
-    return type(value) is int or (isinstance(value, float) and math.isfinite(value))
+    """Whether ``value`` is a finite JSON number (a timestamp, in a session payload); a
+    plain int, the common case, is one without further checks."""
+    return type(value) is int or (isinstance(value, int | float) and math.isfinite(value))
 
 
 def drop_flash_queues(session: ISession) -> None:
