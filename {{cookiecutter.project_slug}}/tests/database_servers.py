@@ -292,14 +292,21 @@ class PostgresServer:
         still accepts its connections and acknowledges its packets; nothing answers."""
         stopped = self.processes()
         for pid in stopped:
-            os.kill(pid, signal.SIGSTOP)
+            signal_if_alive(pid, signal.SIGSTOP)
         try:
             yield
         finally:
             for pid in stopped:
-                os.kill(pid, signal.SIGCONT)
+                signal_if_alive(pid, signal.SIGCONT)
 
     def destroy(self) -> None:
         """Stop the server and delete its files."""
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def signal_if_alive(pid: int, number: int) -> None:
+    """Send the signal ``number`` to ``pid``, unless it ended meanwhile (a connection's
+    process exits once its client closed it)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, number)

@@ -1259,6 +1259,59 @@ def test_a_frozen_postgresql_is_a_503_within_the_timeout(app_settings, outage_po
     assert counter(testapp.get("/howdy")) in (2, 3)
 
 
+def sockets_connected_to(port: int) -> int:
+    """How many of this process's descriptors are sockets connected to ``port`` on this
+    machine (Linux and macOS list a process's descriptors in /dev/fd)."""
+    count = 0
+    for name in os.listdir("/dev/fd"):
+        try:
+            descriptor = socket.socket(fileno=int(name))
+        except OSError:  # not a socket, or closed meanwhile (the listing's own)
+            continue
+        try:
+            count += descriptor.getpeername()[1:2] == (port,)
+        except OSError:  # not connected
+            pass
+        finally:
+            descriptor.detach()
+    return count
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_connection_attempt_that_timed_out_is_closed_at_once(
+    app_settings, outage_postgres
+) -> None:
+    """A frozen server accepts connections and never answers: every request then makes an
+    attempt that times out. Each is closed as it fails, not at a garbage collection that
+    may come much later (psycopg's attempt is kept by its error's traceback, in reference
+    cycles): a long outage would run the process out of descriptors, and the server, once
+    it thaws, keeps a process for each attempt until its authentication timeout."""
+    settings = {"session.database_url": outage_postgres.url, "session.database_timeout": "0.4"}
+    store = store_of({**app_settings, **settings})
+    first_visit(store, "frozen")
+    store.close()  # no connection kept or pooled: every request connects
+    port = store.engine.url.port
+    gc.disable()
+    try:
+        with outage_postgres.frozen():
+            with ThreadPoolExecutor(max_workers=3) as requests:
+                outcomes = list(requests.map(lambda _: visit_outcome(store), range(3)))
+            left_open = sockets_connected_to(port)
+    finally:
+        gc.enable()
+    store.close()
+    assert (outcomes, left_open) == (["unavailable"] * 3, 0)
+
+
+def visit_outcome(store: DatabaseStore) -> str:
+    """What a visit to the session "frozen" came to: counted, or the store unavailable."""
+    try:
+        count_visit(store, "frozen")
+    except database_store.STORE_ERRORS:
+        return "unavailable"
+    return "counted"
+
+
 def test_a_thread_waits_for_the_table_no_longer_than_the_timeout(
     app_settings, monkeypatch
 ) -> None:

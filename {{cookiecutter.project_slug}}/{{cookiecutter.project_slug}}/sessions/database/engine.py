@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 import time
+import traceback
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -88,7 +89,25 @@ def make_engine(settings: DatabaseSettings) -> Engine:
         "cursor_factory": watched_cursor(StatementWatchdog(WATCHDOG_FACTOR * settings.timeout)),
     }
     engine = create_engine(settings.url, connect_args=connect_args, **pool)
+    event.listen(engine, "do_connect", connect_or_close_the_attempt)
     return in_own_process_only(engine)
+
+
+def connect_or_close_the_attempt(dialect: Any, _record: object, cargs: list, cparams: dict) -> Any:
+    """The ``do_connect`` event of a PostgreSQL engine: connect, and close at once an
+    attempt that failed.
+
+    psycopg leaves an attempt that timed out (a frozen server accepts connections and
+    never answers) open in its frames, which the error's traceback keeps, in reference
+    cycles once the error went through SQLAlchemy and Pyramid: each would hold a socket,
+    and a process on the server, until a garbage collection, which may come much later
+    (an outage makes one per request). Clearing the finished frames' variables closes it.
+    """
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except dialect.loaded_dbapi.Error as error:
+        traceback.clear_frames(error.__traceback__)
+        raise
 
 
 def in_own_process_only(engine: Engine) -> Engine:
