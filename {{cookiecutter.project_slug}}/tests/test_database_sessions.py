@@ -736,19 +736,12 @@ def test_a_connection_a_base_exception_interrupts_is_thrown_away(
     kept = store.connections.local.kept.connection
 
     class Interrupted:
-        """The kept connection, its next statement interrupted."""
+        """The kept connection's cursor, its next statement interrupted."""
 
-        def __getattr__(self, name: str) -> Any:
-            return getattr(kept, name)
-
-        def cursor(self) -> None:
+        def execute(self, *_statement: Any) -> None:
             raise GreenletTimeout
 
-    def take_interrupted() -> tuple[Any, Interrupted]:
-        store.connections.idle.pop(id(kept))  # taken, as take() takes it
-        return store.engine.pool, Interrupted()
-
-    monkeypatch.setattr(store.connections, "take", take_interrupted)
+    kept.info[database_connections.CURSOR] = Interrupted()
     if while_cancelling:
         monkeypatch.setattr(database_connections, "cancel", interrupted_again)
     with pytest.raises(GreenletTimeout):
@@ -756,6 +749,29 @@ def test_a_connection_a_base_exception_interrupts_is_thrown_away(
     monkeypatch.undo()
     assert (kept.is_valid, getattr(store.connections.local, "kept", None)) == (False, None)
     assert store.increment(session_id, "visits", 1, new=False) == 2
+    store.close()
+
+
+def test_a_kept_connection_runs_its_statements_on_one_cursor_until_one_fails(
+    app_settings, stored
+) -> None:
+    """A cursor is made once per connection, not per statement (a new one looks up how
+    to send and read every type anew); one whose statement failed is dropped, and the
+    next statement makes another on the same connection."""
+    store = store_of(app_settings)
+    session_id = secrets.token_urlsafe(32)
+    first_visit(store, session_id)
+    kept = store.connections.local.kept.connection
+    cursor = kept.info[database_connections.CURSOR]
+    assert count_visit(store, session_id) == 2
+    assert kept.info[database_connections.CURSOR] is cursor
+    stored.run(sqlalchemy.text(f"DROP TABLE {sessions.name}"))
+    with pytest.raises(sqlalchemy.exc.DBAPIError):
+        count_visit(store, session_id)
+    assert database_connections.CURSOR not in kept.info
+    assert first_visit(store, session_id) == 1  # the table made again, on a new cursor
+    assert store.connections.local.kept.connection is kept
+    assert kept.info[database_connections.CURSOR] is not cursor
     store.close()
 
 
