@@ -65,6 +65,7 @@ from {{ cookiecutter.project_slug }}.sessions.database.engine import (
     dispose_in_child,
     note_inherited_files,
     shut_down_socket,
+    sqlite_tuner,
     switch_to_wal,
 )
 from {{ cookiecutter.project_slug }}.sessions.database.schema import (
@@ -1843,6 +1844,57 @@ def test_a_locked_sqlite_answers_every_concurrent_request_within_the_timeout(
         holder.close()
     assert {status for status, _ in timings} == {503}
     assert max(seconds for _, seconds in timings) < 1 + SCHEDULING
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_connection_that_finds_the_file_locked_closes_it_at_once(app_settings, tmp_path) -> None:
+    """Its set-up (WAL, the table) fails: the connection is closed then, not left open
+    until a garbage collection (SQLAlchemy before 2.0.53 leaves it), which a retrying
+    app would meet as one open file more per attempt."""
+    path = tmp_path / "locked.sqlite"
+    locked = {"session.database_url": f"sqlite:///{path}", "session.database_timeout": "0.1"}
+    store = store_of({**app_settings, **locked})
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    gc.disable()
+    try:
+        for _ in range(3):
+            with pytest.raises(OperationalError, match="locked"):
+                store.load("anyone")
+        holder.close()  # SQLite closes the files it kept open for the holder's lock
+        left_open = descriptors_of(path)
+    finally:
+        gc.enable()
+        holder.close()
+    assert left_open == 0
+    store.close()
+
+
+def test_a_connection_whose_set_up_fails_is_closed_whatever_sqlalchemy_does(tmp_path) -> None:
+    """The same, whichever SQLAlchemy is installed (2.0.53 and later close it too)."""
+    path = tmp_path / "locked.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    connection = sqlite3.connect(path, timeout=0, isolation_level=None)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        sqlite_tuner(0.05)(connection, None)
+    holder.close()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        connection.execute("SELECT 1")
+
+
+def descriptors_of(path: Path) -> int:
+    """How many of this process's descriptors have the file at ``path`` open (Linux and
+    macOS list a process's descriptors in /dev/fd)."""
+    file = path.stat()
+    count = 0
+    for name in os.listdir("/dev/fd"):
+        with contextlib.suppress(OSError):  # closed meanwhile (the listing's own)
+            opened = os.fstat(int(name))
+            count += (opened.st_dev, opened.st_ino) == (file.st_dev, file.st_ino)
+    return count
 
 
 def test_a_session_past_its_idle_expiry_starts_afresh(app, stored) -> None:

@@ -347,13 +347,19 @@ def sqlite_tuner(wait: float) -> Callable[[Any, object], None]:
         """WAL's readers never wait for the writer; in WAL, NORMAL sync cannot corrupt the
         file (a power cut may lose the last commits). A file new to this connection (the
         first one, or one made after the old one was deleted) gets WAL and the table
-        here, so that its first request already finds them."""
-        cursor = connection.cursor()
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        switch_to_wal(cursor, time.monotonic() + wait)
-        for statement in SQLITE_SCHEMA:
-            cursor.execute(statement)
-        cursor.close()
+        here, so that its first request already finds them. One that fails (the file
+        locked) is closed here: SQLAlchemy before 2.0.53 would leave its file open until
+        a garbage collection."""
+        try:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            switch_to_wal(cursor, time.monotonic() + wait)
+            for statement in SQLITE_SCHEMA:
+                cursor.execute(statement)
+            cursor.close()
+        except BaseException:
+            connection.close()
+            raise
 
     return tune_sqlite_connection
 
